@@ -1,0 +1,171 @@
+"""Matrix-expression nodes rnnsym adds to SymPy, and helpers that build sums in written order.
+
+SymPy's ``M.applyfunc(tanh)`` returns an ``ElementwiseApplyFunction`` that ``cse`` rejects and
+that the code printers print as invalid ``Lambda(...)`` text, so elementwise activations are their
+own node here: :class:`Activation` carries the function's *name* and its numeric parameters
+(ONNX ``activation_alpha``/``beta``, the ``clip`` threshold). Everything about one activation (its
+LaTeX, its NumPy code, its scalar form, its derivative) lives in :data:`ACTIVATIONS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+from sympy import Basic, MatAdd, MatMul, MatrixExpr, OneMatrix, sympify
+from sympy.core.containers import Tuple
+from sympy.core.symbol import Str
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """How one elementwise function reads, runs and differentiates.
+
+    Attributes:
+        latex: LaTeX of the function name (``\\tanh``, ``\\sigma``).
+        params: names of its numeric parameters, in ONNX's ``activation_alpha/beta`` order.
+        defaults: default values of those parameters (ONNX's standalone operators' defaults).
+        scalar: builds the scalar SymPy expression ``f(u)`` (used for elementwise unrolls).
+        numpy: NumPy source for ``f(u)``; ``{u}`` is the argument, ``{a}``/``{b}`` the parameters.
+            Helpers (``_sigmoid``) are defined once in each generated module's preamble.
+    """
+
+    latex: str
+    params: tuple[str, ...]
+    defaults: tuple[float, ...]
+    scalar: Callable[..., sp.Expr]
+    numpy: str
+
+
+class sigmoid(sp.Function):
+    """The logistic function σ(u) = 1 / (1 + e^{-u}), kept unevaluated for printing."""
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _latex(self, printer, exp=None):
+        arg = printer._print(self.args[0])
+        return rf"\sigma\left({arg}\right)" if exp is None else rf"\sigma^{{{exp}}}\left({arg}\right)"
+
+
+def _relu(u):
+    return sp.Max(0, u, evaluate=False)
+
+
+ACTIVATIONS: dict[str, ActivationSpec] = {
+    "tanh": ActivationSpec(r"\tanh", (), (), lambda u: sp.tanh(u, evaluate=False), "np.tanh({u})"),
+    "sigmoid": ActivationSpec(r"\sigma", (), (), lambda u: sigmoid(u, evaluate=False), "_sigmoid({u})"),
+    "relu": ActivationSpec(r"\operatorname{relu}", (), (), _relu, "np.maximum({u}, 0)"),
+    "identity": ActivationSpec("", (), (), lambda u: u, "{u}"),
+    # ONNX's extra activations (operator defaults from the ONNX operator docs)
+    "affine": ActivationSpec(r"\operatorname{affine}", ("alpha", "beta"), (1.0, 0.0),
+                             lambda u, a, b: a * u + b, "({a} * {u} + {b})"),
+    "leakyrelu": ActivationSpec(r"\operatorname{leakyrelu}", ("alpha",), (0.01,),
+                                lambda u, a: sp.Piecewise((u, u >= 0), (a * u, True)),
+                                "np.where({u} >= 0, {u}, {a} * {u})"),
+    "thresholdedrelu": ActivationSpec(r"\operatorname{thresholdedrelu}", ("alpha",), (1.0,),
+                                      lambda u, a: sp.Piecewise((u, u > a), (0, True)),
+                                      "np.where({u} > {a}, {u}, 0)"),
+    "scaledtanh": ActivationSpec(r"\operatorname{scaledtanh}", ("alpha", "beta"), (1.0, 1.0),
+                                 lambda u, a, b: a * sp.tanh(b * u, evaluate=False),
+                                 "({a} * np.tanh({b} * {u}))"),
+    "hardsigmoid": ActivationSpec(r"\operatorname{hardsigmoid}", ("alpha", "beta"), (0.2, 0.5),
+                                  lambda u, a, b: sp.Max(0, sp.Min(1, a * u + b)),
+                                  "np.clip({a} * {u} + {b}, 0, 1)"),
+    "elu": ActivationSpec(r"\operatorname{elu}", ("alpha",), (1.0,),
+                          lambda u, a: sp.Piecewise((u, u >= 0), (a * (sp.exp(u) - 1), True)),
+                          "np.where({u} >= 0, {u}, {a} * np.expm1(np.minimum({u}, 0)))"),
+    "softsign": ActivationSpec(r"\operatorname{softsign}", (), (),
+                               lambda u: u / (1 + sp.Abs(u)), "({u} / (1 + np.abs({u})))"),
+    "softplus": ActivationSpec(r"\operatorname{softplus}", (), (),
+                               lambda u: sp.log(1 + sp.exp(u)), "np.logaddexp(0, {u})"),
+    # not an activation but the same kind of node: ONNX `clip`, bounds u to [-a, a]
+    "clip": ActivationSpec(r"\operatorname{clip}", ("threshold",), (),
+                           lambda u, a: sp.Max(-a, sp.Min(a, u)), "np.clip({u}, -{a}, {a})"),
+}
+
+
+class Activation(MatrixExpr):
+    """``f(u)`` applied elementwise to the matrix expression ``u``; ``f`` is named in ACTIVATIONS.
+
+    >>> from sympy import MatrixSymbol, symbols
+    >>> u = MatrixSymbol("u", 3, 1)
+    >>> Activation("tanh", u).shape
+    (3, 1)
+    """
+
+    def __new__(cls, name, arg, *params):
+        name = str(name)
+        if name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+        spec = ACTIVATIONS[name]
+        params = tuple(sympify(p) for p in params)
+        if len(params) > len(spec.params):
+            raise ValueError(f"activation {name!r} takes {len(spec.params)} parameter(s) "
+                             f"{spec.params}, got {len(params)}")
+        params = params + tuple(sympify(d) for d in spec.defaults[len(params):])
+        if len(params) != len(spec.params):
+            raise ValueError(f"activation {name!r} needs parameter(s) {spec.params}")
+        return Basic.__new__(cls, Str(name), arg, Tuple(*params))
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def params(self) -> tuple:
+        return tuple(self.args[2])
+
+    @property
+    def spec(self) -> ActivationSpec:
+        return ACTIVATIONS[self.name]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+    def _entry(self, i, j, **kwargs):
+        return self.spec.scalar(self.arg._entry(i, j, **kwargs), *self.params)
+
+
+class Diag(MatrixExpr):
+    """``diag(v)``: the square matrix with the column vector ``v`` on its diagonal (Jacobians)."""
+
+    def __new__(cls, arg):
+        return Basic.__new__(cls, arg)
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return (self.arg.shape[0], self.arg.shape[0])
+
+
+def madd(*terms) -> MatAdd:
+    """A matrix sum that keeps its terms in the order written (SymPy would sort them)."""
+    flat = []
+    for t in terms:
+        flat.extend(t.args if isinstance(t, MatAdd) else (t,))
+    return flat[0] if len(flat) == 1 else MatAdd(*flat, evaluate=False)
+
+
+def mmul(*factors) -> MatMul:
+    """A matrix product, unevaluated."""
+    return MatMul(*factors, evaluate=False)
+
+
+def hadamard(*factors):
+    """The elementwise (Hadamard) product ``a ⊙ b``."""
+    return sp.HadamardProduct(*factors, evaluate=False)
+
+
+def one_minus(v: MatrixExpr) -> MatAdd:
+    """``1 − v`` for a matrix expression, written in that order."""
+    return MatAdd(OneMatrix(*v.shape), MatMul(sp.S.NegativeOne, v, evaluate=False), evaluate=False)

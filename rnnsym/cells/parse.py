@@ -1,0 +1,215 @@
+"""Cells from text: ``"h = tanh(W_h @ h + W_x @ x + b)"``, parsed, never evaluated.
+
+The text is read with :func:`ast.parse` and walked over a whitelist of node types: assignments to a
+plain name, ``+ - * @``, unary minus, numbers, names and calls of known activations. Anything else
+(attribute access, subscripts, lambdas, keyword arguments, dunder names, unknown functions) is a
+:class:`DefinitionError` that says what was found and where.
+
+Semantics, one step at a time, like Python: a name read *before* it is assigned in the step (or in
+its own right-hand side) is its previous value, so it is a **state**; a name read after it is
+assigned is the value just computed. Assigned names whose previous value is never read are
+intermediate quantities (gates). ``inputs`` (default ``x``) are per-step inputs; every other name
+is a parameter. ``*`` is the elementwise product, ``@`` the matrix product.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Iterable
+
+import sympy as sp
+
+from rnnsym.cells.cell import IDENT, Cell, make_cell, now, param, prev
+from rnnsym.cells.nodes import ACTIVATIONS, Activation, hadamard, madd, mmul
+
+# activation names accepted in text, with their aliases
+FUNCTIONS = {name: name for name in ACTIVATIONS if name != "clip"}
+FUNCTIONS.update({"σ": "sigmoid", "sigma": "sigmoid"})
+
+
+class DefinitionError(ValueError):
+    """A text cell definition that rnnsym cannot accept; the message says why and where."""
+
+
+def _where(node, src_lines) -> str:
+    line = src_lines[node.lineno - 1] if 0 < getattr(node, "lineno", 0) <= len(src_lines) else ""
+    return f"in `{line.strip()}`" if line else ""
+
+
+def _statements(text: str) -> list[str]:
+    out = []
+    for line in text.replace(";", "\n").splitlines():
+        line = line.strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[str] | None = None,
+               readouts: Iterable[str] = (), dims: Iterable[tuple[str, str]] = (),
+               name: str = "custom") -> Cell:
+    """Parse equations (separated by newlines or ``;``) into a :class:`Cell`.
+
+    Args:
+        inputs: names of the per-step inputs (default ``x``).
+        states: override which assigned names are states (default: those whose previous value
+            is read).
+        readouts: assigned names that are readouts (outputs, e.g. ``y``).
+        dims: dimension names declared equal, e.g. ``[("d_in", "d_h")]``.
+    """
+    stmts = _statements(text)
+    if not stmts:
+        raise DefinitionError("empty cell definition: give at least one equation like "
+                              "'h = tanh(W_h @ h + W_x @ x + b)'")
+    src = "\n".join(stmts)
+    try:
+        tree = ast.parse(src, mode="exec")
+    except SyntaxError as e:
+        raise DefinitionError(f"cannot parse `{(e.text or '').strip()}`: {e.msg}") from None
+    lines = src.splitlines()
+    inputs = tuple(inputs)
+    readouts = tuple(readouts)
+
+    # pass 1: the assignments, their targets, and which names are read before being assigned
+    assigned: list[str] = []
+    read_before: set[str] = set()
+    for st in tree.body:
+        if not isinstance(st, ast.Assign) or len(st.targets) != 1 or not isinstance(st.targets[0], ast.Name):
+            raise DefinitionError(f"each statement must be `name = expression` {_where(st, lines)}")
+        target = st.targets[0].id
+        _check_name(target, st, lines)
+        if target in inputs:
+            raise DefinitionError(f"`{target}` is an input and cannot be assigned {_where(st, lines)}")
+        if target in assigned:
+            raise DefinitionError(f"`{target}` is assigned twice {_where(st, lines)}")
+        for n in ast.walk(st.value):
+            if isinstance(n, ast.Name) and n.id not in assigned:
+                read_before.add(n.id)
+        assigned.append(target)
+
+    state_names = set(states) if states is not None else {a for a in assigned if a in read_before}
+    for s in state_names:
+        if s not in assigned:
+            raise DefinitionError(f"state `{s}` is never assigned: add an equation `{s} = ...`")
+    for r in readouts:
+        if r not in assigned:
+            raise DefinitionError(f"readout `{r}` is never assigned: add an equation `{r} = ...`")
+        if r in state_names:
+            raise DefinitionError(f"`{r}` cannot be both a state and a readout")
+    if not state_names:
+        raise DefinitionError("no state: no assigned name is read before it is assigned "
+                              "(write e.g. `h = tanh(W @ h + U @ x)`), or name one with --state")
+
+    # pass 2: translate each right-hand side over the whitelist
+    done: set[str] = set()
+    equations = []
+    for st in tree.body:
+        target = st.targets[0].id
+        conv = _Translator(inputs, state_names, done, lines, st)
+        rhs = conv.visit(st.value)
+        if not isinstance(rhs, sp.MatrixExpr):
+            raise DefinitionError(f"`{target}` must be a vector expression, got the scalar {rhs} "
+                                  f"{_where(st, lines)}")
+        kind = "state" if target in state_names else "output" if target in readouts else "gate"
+        equations.append((target, kind, rhs))
+        done.add(target)
+
+    first_state = next(a for a in assigned if a in state_names)
+    dim_names = {inputs[0]: "d_in", first_state: "d_h"} if inputs else {first_state: "d_h"}
+    for extra in inputs[1:]:
+        dim_names[extra] = f"d_{extra}"
+    if readouts:
+        dim_names[readouts[0]] = "d_out"
+        for extra in readouts[1:]:
+            dim_names[extra] = f"d_{extra}"
+    soft = {s: f"d_{s}" for s in assigned if s in state_names and s != first_state}
+    return make_cell(name, f"user-defined cell: {'; '.join(stmts)}", equations, inputs=inputs,
+                     dim_names=dim_names, soft_dim_names=soft, equal_dims=tuple(dims),
+                     options={"definition": "; ".join(stmts)})
+
+
+def _check_name(name, node, lines):
+    if name.startswith("_") or not IDENT.match(name):
+        raise DefinitionError(f"name `{name}` is not allowed (letters, digits and `_`, "
+                              f"not starting with `_`) {_where(node, lines)}")
+
+
+class _Translator(ast.NodeVisitor):
+    """Whitelisted AST → SymPy matrix expression."""
+
+    def __init__(self, inputs, states, done, lines, stmt):
+        self.inputs, self.states, self.done = inputs, states, done
+        self.lines, self.stmt = lines, stmt
+
+    def fail(self, node, what):
+        raise DefinitionError(f"{what} is not allowed in a cell definition {_where(self.stmt, self.lines)}"
+                              " (allowed: names, numbers, + - * @, and calls of "
+                              f"{', '.join(sorted(FUNCTIONS))})")
+
+    def generic_visit(self, node):
+        self.fail(node, f"`{ast.unparse(node)}` ({type(node).__name__})")
+
+    def visit_Name(self, node):
+        n = node.id
+        _check_name(n, self.stmt, self.lines)
+        if n in self.inputs:
+            return now(n)
+        if n in self.done:
+            return now(n)
+        if n in self.states:
+            return prev(n)
+        return param(n)
+
+    def visit_Constant(self, node):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            self.fail(node, f"the constant {node.value!r}")
+        return sp.nsimplify(node.value) if isinstance(node.value, float) else sp.Integer(node.value)
+
+    def visit_UnaryOp(self, node):
+        if isinstance(node.op, ast.USub):
+            v = self.visit(node.operand)
+            return mmul(sp.S.NegativeOne, v) if isinstance(v, sp.MatrixExpr) else -v
+        if isinstance(node.op, ast.UAdd):
+            return self.visit(node.operand)
+        self.fail(node, f"the operator in `{ast.unparse(node)}`")
+
+    def visit_BinOp(self, node):
+        a, b = self.visit(node.left), self.visit(node.right)
+        am, bm = isinstance(a, sp.MatrixExpr), isinstance(b, sp.MatrixExpr)
+        op = node.op
+        if isinstance(op, (ast.Add, ast.Sub)):
+            if isinstance(op, ast.Sub):
+                b = mmul(sp.S.NegativeOne, b) if bm else -b
+            if am and bm:
+                return madd(a, b)
+            if not am and not bm:
+                return a + b
+            # scalar ± vector: the scalar times a matrix of ones of the vector's shape
+            s, v = (a, b) if not am else (b, a)
+            ones = sp.OneMatrix(*v.shape)
+            sterm = ones if s == 1 else mmul(s, ones)
+            return madd(sterm, v) if not am else madd(v, sterm)
+        if isinstance(op, ast.MatMult):
+            if not (am and bm):
+                self.fail(node, f"`@` with a scalar in `{ast.unparse(node)}`")
+            return mmul(a, b)
+        if isinstance(op, ast.Mult):
+            if am and bm:
+                return hadamard(a, b)
+            if am or bm:
+                return mmul(a, b) if not am else mmul(b, a)
+            return a * b
+        self.fail(node, f"the operator `{type(op).__name__}` in `{ast.unparse(node)}`")
+
+    def visit_Call(self, node):
+        if not isinstance(node.func, ast.Name):
+            self.fail(node, f"the call `{ast.unparse(node)}`")
+        fname = node.func.id
+        if fname not in FUNCTIONS:
+            self.fail(node, f"the unknown function `{fname}`")
+        if node.keywords or len(node.args) != 1:
+            self.fail(node, f"`{ast.unparse(node)}` (activations take exactly one argument)")
+        arg = self.visit(node.args[0])
+        if not isinstance(arg, sp.MatrixExpr):
+            self.fail(node, f"`{ast.unparse(node)}` on a scalar")
+        name = FUNCTIONS[fname]
+        return arg if name == "identity" else Activation(name, arg)
