@@ -136,8 +136,11 @@ class Cell:
 
     @property
     def output(self) -> str:
-        """The quantity a sequence run returns per step: the first readout, else the first state."""
-        return (self.readouts or self.states)[0]
+        """The quantity a sequence run returns per step: the first readout, else the state ``h``,
+        else the first state."""
+        if self.readouts:
+            return self.readouts[0]
+        return "h" if "h" in self.states else self.states[0]
 
     def equation(self, name: str) -> Equation:
         for e in self.equations:

@@ -100,6 +100,8 @@ class Activation(MatrixExpr):
         if name not in ACTIVATIONS:
             raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
         spec = ACTIVATIONS[name]
+        if len(params) == 1 and isinstance(params[0], Tuple):   # rebuilt from .args
+            params = tuple(params[0])
         params = tuple(sympify(p) for p in params)
         if len(params) > len(spec.params):
             raise ValueError(f"activation {name!r} takes {len(spec.params)} parameter(s) "

@@ -1,0 +1,178 @@
+"""Plan one step of a cell for fast NumPy: fused GEMMs, hoisted input projections, CSE.
+
+From the symbolic equations (column vectors, ``W v``) the planner finds every product of a
+parameter matrix with an operand and groups the products by operand:
+
+* products whose operand is an input (``W_xi x_t``) are *hoisted*: one GEMM over all T steps
+  before the loop, with the bias vectors that are added to them folded in;
+* products that share an in-loop operand (``W_hi h_{t-1}``, ``W_hf h_{t-1}``, …) are *fused*:
+  one GEMM per step into a buffer that is reused across steps;
+* subtrees that occur more than once are computed once (common sub-expressions).
+
+The result is a :class:`StepPlan` the generator prints; nothing here writes code.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import MatAdd, MatMul, MatrixSymbol
+
+from rnnsym.cells.cell import Cell, split_name
+from rnnsym.cells.nodes import madd
+from rnnsym.shapes import derive
+
+
+@dataclass
+class Product:
+    weight: str                 # parameter name
+    slot: MatrixSymbol          # symbol that stands for the product in the rewritten equations
+    biases: list = field(default_factory=list)   # bias parameters folded in (hoisted only)
+
+
+@dataclass
+class Group:
+    """Products that share one operand: one GEMM with the weights concatenated."""
+
+    name: str                   # variable holding the GEMM result
+    operand: sp.MatrixExpr
+    hoisted: bool
+    products: list = field(default_factory=list)
+
+
+@dataclass
+class StepPlan:
+    cell: Cell
+    groups: list                # Group, in order of first use
+    equations: list             # (name, rewritten rhs)
+    temps: list                 # (name, expr, index of first equation using it)
+    gemm_before: dict           # equation index -> [Group] to compute just before it
+
+
+def _is_param(e, cell) -> bool:
+    return isinstance(e, MatrixSymbol) and split_name(e.name)[1] is None and e.name in cell.params
+
+
+def _is_hoistable(operand, cell) -> bool:
+    """An operand that depends on inputs and parameters only can be computed for all t at once."""
+    for s in operand.atoms(MatrixSymbol):
+        base, time = split_name(s.name)
+        if not (base in cell.inputs and time == "t") and not _is_param(s, cell):
+            return False
+    return True
+
+
+def _operand_name(operand) -> str:
+    """Short name of a product's operand for variable names: ``x``, ``h``, else ``u``."""
+    if isinstance(operand, MatrixSymbol):
+        return split_name(operand.name)[0]
+    return "u"
+
+
+def plan(cell: Cell) -> StepPlan:
+    table = derive(cell)
+    table.check_determined()
+    # 1. every (parameter) @ (operand) product, in written order
+    products: list[tuple[str, sp.MatrixExpr, MatMul]] = []
+    for eq in cell.equations:
+        for node in sp.preorder_traversal(eq.rhs):
+            if isinstance(node, MatMul):
+                mats = [a for a in node.args if isinstance(a, sp.MatrixExpr)]
+                scal = [a for a in node.args if not isinstance(a, sp.MatrixExpr)]
+                if len(mats) == 2 and not scal and _is_param(mats[0], cell):
+                    products.append((mats[0].name, mats[1], node))
+    counts = Counter(p[2] for p in products)
+
+    # 2. group them by operand
+    groups: list[Group] = []
+    slots: dict = {}
+    used_names = set(cell.params) | set(cell.inputs) | {e.name for e in cell.equations}
+    for weight, operand, node in products:
+        if node in slots:
+            continue
+        group = next((g for g in groups if g.operand == operand), None)
+        if group is None:
+            hoisted = _is_hoistable(operand, cell)
+            base = f"{_operand_name(operand)}W"
+            name, k = base, 1
+            while name in used_names or name in {g.name for g in groups}:
+                k += 1
+                name = f"{base}{k}"
+            group = Group(name, operand, hoisted)
+            groups.append(group)
+        slot = MatrixSymbol(f"{weight}_{_operand_name(operand)}", *node.shape)
+        slots[node] = slot
+        group.products.append(Product(weight, slot))
+
+    # 3. rewrite the equations: products → slots; bias vectors added to a hoisted product are
+    #    folded into its GEMM (only where that product occurs once, so the fold is exact)
+    by_slot = {p.slot: p for g in groups for p in g.products}
+    foldable = {slots[node] for node, c in counts.items()
+                if c == 1 and any(g.hoisted for g in groups if by_slot[slots[node]] in g.products)}
+    vectors = {p for p in cell.params if table.shapes[p][1] == 1}
+
+    def fold(add):
+        terms = list(add.args)
+        target = next((t for t in terms if t in foldable), None)
+        if target is None:
+            return add
+        kept = []
+        for t in terms:
+            if t != target and isinstance(t, MatrixSymbol) and t.name in vectors:
+                by_slot[target].biases.append(t.name)
+            else:
+                kept.append(t)
+        return madd(*kept)
+
+    equations = [(eq.name, eq.rhs.xreplace(slots).replace(lambda e: isinstance(e, MatAdd), fold))
+                 for eq in cell.equations]
+
+    # 4. common sub-expressions across equations, computed once
+    equations, temps = _cse(equations, used_names | {g.name for g in groups})
+
+    # 5. when to run each in-loop GEMM: just before the first equation that reads it
+    gemm_before: dict = {}
+    for g in groups:
+        if g.hoisted:
+            continue
+        gslots = {p.slot for p in g.products}
+        exprs = [(i, e) for i, (_, e) in enumerate(equations)] + [(i, e) for _, e, i in temps]
+        first = min(i for i, e in exprs if e.atoms(MatrixSymbol) & gslots)
+        gemm_before.setdefault(first, []).append(g)
+    return StepPlan(cell, groups, equations, temps, gemm_before)
+
+
+def _cse(equations, used_names):
+    """Name the non-trivial subtrees that occur more than once (in order of first use)."""
+    def candidates(expr):
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, sp.MatrixExpr) and not isinstance(node, (MatrixSymbol, sp.OneMatrix)) \
+                    and not (isinstance(node, MatMul) and node.args[0] == -1 and len(node.args) == 2):
+                yield node
+
+    counts = Counter(n for _, e in equations for n in candidates(e))
+    repeated = [n for n, c in counts.items() if c > 1]
+    if not repeated:
+        return equations, []
+    repeated.sort(key=lambda n: sum(1 for _ in sp.preorder_traversal(n)))   # inner ones first
+    temps, mapping = [], {}
+    for k, node in enumerate(repeated):
+        name = f"tmp{k}"
+        while name in used_names:
+            name += "_"
+        sym = MatrixSymbol(name, *node.shape)
+        temps.append((name, node.xreplace(mapping), sym))
+        mapping[node] = sym
+    new_eqs = [(n, e.xreplace(mapping)) for n, e in equations]
+    out = [(name, body, min(i for i, (_, e) in enumerate(new_eqs) if _uses(e, sym, temps)))
+           for name, body, sym in temps]
+    return new_eqs, out
+
+
+def _uses(expr, sym, temps) -> bool:
+    """Does ``expr`` read ``sym``, directly or through other temporaries?"""
+    atoms = expr.atoms(MatrixSymbol)
+    if sym in atoms:
+        return True
+    return any(s in atoms and _uses(b, sym, temps) for _, b, s in temps if s != sym)
