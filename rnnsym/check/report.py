@@ -1,0 +1,117 @@
+"""What ``rnnsym.check`` returns and prints: a Report, with a Counterexample on failure."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.frameworks import Config
+from rnnsym.testing.assertions import Mismatch
+
+
+@dataclass
+class Counterexample:
+    """The shrunk failing example.
+
+    config      sizes and options
+    mismatches  one Mismatch per differing output (empty if the target raised)
+    error       "ValueError: ..." when the target raised or returned a bad shape
+    values      the target's parameters as written into it (target layout)
+    x, state0   canonical input (T, B, d_in) and flat initial state (or None)
+    got, expected  flat outputs (got is None if the target raised)
+    """
+
+    config: Config
+    mismatches: list = field(default_factory=list)
+    error: Optional[str] = None
+    values: dict = field(default_factory=dict)
+    x: Optional[np.ndarray] = None
+    state0: Optional[dict] = None
+    got: Optional[dict] = None
+    expected: Optional[dict] = None
+    max_abs_error: float = float("nan")
+    max_rel_error: float = float("nan")
+
+    def describe(self) -> str:
+        lines = [f"  configuration: {self.config.describe()}"]
+        if self.error:
+            lines.append(f"  target failed: {self.error}")
+        for m in self.mismatches:
+            lines.append(f"  {m.where} differs: got {m.got:.7g}, expected {m.expected:.7g} "
+                         f"(tolerance {m.tolerance:.2g})")
+            lines.append(f"      {m.bad}/{m.size} elements of {m.name} differ; "
+                         f"max abs error {m.max_abs_error:.3g}, max rel error {m.max_rel_error:.3g}")
+        if self.mismatches and self.got is not None:
+            first = self.mismatches[0]
+            lines.append(f"  expected {first.name}: {_short(self.expected[first.name])}")
+            lines.append(f"  got      {first.name}: {_short(self.got[first.name])}")
+        return "\n".join(lines)
+
+
+def _short(arr, limit: int = 12) -> str:
+    flat = np.asarray(arr, np.float64).ravel()
+    text = np.array2string(flat[:limit], precision=4, separator=", ", max_line_width=10**6)
+    return text[:-1] + ", ...]" if flat.size > limit else text
+
+
+@dataclass
+class Report:
+    """Result of one ``rnnsym.check`` run. ``bool(report)`` is ``report.passed``."""
+
+    target: str
+    cell: str
+    dtype: str
+    seed: int
+    passed: bool
+    examples: int
+    configurations: int
+    elapsed: float
+    max_abs_error: float
+    max_rel_error: float
+    max_error_ratio: float          # largest error / tolerance seen (< 1 when passed)
+    tolerance: str
+    command: str                    # CLI command that replays this run
+    coverage: dict = field(default_factory=dict)
+    counterexample: Optional[Counterexample] = None
+    diagnosis: Optional[str] = None
+    diagnoses: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.passed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def format(self) -> str:
+        head = f"rnnsym check {self.target} --cell {self.cell} ({self.dtype})"
+        if self.passed:
+            cov = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in self.coverage.items())
+            return "\n".join([
+                f"{head}: OK",
+                f"  {self.examples} examples, {self.configurations} configurations in "
+                f"{self.elapsed:.1f} s",
+                f"  covered {cov}",
+                f"  largest error: abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, "
+                f"{self.max_error_ratio:.3g} x tolerance ({self.tolerance})",
+                f"  replay: {self.command}"])
+        lines = [f"{head}: MISMATCH after {self.examples} examples ({self.elapsed:.1f} s)",
+                 "smallest counterexample found:"]
+        if self.counterexample is not None:
+            lines.append(self.counterexample.describe())
+        if self.diagnosis:
+            lines.append(f"diagnosis: {self.diagnosis}")
+            for other in self.diagnoses[1:]:
+                lines.append(f"  also fits: {other}")
+        else:
+            lines.append("diagnosis: none of the known variants reproduces this output")
+        lines.append(f"replay: {self.command}")
+        return "\n".join(lines)

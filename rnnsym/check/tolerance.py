@@ -1,0 +1,154 @@
+"""Principled, per-element tolerances for comparing a target with the oracle.
+
+The question is not "are the numbers close" but "could a correct implementation,
+computing in the target's dtype, have produced these numbers". The answer comes
+from backward error analysis:
+
+1.  A floating-point dot product of length ``n`` equals the exact dot product of
+    inputs perturbed by a relative amount of at most ``gamma_n = n*u / (1 - n*u)``
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, Thm 3.5), in any
+    summation order, fused or split, with or without FMA. ``u`` is the unit
+    roundoff of the target's dtype (2**-24 for float32, 2**-53 for float64).
+    Elementwise activations add a few ``u`` of relative error on their result.
+2.  So a correct implementation computes *exactly* the RNN of some parameters,
+    inputs and initial state each perturbed relatively by at most ``gamma_n``
+    (a little more for the activations), where ``n`` is the largest fan-in of any
+    pre-activation: ``n = (layer input width) + (recurrent width) + 2 biases``,
+    plus ``d_h`` for the LSTM projection. We add ``FUNCTION_ULPS`` to ``n`` for the
+    activations' own rounding.
+3.  How far that moves the outputs is the *sensitivity* of this particular example:
+    it grows with T when the recurrence amplifies errors and shrinks to nothing in
+    saturated gates. We measure it with the oracle (float64) itself:
+    ``PROBES`` runs with every parameter, input and state entry ``p`` replaced by
+    ``p * (1 + gamma_n * r)``, ``r`` uniform in [-1, 1] and independent per entry,
+    taking the largest deviation per output element. A random probe estimates the
+    typical, not the worst-case, effect (real rounding errors are random too);
+    ``SAFETY`` covers the gap between an estimate and a bound, and continuous ``r``
+    with several probes makes it very unlikely that all probes cancel where the
+    rounding errors don't (two large terms of opposite sign).
+4.  Activations round their *results* too: a gate z near 1 carries an absolute
+    error of u, which ``1 - z`` turns into a large relative one (likewise ``f*c``),
+    and that error travels on through the recurrence and into the next layer.
+    Perturbed inputs don't model that, so the probes also run the layer one step
+    at a time and add to every new state entry ``v`` an absolute
+    ``FUNCTION_ULPS * u * (1 + |v|) * r``.
+5.  Finally the target's result is rounded to its dtype: ``u * |expected|``.
+
+    tol = SAFETY * (max_probe |oracle(perturbed) - oracle| + u * |expected|)
+
+Nothing here is tuned to make a target pass: the only free constants are
+``SAFETY`` (a factor between an estimate and a bound), ``PROBES`` and
+``FUNCTION_ULPS``; they apply to every target alike. Consequences: float64 targets
+get tolerances ~5e8 times tighter than float32; larger sizes and longer sequences
+get larger ones only as far as they really amplify rounding errors.
+
+Explicit ``rtol``/``atol`` (CLI ``--rtol/--atol``) replace all of this with the
+usual ``atol + rtol * |expected|``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from rnnsym.frameworks import Config
+
+SAFETY = 8.0
+PROBES = 4
+FUNCTION_ULPS = 4
+
+
+def unit_roundoff(dtype) -> float:
+    """u = eps / 2: 2**-24 for float32, 2**-53 for float64."""
+    return float(np.finfo(np.dtype(dtype)).eps) / 2
+
+
+def fan_in(config: Config) -> int:
+    """Largest number of terms summed into one pre-activation in this config."""
+    widest_input = max(config.d_in, config.D * config.d_out if config.num_layers > 1 else 0)
+    n = widest_input + config.d_out + 2
+    if config.d_proj:
+        n = max(n, config.d_h)
+    return n
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n u / (1 - n u)."""
+    return n * u / (1 - n * u)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How a tolerance was obtained; ``arrays`` maps each flat output to per-element
+    tolerances of the same shape."""
+
+    arrays: dict
+    method: str          # "backward-error" or "rtol/atol"
+    u: float
+    gamma: float
+
+    def describe(self) -> str:
+        if self.method == "rtol/atol":
+            return "explicit rtol/atol"
+        return (f"backward-error estimate: u={self.u:.3g}, gamma_n={self.gamma:.3g}, "
+                f"safety={SAFETY:g}")
+
+
+def _perturb(tree, rel: float, rng: np.random.Generator):
+    """Multiply every array leaf of a nested list/dict structure by (1 + rel * r),
+    r uniform in [-1, 1] per entry."""
+    if tree is None:
+        return None
+    if isinstance(tree, dict):
+        return {k: _perturb(v, rel, rng) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_perturb(v, rel, rng) for v in tree]
+    arr = np.asarray(tree, dtype=np.float64)
+    return arr * (1 + rel * rng.uniform(-1.0, 1.0, size=arr.shape))
+
+
+def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Callable:
+    """Wrap a single-layer canonical forward: run it one step at a time and add
+    ``eta * (1 + |v|) * r`` (r uniform in [-1, 1]) to every entry v of each new state.
+    The outputs are the (noisy) h_t, as for every built-in cell."""
+    def forward_with_noise(params, x, state0=None):
+        if len(x) == 0:
+            return forward(params, x, state0)
+        state, outputs = state0, []
+        for t in range(len(x)):
+            _, state = forward(params, x[t:t + 1], state)
+            state = {k: v + eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
+                     for k, v in state.items()}
+            outputs.append(state["h"])
+        return np.stack(outputs), state
+    return forward_with_noise
+
+
+def backward_error_tolerance(config: Config, run: Callable, params, x, state0,
+                             expected: dict, *, seed: int = 0) -> Tolerance:
+    """Per-element tolerance for ``expected = run(params, x, state0)``.
+
+    run(params, x, state0, wrap=None) -> flat outputs in float64: the oracle (or a
+    diagnosis variant) with its single-layer forward replaced by ``wrap(forward)``
+    when ``wrap`` is given.
+    """
+    u = unit_roundoff(config.dtype)
+    g = gamma(fan_in(config) + FUNCTION_ULPS, u)
+    rng = np.random.default_rng(seed)
+    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
+    with np.errstate(all="ignore"):
+        for _ in range(PROBES):
+            probe = run(_perturb(params, g, rng), _perturb(x, g, rng), _perturb(state0, g, rng),
+                        wrap=lambda forward: noisy_steps(forward, FUNCTION_ULPS * u, rng))
+            for k in spread:
+                diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
+                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+def explicit_tolerance(expected: dict, rtol: float, atol: float) -> Tolerance:
+    """The usual ``atol + rtol * |expected|`` per element."""
+    arrays = {k: atol + rtol * np.abs(v) for k, v in expected.items()}
+    return Tolerance(arrays, "rtol/atol", float("nan"), float("nan"))

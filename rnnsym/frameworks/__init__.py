@@ -1,0 +1,230 @@
+"""Framework adapters: converters between framework layouts and rnnsym's canonical one.
+
+One module per framework (``torch``, ``keras``) plus ``user`` (loading a user's
+``MODULE:NAME`` / ``file.py:NAME``) and ``layers`` (the canonical multi-layer /
+bidirectional driver). Each framework module has explicit, tested converters
+(``*_to_canonical`` / ``canonical_to_*``) and a *harness* the checker drives.
+
+This file holds what they share:
+
+``Config``
+    one point of the space the checker explores: cell, sizes and options.
+``Harness``
+    the interface between the checker and a target: which options it supports,
+    the shapes of its own parameters, the conversion of those parameters to the
+    canonical convention, and one run on canonical inputs.
+``Flat`` outputs
+    every run (target or oracle) is reported as a dict of arrays in one layout::
+
+        "output"  (T, B, D, d_out)      last layer's sequence output, per direction
+        "h_n"     (L, D, B, d_out)      final hidden state of every layer/direction
+        "c_n"     (L, D, B, d_h)        final cell state (LSTM only)
+
+    (``D`` = num_directions, ``L`` = num_layers, ``d_out`` = d_proj or d_h).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from rnnsym.frameworks.layers import num_directions
+
+CELLS = ("elman", "lstm", "gru")
+CELL_ALIASES = {"elman": "elman", "rnn": "elman", "simplernn": "elman", "lstm": "lstm", "gru": "gru"}
+
+
+class UsageError(ValueError):
+    """The target or the options cannot be checked at all (CLI exit code 2)."""
+
+
+class ContractError(UsageError):
+    """The target does not fit the contract it is checked against: constructor
+    arguments, parameter names or parameter shapes."""
+
+
+class OutputError(AssertionError):
+    """The target ran but returned something of the wrong structure or shape."""
+
+
+def canonical_cell(cell: str) -> str:
+    """'rnn' / 'elman' / 'SimpleRNN' -> 'elman'; raises UsageError for unknown cells."""
+    try:
+        return CELL_ALIASES[str(cell).lower()]
+    except KeyError:
+        raise UsageError(f"cell: expected one of elman|rnn, lstm, gru, got {cell!r}") from None
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration: sizes and options of a single checked example.
+
+    Sizes ``T, B, d_in, d_h, d_proj`` are drawn distinct from one another so that a
+    swapped axis or transposed weight cannot go unnoticed. ``d_proj = 0`` means no
+    LSTM projection. ``variant`` holds the cell's math options as sorted
+    ``(name, value)`` pairs: ``activation`` (elman), ``reset`` (gru).
+    """
+
+    cell: str
+    T: int
+    B: int
+    d_in: int
+    d_h: int
+    d_proj: int = 0
+    num_layers: int = 1
+    bidirectional: bool = False
+    bias: bool = True
+    batch_first: bool = False
+    initial_state: bool = False
+    unbatched: bool = False
+    dtype: str = "float32"
+    variant: tuple = ()
+
+    @property
+    def D(self) -> int:
+        return num_directions(self.bidirectional)
+
+    @property
+    def d_out(self) -> int:
+        return self.d_proj or self.d_h
+
+    @property
+    def options(self) -> dict:
+        return dict(self.variant)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def flat_shapes(self) -> dict[str, tuple]:
+        """Shapes of the flat outputs (see the module docstring)."""
+        shapes = {"output": (self.T, self.B, self.D, self.d_out),
+                  "h_n": (self.num_layers, self.D, self.B, self.d_out)}
+        if self.cell == "lstm":
+            shapes["c_n"] = (self.num_layers, self.D, self.B, self.d_h)
+        return shapes
+
+    def sizes(self) -> dict[str, int]:
+        """Named sizes, used to explain shapes in terms of T, B, d_in, ..."""
+        names = {"T": self.T, "B": self.B, "d_in": self.d_in, "d_h": self.d_h}
+        if self.d_proj:
+            names["d_proj"] = self.d_proj
+        return names
+
+    def describe(self) -> str:
+        """One line: 'gru T=3 B=1 d_in=2 d_h=4 layers=2 bidirectional bias ...'."""
+        parts = [self.cell] + [f"{k}={v}" for k, v in self.sizes().items()]
+        parts.append(f"layers={self.num_layers}")
+        parts.append("bidirectional" if self.bidirectional else "unidirectional")
+        parts.append("bias" if self.bias else "no-bias")
+        if self.batch_first:
+            parts.append("batch_first")
+        if self.unbatched:
+            parts.append("unbatched")
+        parts.append("initial-state" if self.initial_state else "zero-state")
+        parts += [f"{k}={v}" for k, v in self.variant]
+        parts.append(self.dtype)
+        return " ".join(parts)
+
+    def coverage_key(self) -> tuple:
+        """The options of this config without its sizes (for coverage counts)."""
+        return (self.num_layers, self.bidirectional, self.bias, self.batch_first,
+                self.initial_state, self.unbatched, bool(self.d_proj), self.variant)
+
+
+@dataclass
+class Capabilities:
+    """What a harness can vary. Each entry is the tuple of values it supports."""
+
+    num_layers: tuple = (1,)
+    bidirectional: tuple = (False,)
+    bias: tuple = (True, False)
+    batch_first: tuple = (False,)
+    initial_state: tuple = (False, True)
+    unbatched: tuple = (False,)
+    projection: tuple = (False,)
+    variants: dict = field(default_factory=dict)   # option -> values explored by default
+    allowed: dict = field(default_factory=dict)    # option -> values accepted by --variant
+
+
+class Harness:
+    """Interface between the checker and one target (see subclasses).
+
+    name          what is checked, for reports ("torch.nn.GRU")
+    cell          "elman" | "lstm" | "gru"
+    capabilities  a Capabilities
+    """
+
+    name = "?"
+    cell = "?"
+    capabilities = Capabilities()
+
+    def param_shapes(self, config: Config) -> dict[str, tuple]:
+        """Target's own parameter names -> shapes for this config."""
+        raise NotImplementedError
+
+    def to_canonical(self, config: Config, values: Mapping[str, np.ndarray]) -> list:
+        """Target-layout values -> canonical ``params[layer][direction]`` (float64)."""
+        raise NotImplementedError
+
+    def run(self, config: Config, values, x, state0) -> dict[str, np.ndarray]:
+        """Build the target for ``config``, write ``values`` into its parameters,
+        run it on canonical ``x (T, B, d_in)`` and flat ``state0`` (or None) and
+        return flat outputs (module docstring), converted from the target's layout."""
+        raise NotImplementedError
+
+    def probe(self, config: Config) -> None:
+        """Raise ContractError if the target cannot be built for ``config`` or its
+        parameters don't have the expected names and shapes."""
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------
+# shapes and states
+
+
+def shape_in_symbols(shape, sizes: Mapping[str, int]) -> str:
+    """(3, 5, 2) with sizes {"T": 3, "B": 5} -> '(T, B, 2)': names a size where unique."""
+    by_value: dict[int, list[str]] = {}
+    for name, value in sizes.items():
+        by_value.setdefault(value, []).append(name)
+    parts = []
+    for n in shape:
+        names = by_value.get(n, [])
+        parts.append(names[0] if len(names) == 1 else str(n))
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def check_shape(label: str, value, expected: tuple, symbols: str, config: Config) -> np.ndarray:
+    """Return ``value`` as an array; raise OutputError naming the expected shape in
+    symbols and numbers and the one given (in symbols where they are unambiguous)."""
+    arr = np.asarray(value)
+    if arr.shape != tuple(expected):
+        raise OutputError(f"{label}: expected shape {symbols} = {tuple(expected)}, got "
+                          f"{tuple(arr.shape)} = {shape_in_symbols(arr.shape, config.sizes())}")
+    return arr
+
+
+def nest_state(flat: "Mapping[str, np.ndarray] | None", num_layers: int, num_dirs: int):
+    """Flat {"h": (L, D, B, d), ...} -> state[layer][direction] = {"h": (B, d), ...}."""
+    if flat is None:
+        return None
+    return [[{k: v[layer, d] for k, v in flat.items()} for d in range(num_dirs)]
+            for layer in range(num_layers)]
+
+
+def flatten_state(nested) -> dict[str, np.ndarray]:
+    """state[layer][direction] = {"h": (B, d)} -> {"h_n": (L, D, B, d), "c_n": ...}."""
+    keys = nested[0][0].keys()
+    return {f"{k}_n": np.stack([np.stack([s[k] for s in layer]) for layer in nested])
+            for k in keys}
+
+
+def flat_outputs(outputs, final_nested, num_dirs: int) -> dict[str, np.ndarray]:
+    """Stack outputs (T, B, D*d) and final[layer][direction] into the flat layout."""
+    outputs = np.asarray(outputs)
+    T, B, width = outputs.shape
+    flat = {"output": outputs.reshape(T, B, num_dirs, width // num_dirs)}
+    flat.update(flatten_state(final_nested))
+    return flat
