@@ -1,0 +1,13 @@
+"""rnnsym: symbolic RNN, LSTM and GRU cells, their shapes, unrolled equations, generated NumPy
+code, and a property-based conformance checker for other implementations.
+
+Data flows one way: cells (:mod:`rnnsym.cells`) → shapes (:mod:`rnnsym.shapes`), unrolled
+formulas (:mod:`rnnsym.unroll`, :mod:`rnnsym.jacobian`), printing (:mod:`rnnsym.printing`) →
+code generation (:mod:`rnnsym.codegen`) → checking (:mod:`rnnsym.check`) through the framework
+conventions (:mod:`rnnsym.frameworks`).
+"""
+from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
+from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
+from rnnsym.shapes import derive as shapes
+
+__all__ = ["Cell", "builtin", "compile", "elman", "gru", "lstm", "parse_cell", "shapes"]

@@ -82,6 +82,7 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         if target in assigned:
             raise DefinitionError(f"`{target}` is assigned twice {_where(st, lines)}")
         for n in ast.walk(st.value):
+            _validate(n, st, lines)
             if isinstance(n, ast.Name) and n.id not in assigned:
                 read_before.add(n.id)
         assigned.append(target)
@@ -125,6 +126,25 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
     return make_cell(name, f"user-defined cell: {'; '.join(stmts)}", equations, inputs=inputs,
                      dim_names=dim_names, soft_dim_names=soft, equal_dims=tuple(dims),
                      options={"definition": "; ".join(stmts)})
+
+
+_ALLOWED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
+            ast.Mult, ast.MatMult, ast.USub, ast.UAdd)
+
+
+def _validate(node, stmt, lines):
+    """Reject any node outside the whitelist before anything else looks at the text."""
+    allowed = ", ".join(sorted(FUNCTIONS))
+    if not isinstance(node, _ALLOWED):
+        raise DefinitionError(f"`{ast.unparse(node)}` ({type(node).__name__}) is not allowed in a "
+                              f"cell definition {_where(stmt, lines)} (allowed: names, numbers, "
+                              f"+ - * @, and calls of {allowed})")
+    if isinstance(node, ast.Name):
+        _check_name(node.id, stmt, lines) if node.id not in FUNCTIONS else None
+    if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
+                                       or node.func.id not in FUNCTIONS):
+        raise DefinitionError(f"the call `{ast.unparse(node)}` is not allowed {_where(stmt, lines)}"
+                              f": only the activations {allowed} can be called")
 
 
 def _check_name(name, node, lines):

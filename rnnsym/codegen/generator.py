@@ -146,7 +146,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
             in_dim = dims_code(inp)
             emit(f"{g.name} = (x.reshape(T * B, {in_dim}) @ W_{g.name}"
                  + (f" + b_{g.name}" if any(p.biases for p in g.products) else "")
-                 + f").reshape(T, B, -1)")
+                 + f").reshape(T, B, W_{g.name}.shape[1])")
         else:
             emit("")
             emit(f"# one fused GEMM per step for {', '.join(ws)} (all applied to {operand_txt}); "

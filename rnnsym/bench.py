@@ -1,0 +1,252 @@
+"""``rnnsym bench``: generated forward vs hand-written NumPy vs the seed's loop vs torch CPU.
+
+All contenders run side by side in one process, interleaved round by round, on the same inputs;
+the table reports medians and ratios. Timings are never asserted by tests: machines are shared
+and noisy, so read the ratios, not the absolute numbers.
+
+Contenders:
+  generated  the module rnnsym generates for the cell (``rnnsym.compile``)
+  best-numpy hand-optimised batched NumPy (fused gates, hoisted input GEMM, in-place updates),
+             written for this benchmark: the bar the generated code must meet
+  reference  ``rnnsym.reference``: the plain, readable hand-written version (one GEMM per gate)
+  seed-loop  the seed tutorial's per-sample loop (Elman only)
+  torch      ``torch.nn.RNN/LSTM/GRU`` on the CPU, when torch is installed
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+SHAPES = [(100, 32, 64, 128), (1000, 1, 16, 32), (50, 64, 256, 512)]
+QUICK_SHAPES = [(20, 4, 8, 16)]
+CELLS = ("elman", "lstm", "gru")
+
+
+def add_arguments(p):
+    p.add_argument("cells", nargs="*", metavar="CELL", help="elman, lstm, gru (default: all)")
+    p.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds per contender (median)")
+    p.add_argument("--quick", action="store_true", help="one tiny shape (a smoke test)")
+    p.add_argument("--shape", action="append", default=[], metavar="T,B,D_IN,D_H",
+                   help="a shape to time instead of the defaults (repeatable)")
+    p.add_argument("--no-torch", action="store_true", help="leave torch out")
+    p.add_argument("--unroll", action="store_true",
+                   help="time the symbolic chain/nested unrolls instead of forward passes")
+
+
+# --- hand-optimised NumPy baselines ------------------------------------------------------------
+def _sigmoid_inplace(u):
+    """σ(u) in place, overflow-free: σ(u) = (1 + tanh(u/2)) / 2."""
+    u *= 0.5
+    np.tanh(u, out=u)
+    u += 1
+    u *= 0.5
+    return u
+
+
+def best_elman(p, x, h):
+    T, B, _ = x.shape
+    W_hh_T = p["W_hh"].T.astype(x.dtype)
+    xw = (x.reshape(T * B, -1) @ p["W_xh"].T.astype(x.dtype) + p["b_h"]).reshape(T, B, -1)
+    out = np.empty((T, B, W_hh_T.shape[1]), x.dtype)
+    for t in range(T):
+        np.matmul(h, W_hh_T, out=out[t])
+        out[t] += xw[t]
+        np.tanh(out[t], out=out[t])
+        h = out[t]
+    return out, h
+
+
+def best_lstm(p, x, h, c):
+    T, B, _ = x.shape
+    H = c.shape[1]
+    W_x = np.concatenate([p["W_xi"], p["W_xf"], p["W_xg"], p["W_xo"]]).T.astype(x.dtype)
+    W_h = np.concatenate([p["W_hi"], p["W_hf"], p["W_hg"], p["W_ho"]]).T.astype(x.dtype)
+    b = np.concatenate([p["b_xi"] + p["b_hi"], p["b_xf"] + p["b_hf"],
+                        p["b_xg"] + p["b_hg"], p["b_xo"] + p["b_ho"]])
+    xw = (x.reshape(T * B, -1) @ W_x + b).reshape(T, B, 4 * H)
+    gates = np.empty((B, 4 * H), x.dtype)
+    out = np.empty((T, B, H), x.dtype)
+    for t in range(T):
+        np.matmul(h, W_h, out=gates)
+        gates += xw[t]
+        _sigmoid_inplace(gates[:, :2 * H])
+        np.tanh(gates[:, 2 * H:3 * H], out=gates[:, 2 * H:3 * H])
+        _sigmoid_inplace(gates[:, 3 * H:])
+        c = gates[:, H:2 * H] * c
+        c += gates[:, :H] * gates[:, 2 * H:3 * H]
+        np.tanh(c, out=out[t])
+        out[t] *= gates[:, 3 * H:]
+        h = out[t]
+    return out, h, c
+
+
+def best_gru(p, x, h):
+    T, B, _ = x.shape
+    H = h.shape[1]
+    W_x = np.concatenate([p["W_xr"], p["W_xz"], p["W_xn"]]).T.astype(x.dtype)
+    W_h = np.concatenate([p["W_hr"], p["W_hz"], p["W_hn"]]).T.astype(x.dtype)
+    b_x = np.concatenate([p["b_xr"] + p["b_hr"], p["b_xz"] + p["b_hz"], p["b_xn"]])
+    xw = (x.reshape(T * B, -1) @ W_x + b_x).reshape(T, B, 3 * H)
+    b_hn = p["b_hn"].astype(x.dtype)
+    hw = np.empty((B, 3 * H), x.dtype)
+    out = np.empty((T, B, H), x.dtype)
+    for t in range(T):
+        np.matmul(h, W_h, out=hw)
+        rz = hw[:, :2 * H]
+        rz += xw[t, :, :2 * H]
+        _sigmoid_inplace(rz)
+        n = hw[:, 2 * H:]
+        n += b_hn
+        n *= rz[:, :H]
+        n += xw[t, :, 2 * H:]
+        np.tanh(n, out=n)
+        # h = (1 - z) * n + z * h  =  n + z * (h - n)
+        np.subtract(h, n, out=out[t])
+        out[t] *= rz[:, H:]
+        out[t] += n
+        h = out[t]
+    return out, h
+
+
+# --- set-up ------------------------------------------------------------------------------------
+def _params(cell_name, d_in, d_h, dtype, rng):
+    from rnnsym.cells import builtin
+    from rnnsym.shapes import derive
+    cell = builtin(cell_name)
+    shapes = derive(cell).concrete(d_in=d_in, d_h=d_h)
+    scale = 1 / np.sqrt(d_h)
+    return cell, {k: (rng.uniform(-scale, scale, shapes[k])).astype(dtype) for k in cell.params}
+
+
+def _torch_module(cell_name, params, d_in, d_h, dtype):
+    import torch
+    cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name]
+    m = cls(d_in, d_h).to(getattr(torch, dtype))
+    gates = {"elman": None, "lstm": "ifgo", "gru": "rzn"}[cell_name]
+    with torch.no_grad():
+        if gates is None:
+            m.weight_ih_l0.copy_(torch.from_numpy(params["W_xh"]))
+            m.weight_hh_l0.copy_(torch.from_numpy(params["W_hh"]))
+            m.bias_ih_l0.copy_(torch.from_numpy(params["b_h"]))
+            m.bias_hh_l0.zero_()
+        else:
+            for dst, w in (("weight_ih_l0", "W_x"), ("weight_hh_l0", "W_h"),
+                           ("bias_ih_l0", "b_x"), ("bias_hh_l0", "b_h")):
+                getattr(m, dst).copy_(torch.from_numpy(
+                    np.concatenate([params[f"{w}{g}"] for g in gates])))
+    return m
+
+
+def contenders(cell_name, params, x, use_torch=True):
+    from rnnsym import compile as rnn_compile
+    from rnnsym import reference
+    from rnnsym.cells import builtin
+    B, d_h = x.shape[1], params["W_hh" if cell_name == "elman" else "W_hi" if cell_name == "lstm"
+                                 else "W_hr"].shape[0]
+    zeros = np.zeros((B, d_h), x.dtype)
+    gen = rnn_compile(builtin(cell_name))
+    out = {"generated": lambda: gen.forward(params, x)}
+    if cell_name == "elman":
+        out["best-numpy"] = lambda: best_elman(params, x, zeros)
+        out["reference"] = lambda: reference.elman_forward(params, x)
+        if x.shape[0] * x.shape[1] <= 3200:
+            out["seed-loop"] = lambda: reference.seed_elman_forward_per_sample(params, x)
+    elif cell_name == "lstm":
+        out["best-numpy"] = lambda: best_lstm(params, x, zeros, zeros)
+        out["reference"] = lambda: reference.lstm_forward(params, x)
+    else:
+        out["best-numpy"] = lambda: best_gru(params, x, zeros)
+        out["reference"] = lambda: reference.gru_forward(params, x)
+    if use_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            m = _torch_module(cell_name, params, x.shape[2], d_h, str(x.dtype))
+            xt = torch.from_numpy(x)
+
+            def run_torch():
+                with torch.no_grad():
+                    return m(xt)
+            out["torch"] = run_torch
+    return out
+
+
+def time_all(fns: dict, repeats: int) -> dict:
+    """Median seconds per contender; rounds interleave the contenders to share the noise."""
+    for f in fns.values():
+        f()                                  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, use_torch=True,
+        log=None):
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell_name in cells:
+        for (T, B, d_in, d_h) in shapes:
+            for dtype in dtypes:
+                _, params = _params(cell_name, d_in, d_h, dtype, rng)
+                x = rng.standard_normal((T, B, d_in)).astype(dtype)
+                med = time_all(contenders(cell_name, params, x, use_torch), repeats)
+                rows.append({"cell": cell_name, "shape": (T, B, d_in, d_h), "dtype": dtype, **med})
+                if log:
+                    log(format_rows([rows[-1]], header=len(rows) == 1))
+    return rows
+
+
+COLUMNS = ("generated", "best-numpy", "reference", "seed-loop", "torch")
+
+
+def format_rows(rows, header=True) -> str:
+    lines = []
+    if header:
+        lines.append(f"{'cell':<6} {'(T,B,d_in,d_h)':<18} {'dtype':<8} "
+                     + " ".join(f"{c:>11}" for c in COLUMNS)
+                     + f" {'gen/best':>9} {'gen/torch':>9} {'seed/gen':>9}")
+    for r in rows:
+        cells = " ".join(f"{r[c] * 1e3:>9.2f}ms" if c in r else f"{'-':>11}" for c in COLUMNS)
+
+        def ratio(a, b):
+            return f"{r[a] / r[b]:>9.2f}" if a in r and b in r else f"{'-':>9}"
+        lines.append(f"{r['cell']:<6} {str(r['shape']):<18} {r['dtype']:<8} {cells} "
+                     f"{ratio('generated', 'best-numpy')} {ratio('generated', 'torch')} "
+                     f"{ratio('seed-loop', 'generated')}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    import sys
+    if args.unroll:
+        from rnnsym import bench_unroll
+        rows = bench_unroll.run(cells=tuple(args.cells) or None)
+        print(bench_unroll.format_table(rows))
+        return 0
+    cells = tuple(c if c != "rnn" else "elman" for c in args.cells) or CELLS
+    for c in cells:
+        if c not in CELLS:
+            raise ValueError(f"unknown cell {c!r} for bench; choose from {', '.join(CELLS)}")
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shape:
+        shapes = []
+        for s in args.shape:
+            parts = s.split(",")
+            if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"--shape takes T,B,D_IN,D_H (positive integers), got {s!r}")
+            shapes.append(tuple(int(p) for p in parts))
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    print(f"median of {args.repeats} interleaved rounds; times per forward pass over T steps",
+          file=sys.stderr)
+    run(cells, shapes, dtypes, args.repeats, not args.no_torch,
+        log=lambda s: print(s, flush=True))
+    return 0

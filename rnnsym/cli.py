@@ -1,0 +1,268 @@
+"""The ``rnnsym`` command line. Every user error exits 2 with a one-line reason, no traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rnnsym.cells import BUILTINS, builtin, parse_cell
+
+CELL_OPTIONS = {
+    # flag dest: (cells it applies to, builtin keyword)
+    "activation": ({"elman"}, "activation"),
+    "readout": ({"elman"}, "readout"),
+    "peepholes": ({"lstm"}, "peepholes"),
+    "coupled": ({"lstm"}, "coupled"),
+    "projection": ({"lstm"}, "projection"),
+    "clip": ({"lstm"}, "clip"),
+    "reset": ({"gru"}, "reset"),
+}
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
+    """CELL (a built-in name) or --define TEXT, and the options of the built-ins."""
+    p.add_argument("cell", nargs="*" if many else "?", metavar="CELL",
+                   help="built-in cell: elman (alias rnn), lstm, gru")
+    g = p.add_argument_group("user-defined cell")
+    g.add_argument("--define", metavar="TEXT",
+                   help='equations, e.g. "h = tanh(W_h @ h + W_x @ x + b)" (; or newlines between)')
+    g.add_argument("--name", default="custom", help="name of the defined cell (default: custom)")
+    g.add_argument("--input", default="x", help="comma-separated input names (default: x)")
+    g.add_argument("--state", help="comma-separated state names (default: names read before "
+                                   "they are assigned)")
+    g.add_argument("--readout", dest="readouts", default="",
+                   help="comma-separated readout names (e.g. y)")
+    g.add_argument("--dims", default="", help="declare dimensions equal, e.g. d_in=d_h")
+    b = p.add_argument_group("built-in cell options")
+    b.add_argument("--activation", choices=["tanh", "relu", "sigmoid", "identity"],
+                   help="elman: the nonlinearity (default tanh)")
+    b.add_argument("--with-readout", dest="readout", action="store_true", default=None,
+                   help="elman: add y_t = W_hy h_t + b_y")
+    b.add_argument("--peepholes", action="store_true", default=None, help="lstm: ONNX peepholes")
+    b.add_argument("--coupled", action="store_true", default=None,
+                   help="lstm: coupled input/forget gate, f = 1 - i")
+    b.add_argument("--projection", action="store_true", default=None,
+                   help="lstm: projection h = W_hr (o * tanh c) (PyTorch proj_size)")
+    b.add_argument("--clip", type=float, help="lstm: clip activation inputs to [-CLIP, CLIP]")
+    b.add_argument("--reset", choices=["after", "before"],
+                   help="gru: reset gate after (PyTorch) or before (paper, ONNX default) the matmul")
+
+
+def _split(s):
+    return tuple(a.strip() for a in (s or "").split(",") if a.strip())
+
+
+def cells_from_args(args, *, many=False):
+    """The cell(s) the arguments name."""
+    names = args.cell if many else ([args.cell] if args.cell else [])
+    if args.define and names:
+        raise UsageError("give either a built-in CELL or --define, not both")
+    if args.define:
+        dims = []
+        for pair in _split(args.dims):
+            a, sep, b = pair.partition("=")
+            if not sep or not a.strip() or not b.strip():
+                raise UsageError(f"--dims takes NAME=NAME pairs, got {pair!r}")
+            dims.append((a.strip(), b.strip()))
+        return [parse_cell(args.define, inputs=_split(args.input),
+                           states=_split(args.state) if args.state else None,
+                           readouts=_split(args.readouts), dims=dims, name=args.name)]
+    if not names:
+        if many:
+            return []
+        raise UsageError("name a CELL (elman, lstm, gru) or give --define")
+    cells = []
+    for name in names:
+        key = name.lower()
+        if key not in BUILTINS:
+            raise UsageError(f"unknown cell {name!r}; built-in cells: elman (alias rnn), lstm, gru "
+                             "(or --define TEXT)")
+        kind = "elman" if key == "rnn" else key
+        opts = {}
+        for dest, (applies, kw) in CELL_OPTIONS.items():
+            val = getattr(args, dest, None)
+            if val is None:
+                continue
+            if kind not in applies:
+                raise UsageError(f"--{dest.replace('_', '-')} does not apply to {name} "
+                                 f"(it is an option of {', '.join(sorted(applies))})")
+            opts[kw] = val
+        cells.append(builtin(kind, **opts))
+    return cells
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_cells(args):
+    from rnnsym.cells import elman, gru, lstm
+    print("Built-in cells (rnnsym show CELL, rnnsym shapes CELL):\n")
+    for title, cell, opts in (
+            ("elman (alias rnn)", elman(), "--activation tanh|relu|sigmoid|identity, --with-readout"),
+            ("lstm", lstm(), "--peepholes, --coupled, --projection, --clip C"),
+            ("gru", gru(), "--reset after|before")):
+        print(f"{title}: {cell.title}\n  options: {opts}")
+        print("\n".join("  " + line for line in cell.text().splitlines()))
+        print()
+    return 0
+
+
+def cmd_show(args):
+    cell = cells_from_args(args)[0]
+    print(cell.latex() if args.latex else cell.text())
+    return 0
+
+
+def cmd_shapes(args):
+    from rnnsym.shapes import derive
+    cell = cells_from_args(args)[0]
+    table = derive(cell)
+    print(f"{cell.title}\n")
+    print(table.format())
+    if table.undetermined:
+        print("\nundetermined: " + "; ".join(f"{k}: {v}" for k, v in table.undetermined.items()),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sizes(text):
+    out = {}
+    for pair in _split(text):
+        k, sep, v = pair.partition("=")
+        if not sep or not v.strip().isdigit():
+            raise UsageError(f"--sizes takes NAME=INT pairs, e.g. d_h=2,d_in=1; got {pair!r}")
+        out[k.strip()] = int(v)
+    return out
+
+
+def cmd_unroll(args):
+    from rnnsym.unroll import unroll
+    cell = cells_from_args(args)[0]
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    result = unroll(cell, args.steps, form=args.form, sizes=_sizes(args.sizes) or None)
+    print(result.text() if args.text else result.latex())
+    return 0
+
+
+def cmd_jacobian(args):
+    from rnnsym.jacobian import chain_jacobian
+    cell = cells_from_args(args)[0]
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    result = chain_jacobian(cell, args.steps)
+    print(result.text() if args.text else result.latex())
+    return 0
+
+
+def cmd_generate(args):
+    from rnnsym.codegen.files import REGENERATE, diff, expected_files, write
+    from rnnsym.codegen.generator import render
+    cells = cells_from_args(args, many=True)
+    if cells:
+        from rnnsym.codegen.generator import module_name
+        files = {f"{args.name if args.define else module_name(c)}.py": render(c) for c in cells}
+    else:
+        files = expected_files()
+    if args.check:
+        if cells:
+            raise UsageError("--check compares the whole generated/ folder: give no CELL")
+        d = diff(args.out, files)
+        if d:
+            sys.stdout.write(d)
+            return 1
+        print(f"{args.out}: {len(files)} files in sync with the generator")
+        return 0
+    changed = write(args.out, files)
+    print(f"{args.out}: {len(files)} files, {len(changed)} written"
+          + (f" ({', '.join(changed)})" if changed else ""))
+    return 0
+
+
+def cmd_bench(args):
+    from rnnsym import bench
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rnnsym",
+        description="Symbolic RNN/LSTM/GRU cells: shapes, unrolled LaTeX, generated NumPy "
+                    "reference code, and a conformance checker.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("cells", help="list the built-in cells and their options")
+    s.set_defaults(func=cmd_cells)
+
+    s = sub.add_parser("show", help="print a cell's equations (text or --latex)")
+    add_cell_arguments(s)
+    s.add_argument("--latex", action="store_true", help="LaTeX instead of text")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("shapes", help="derive the shape of every parameter")
+    add_cell_arguments(s)
+    s.set_defaults(func=cmd_shapes)
+
+    s = sub.add_parser("unroll", help="unrolled expressions for N steps")
+    add_cell_arguments(s)
+    s.add_argument("--steps", type=int, required=True, metavar="N")
+    s.add_argument("--form", choices=["nested", "chain", "elementwise"], default="chain")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", action="store_true", help="LaTeX (the default)")
+    fmt.add_argument("--text", action="store_true", help="plain text")
+    s.add_argument("--sizes", default="", help="elementwise form: sizes, e.g. d_h=2,d_in=1")
+    s.set_defaults(func=cmd_unroll)
+
+    s = sub.add_parser("jacobian", help="∂h_t/∂h_{t-1} and the chain ∂h_N/∂h_0")
+    add_cell_arguments(s)
+    s.add_argument("--steps", type=int, required=True, metavar="N")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", action="store_true", help="LaTeX (the default)")
+    fmt.add_argument("--text", action="store_true", help="plain text")
+    s.set_defaults(func=cmd_jacobian)
+
+    s = sub.add_parser("generate", help="write NumPy forward modules (default: every built-in "
+                                        "variant into generated/)")
+    add_cell_arguments(s, many=True)
+    s.add_argument("--out", default="generated", help="output folder (default: generated)")
+    s.add_argument("--check", action="store_true",
+                   help="exit 1 with a unified diff if the folder is out of date")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("bench", help="time generated code against hand-written NumPy and torch")
+    from rnnsym import bench
+    bench.add_arguments(s)
+    s.set_defaults(func=cmd_bench)
+
+    try:
+        from rnnsym.check.cli import add_parser as add_check
+    except ImportError:  # pragma: no cover - the checker ships with the package
+        add_check = None
+    if add_check is not None:
+        add_check(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            from rnnsym.check.cli import run as run_check
+            return run_check(args)
+        return args.func(args)
+    except (UsageError, ValueError, KeyError) as e:
+        msg = e.args[0] if e.args else str(e)
+        print(f"rnnsym {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"rnnsym {args.command}: error: expression too deep to print; use --form chain",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The checked-in ``generated/`` folder: which variants it holds, writing it, checking it.
+
+Like symforce's ``compare_or_update_directory``: the check compares the *set* of files as well
+as their text, and a stale folder fails with a unified diff and the command that fixes it.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from rnnsym.cells import elman, gru, lstm
+from rnnsym.codegen.generator import render
+
+REGENERATE = "rnnsym generate --out generated"
+
+#: every built-in cell and variant, by module name
+VARIANTS = {
+    **{f"elman_{act}{'_readout' if ro else ''}": (elman, {"activation": act, "readout": ro})
+       for act in ("tanh", "relu", "sigmoid", "identity") for ro in (False, True)},
+    "lstm": (lstm, {}),
+    "lstm_peepholes": (lstm, {"peepholes": True}),
+    "lstm_coupled": (lstm, {"coupled": True}),
+    "lstm_projection": (lstm, {"projection": True}),
+    "lstm_clip": (lstm, {"clip": 3.0}),
+    "lstm_peepholes_coupled_clip": (lstm, {"peepholes": True, "coupled": True, "clip": 3.0}),
+    "gru_reset_after": (gru, {"reset": "after"}),
+    "gru_reset_before": (gru, {"reset": "before"}),
+}
+
+
+def variant_cell(name: str):
+    factory, options = VARIANTS[name]
+    return factory(**options)
+
+
+def expected_files(extra_cells=()) -> dict[str, str]:
+    """``{file name: source}`` for every variant (and any extra ``(name, cell)`` pairs)."""
+    files = {f"{name}.py": render(variant_cell(name), regen=REGENERATE) for name in VARIANTS}
+    for name, cell in extra_cells:
+        files[f"{name}.py"] = render(cell, regen=REGENERATE)
+    return files
+
+
+def write(out_dir, files: dict[str, str]) -> list[str]:
+    """Write ``files`` into ``out_dir``, touching only files whose text changed; returns those."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in files.items():
+        path = out / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(name)
+    return changed
+
+
+def diff(out_dir, files: dict[str, str]) -> str:
+    """Unified diff from what is in ``out_dir`` to what the generator writes; '' when in sync.
+
+    Files the generator no longer writes count as stale too (only ``*.py``).
+    """
+    out = Path(out_dir)
+    chunks = []
+    present = {p.name for p in out.glob("*.py")} if out.is_dir() else set()
+    for name in sorted(set(files) | present):
+        old = (out / name).read_text() if name in present else ""
+        new = files.get(name, "")
+        if old != new:
+            chunks.extend(difflib.unified_diff(
+                old.splitlines(True), new.splitlines(True),
+                fromfile=f"{out / name}{'' if name in present else ' (missing)'}",
+                tofile=f"{out / name} (generated){'' if name in files else ' (not generated: delete it)'}"))
+    if not chunks:
+        return ""
+    return "".join(chunks) + f"\n{out} is out of date with the generator: run `{REGENERATE}` and commit.\n"
