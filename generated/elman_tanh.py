@@ -69,9 +69,10 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        h = np.tanh(W_xh_x[t] + W_hh_h)  # state h
-        out[t] = h
-    return out, {"h": h}
+        hW += xW[t]
+        out[t] = np.tanh(W_hh_h)  # state h
+        h = out[t]
+    return out, {"h": h.copy()}
 
 
 def step(params, x_t, state):

@@ -82,11 +82,12 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_out), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        h = np.tanh(W_xh_x[t] + W_hh_h)  # state h
+        hW += xW[t]
+        h = np.tanh(W_hh_h)  # state h
         np.matmul(h, W_hW2, out=hW2)
-        y = W_hy_h + b_y  # output y
-        out[t] = y
-    return out, {"h": h}
+        out[t] = W_hy_h + b_y  # output y
+        y = out[t]
+    return out, {"h": h.copy()}
 
 
 def step(params, x_t, state):

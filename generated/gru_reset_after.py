@@ -99,12 +99,14 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        r = _sigmoid(W_xr_x[t] + W_hr_h)  # gate r
-        z = _sigmoid(W_xz_x[t] + W_hz_h)  # gate z
+        hW[:, :2*d_h] += xW[t, :, :2*d_h]
+        _sigmoid_(hW[:, 0:2*d_h])  # W_hr_h, W_hz_h in place
+        r = W_hr_h  # gate r
+        z = W_hz_h  # gate z
         n = np.tanh(W_xn_x[t] + r * (W_hn_h + b_hn))  # gate n
-        h = (1 - z) * n + z * h  # state h
-        out[t] = h
-    return out, {"h": h}
+        out[t] = (1 - z) * n + z * h  # state h
+        h = out[t]
+    return out, {"h": h.copy()}
 
 
 def step(params, x_t, state):
@@ -113,10 +115,13 @@ def step(params, x_t, state):
     return new_state
 
 
-def _sigmoid(u):
-    """Logistic function without overflow for any finite u: exp is only taken of -|u|."""
+def _sigmoid_(u):
+    """_sigmoid, in place on the array u (a view of a reused buffer)."""
     e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1, e) / (1 + e)
+    e += 1
+    np.minimum(u, 0, out=u)
+    np.exp(u, out=u)
+    u /= e
 
 
 def _check(params, x, state0):

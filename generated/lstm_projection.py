@@ -120,15 +120,19 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_proj), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        i = _sigmoid(W_xi_x[t] + W_hi_h)  # gate i
-        f = _sigmoid(W_xf_x[t] + W_hf_h)  # gate f
-        g = np.tanh(W_xg_x[t] + W_hg_h)  # gate g
+        hW += xW[t]
+        _sigmoid_(hW[:, 0:2*d_h])  # W_hi_h, W_hf_h in place
+        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # W_hg_h in place
+        _sigmoid_(hW[:, 3*d_h:4*d_h])  # W_ho_h in place
+        i = W_hi_h  # gate i
+        f = W_hf_h  # gate f
+        g = W_hg_h  # gate g
         c = f * c + i * g  # state c
-        o = _sigmoid(W_xo_x[t] + W_ho_h)  # gate o
+        o = W_ho_h  # gate o
         np.matmul(o * np.tanh(c), W_uW, out=uW)
-        h = W_hr_u  # state h
-        out[t] = h
-    return out, {"c": c, "h": h}
+        out[t] = W_hr_u  # state h
+        h = out[t]
+    return out, {"c": c.copy(), "h": h.copy()}
 
 
 def step(params, x_t, state):
@@ -137,10 +141,13 @@ def step(params, x_t, state):
     return new_state
 
 
-def _sigmoid(u):
-    """Logistic function without overflow for any finite u: exp is only taken of -|u|."""
+def _sigmoid_(u):
+    """_sigmoid, in place on the array u (a view of a reused buffer)."""
     e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1, e) / (1 + e)
+    e += 1
+    np.minimum(u, 0, out=u)
+    np.exp(u, out=u)
+    u /= e
 
 
 def _check(params, x, state0):

@@ -38,11 +38,12 @@ def add_arguments(p):
 
 # --- hand-optimised NumPy baselines ------------------------------------------------------------
 def _sigmoid_inplace(u):
-    """σ(u) in place, overflow-free: σ(u) = (1 + tanh(u/2)) / 2."""
-    u *= 0.5
-    np.tanh(u, out=u)
-    u += 1
-    u *= 0.5
+    """σ(u) in place, overflow-free and relatively accurate: e^min(u,0) / (1 + e^-|u|)."""
+    e = np.exp(-np.abs(u))
+    e += 1
+    np.minimum(u, 0, out=u)
+    np.exp(u, out=u)
+    u /= e
     return u
 
 

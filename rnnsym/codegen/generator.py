@@ -13,7 +13,7 @@ from sympy import MatrixSymbol
 
 from rnnsym.cells.cell import Cell, split_name
 from rnnsym.codegen.helpers import HELPERS
-from rnnsym.codegen.plan import plan
+from rnnsym.codegen.plan import INPLACE, plan
 from rnnsym.printing.numpy import numpy_code
 from rnnsym.cells.nodes import mmul
 from rnnsym.printing.text import equation_text, text
@@ -171,19 +171,35 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     for k, (name, rhs) in enumerate(sp_.equations):
         for g in sp_.gemm_before.get(k, []):
             loop.append(f"    np.matmul({numpy_code(g.operand, code)}, W_{g.name}, out={g.name})")
+            if g.add_hoisted:
+                h, m = g.add_hoisted
+                end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
+                whole = m == len(g.products) == len(h.products)
+                loop.append(f"    {g.name} += {h.name}[t]" if whole else
+                            f"    {g.name}[:, :{end}] += {h.name}[t, :, :{end}]")
+            for act, k0, k1 in g.inplace:
+                a = sum((table.shape(p.weight)[0] for p in g.products[:k0]), sp.Integer(0))
+                b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
+                view = g.name if (a == 0 and k1 == len(g.products)) else f"{g.name}[:, {a}:{b}]"
+                loop.append("    " + INPLACE[act].format(v=view)
+                            + f"  # {', '.join(p.slot.name for p in g.products[k0:k1])} in place")
         for tname, texpr, first in sp_.temps:
             if first == k:
                 loop.append(f"    {tname} = {numpy_code(texpr, code)}")
         eq = cell.equation(name)
-        loop.append(f"    {names.var[name]} = {numpy_code(rhs, code)}  # {eq.kind} {name}")
-    loop.append(f"    out[t] = {names.var[cell.output]}")
+        if name == cell.output:     # written straight into the output array, no copy
+            loop.append(f"    out[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
+            loop.append(f"    {names.var[name]} = out[t]")
+        else:
+            loop.append(f"    {names.var[name]} = {numpy_code(rhs, code)}  # {eq.kind} {name}")
     for s in cell.states:
         if names.prev[s] != names.var[s]:
             loop.append(f"    {names.prev[s]} = {names.var[s]}")
     if not any("x_t" in line for line in loop[2:]):
         del loop[1]
     body.extend(loop)
-    final = ", ".join(f'"{s}": {names.prev[s]}' for s in cell.states)
+    # copies: a state may be a view of `out` or of a reused buffer
+    final = ", ".join(f'"{s}": {names.prev[s]}.copy()' for s in cell.states)
     body.append(f"return out, {{{final}}}")
 
     used_helpers = [h for h in HELPERS if any(h + "(" in line for line in body)]

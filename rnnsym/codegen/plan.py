@@ -20,7 +20,7 @@ import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol
 
 from rnnsym.cells.cell import Cell, split_name
-from rnnsym.cells.nodes import madd
+from rnnsym.cells.nodes import Activation, madd
 from rnnsym.shapes import derive
 
 
@@ -39,6 +39,12 @@ class Group:
     operand: sp.MatrixExpr
     hoisted: bool
     products: list = field(default_factory=list)
+    add_hoisted: tuple = ()     # (hoisted Group, m): its first m slices are added in, once
+    inplace: list = field(default_factory=list)   # (activation, k0, k1): applied in place
+
+
+#: activations with an in-place NumPy form: name -> format string with {v} the view
+INPLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})"}
 
 
 @dataclass
@@ -128,10 +134,15 @@ def plan(cell: Cell) -> StepPlan:
     equations = [(eq.name, eq.rhs.xreplace(slots).replace(lambda e: isinstance(e, MatAdd), fold))
                  for eq in cell.equations]
 
-    # 4. common sub-expressions across equations, computed once
+    # 4. per step, add the hoisted slices to the in-loop GEMM's buffer in one operation where
+    #    every pre-activation is `W_x* x + W_h* h` (LSTM, GRU's r and z), then apply runs of
+    #    the same activation in place on adjacent gate slices (one call for i and f)
+    equations = _pair_and_fuse(cell, table, groups, equations)
+
+    # 5. common sub-expressions across equations, computed once
     equations, temps = _cse(equations, used_names | {g.name for g in groups})
 
-    # 5. when to run each in-loop GEMM: just before the first equation that reads it
+    # 6. when to run each in-loop GEMM: just before the first equation that reads it
     gemm_before: dict = {}
     for g in groups:
         if g.hoisted:
@@ -141,6 +152,58 @@ def plan(cell: Cell) -> StepPlan:
         first = min(i for i, e in exprs if e.atoms(MatrixSymbol) & gslots)
         gemm_before.setdefault(first, []).append(g)
     return StepPlan(cell, groups, equations, temps, gemm_before)
+
+
+def _pair_and_fuse(cell, table, groups, equations):
+    occurrences = Counter(n for _, e in equations for n in sp.preorder_traversal(e)
+                          if isinstance(n, MatrixSymbol))
+    sums = {frozenset(n.args): n for _, e in equations for n in sp.preorder_traversal(e)
+            if isinstance(n, MatAdd) and len(n.args) == 2}
+    hoisted = [g for g in groups if g.hoisted]
+    mapping = {}
+    for g in groups:
+        if g.hoisted:
+            continue
+        for h in hoisted:
+            m = 0
+            while m < min(len(g.products), len(h.products)):
+                a, b = h.products[m], g.products[m]
+                pair = frozenset((a.slot, b.slot))
+                if not (pair in sums and occurrences[a.slot] == 1 and occurrences[b.slot] == 1
+                        and table.shape(a.weight)[0] == table.shape(b.weight)[0]):
+                    break
+                mapping[sums[pair]] = b.slot
+                m += 1
+            if m:
+                g.add_hoisted = (h, m)
+                break
+    equations = [(n, e.xreplace(mapping)) for n, e in equations]
+
+    # in-place activations: gates whose whole right-hand side is act(slot of a paired buffer)
+    kinds = {e.name: e.kind for e in cell.equations}
+    rewrite = {}
+    for g in groups:
+        if not g.add_hoisted:
+            continue
+        owner = {}
+        for name, rhs in equations:
+            if kinds[name] == "gate" and isinstance(rhs, Activation) and rhs.name in INPLACE \
+                    and not rhs.params and rhs.arg in {p.slot for p in g.products[:g.add_hoisted[1]]}:
+                owner[rhs.arg] = (name, rhs.name)
+        k = 0
+        while k < g.add_hoisted[1]:
+            slot = g.products[k].slot
+            if slot not in owner:
+                k += 1
+                continue
+            act = owner[slot][1]
+            k1 = k
+            while k1 < g.add_hoisted[1] and owner.get(g.products[k1].slot, (None, None))[1] == act:
+                rewrite[owner[g.products[k1].slot][0]] = g.products[k1].slot
+                k1 += 1
+            g.inplace.append((act, k, k1))
+            k = k1
+    return [(n, rewrite.get(n, e)) for n, e in equations]
 
 
 def _cse(equations, used_names):
