@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
@@ -137,3 +138,29 @@ def test_identity_elman_is_linear_in_initial_state_and_inputs(data, a, b):
     lhs, _ = f(params, a * x + b * x2, {"h": a * h0 + b * h0b})
     rhs = a * f(params, x, {"h": h0})[0] + b * f(params, x2, {"h": h0b})[0]
     assert_close("out", lhs, rhs, 1e-9, atol=1e-9, context=f"{name}({sizes}), a={a}, b={b}")
+
+
+@pytest.mark.parametrize("name", ["elman_sigmoid_readout", "lstm_peepholes_coupled_clip",
+                                  "lstm_projection", "gru_reset_before", "gru_reset_after"])
+def test_elementwise_unrolled_formulas_equal_the_generated_forward(name):
+    """The symbolic core's scalar equations, evaluated numerically, give the generated numbers."""
+    from rnnsym.unroll import unroll
+    cell, steps = variant_cell(name), 3
+    dims = {str(d): v for d, v in zip(__import__("rnnsym").shapes(cell).dims, (3, 2, 1))}
+    unrolled = unroll(cell, steps, "elementwise", dims)
+    shapes = __import__("rnnsym").shapes(cell).concrete(**dims)
+    rng = np.random.default_rng(7)
+    params = {p: rng.uniform(-2, 2, shapes[p]) for p in cell.params}
+    x = rng.uniform(-2, 2, (steps, 1, dims["d_in"]))
+    state0 = {s: rng.uniform(-1, 1, (1,) + shapes[s]) for s in cell.states}
+    values = {f"{k}[{','.join(map(str, i))}]": v[i] for k, v in params.items() for i in np.ndindex(v.shape)}
+    values.update({f"x[{t + 1}][{i}]": x[t, 0, i] for t in range(steps) for i in range(dims["d_in"])})
+    values.update({f"{s}[0][{i}]": v[0, i] for s, v in state0.items() for i in range(v.shape[1])})
+    for label, rhs in unrolled.equations:
+        values[label] = float(rhs.xreplace({s: sp.Float(values[s.name], 30) for s in rhs.free_symbols}).evalf(20))
+    out, state = MODULES[name].forward(params, x, state0)
+    for t in range(steps):
+        for i in range(out.shape[2]):
+            got, want = out[t, 0, i], values[f"{cell.output}[{t + 1}][{i}]"]
+            assert abs(got - want) <= 1e-12 * max(1.0, abs(want)), \
+                f"out[{t}, 0, {i}]={got!r}, but should be {want!r} [{name}({dims})]"
