@@ -70,7 +70,7 @@ def forward(params, x, state0=None):
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
-        out[t] = np.maximum(W_hh_h, 0)  # state h
+        np.maximum(W_hh_h, 0, out=out[t])  # state h
         h = out[t]
     return out, {"h": h.copy()}
 

@@ -70,7 +70,7 @@ def forward(params, x, state0=None):
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
-        out[t] = np.tanh(W_hh_h)  # state h
+        np.tanh(W_hh_h, out=out[t])  # state h
         h = out[t]
     return out, {"h": h.copy()}
 

@@ -15,7 +15,7 @@ from rnnsym.cells.cell import Cell, split_name
 from rnnsym.codegen.helpers import HELPERS
 from rnnsym.codegen.plan import INPLACE, plan
 from rnnsym.printing.numpy import numpy_code
-from rnnsym.cells.nodes import mmul
+from rnnsym.cells.nodes import Activation, mmul
 from rnnsym.printing.text import equation_text, text
 from rnnsym.shapes import derive
 
@@ -26,6 +26,8 @@ HEADER = """\
 # template: rnnsym/codegen/templates/{template}
 # Do NOT modify by hand. Regenerate with: {regen}
 # ruff: noqa"""
+#: activations NumPy can compute into a given array
+WRITE_INTO = {"tanh": "np.tanh({u}, out={o})", "relu": "np.maximum({u}, 0, out={o})"}
 RESERVED = {"np", "params", "x", "x_t", "state", "state0", "size", "T", "B", "t", "dtype", "out",
             "step", "forward"}
 
@@ -187,7 +189,12 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
             if first == k:
                 loop.append(f"    {tname} = {numpy_code(texpr, code)}")
         eq = cell.equation(name)
-        if name == cell.output:     # written straight into the output array, no copy
+        if name == cell.output and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
+            # computed straight into the output array: no temporary, no copy
+            loop.append("    " + WRITE_INTO[rhs.name].format(u=numpy_code(rhs.arg, code), o="out[t]")
+                        + f"  # {eq.kind} {name}")
+            loop.append(f"    {names.var[name]} = out[t]")
+        elif name == cell.output:     # written straight into the output array, no copy
             loop.append(f"    out[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
             loop.append(f"    {names.var[name]} = out[t]")
         else:
