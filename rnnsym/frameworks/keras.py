@@ -1,0 +1,199 @@
+"""Keras 3 ``SimpleRNN/LSTM/GRU`` (+ ``Bidirectional``) <-> canonical.
+
+Keras is run on the torch backend (``KERAS_BACKEND=torch`` is set here if unset,
+before keras is imported). Layout (``keras/src/layers/rnn/*.py``), one layer::
+
+    kernel            (d_in, G*u)    applied as x @ kernel        (= W_x.T)
+    recurrent_kernel  (u, G*u)       applied as h @ recurrent_kernel
+    bias              (G*u,)         SimpleRNN, LSTM, GRU(reset_after=False)
+                      (2, 3u)        GRU(reset_after=True): row 0 input, row 1 recurrent
+
+Gate blocks: LSTM ``i|f|c|o`` (= canonical i, f, g, o, no reordering);
+GRU ``z|r|h`` (canonical r, z, n: blocks 0 and 1 swap). Biases:
+
+- SimpleRNN: ``b_h = bias``.
+- LSTM: one bias, ``b_x{g} = bias[g]``, ``b_h{g} = 0``; inverse puts ``b_x + b_h``.
+- GRU reset_after=True: ``b_x = bias[0]``, ``b_h = bias[1]`` (lossless) and the
+  canonical GRU with reset="after".
+- GRU reset_after=False: ``b_x = bias``, ``b_h = 0`` and reset="before" (where only
+  ``b_x + b_h`` matters, so the inverse ``bias = b_x + b_h`` is exact in effect).
+- use_bias=False: canonical biases are zeros.
+
+Input/output are batch-major ``(B, T, ·)``. ``Bidirectional(merge_mode="concat")``
+concatenates [forward, backward] on the features with the backward output realigned
+to input time; with ``return_state`` its states are the forward ones, then the
+backward ones.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rnnsym.frameworks import Capabilities, Config, Harness, OutputError, UsageError, check_shape
+
+GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
+#: canonical gate -> index of its block in Keras' kernel
+KERAS_BLOCK = {"elman": {"h": 0}, "lstm": {"i": 0, "f": 1, "g": 2, "o": 3},
+               "gru": {"z": 0, "r": 1, "n": 2}}
+LAYER_NAMES = {"elman": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+DIRECTION_NAMES = ("forward", "backward")
+
+
+def _keras():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    return keras
+
+
+def keras_weight_shapes(cell: str, *, input_size: int, units: int, use_bias: bool = True,
+                        reset_after: bool = True) -> dict[str, tuple]:
+    """Weight names -> shapes of one Keras layer, in ``layer.weights`` order."""
+    G = len(GATES[cell])
+    shapes = {"kernel": (input_size, G * units), "recurrent_kernel": (units, G * units)}
+    if use_bias:
+        shapes["bias"] = (2, 3 * units) if cell == "gru" and reset_after else (G * units,)
+    return shapes
+
+
+def keras_to_canonical(cell: str, weights, *, use_bias: bool = True,
+                       reset_after: bool = True) -> dict[str, np.ndarray]:
+    """One Keras layer's {"kernel", "recurrent_kernel", ["bias"]} -> canonical dict."""
+    kernel = np.asarray(weights["kernel"], np.float64)
+    recurrent = np.asarray(weights["recurrent_kernel"], np.float64)
+    G = len(GATES[cell])
+    units = recurrent.shape[0]
+    if use_bias:
+        bias = np.asarray(weights["bias"], np.float64)
+        b_in, b_rec = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros(G * units))
+    else:
+        b_in = b_rec = np.zeros(G * units)
+
+    def block(arr, gate):
+        k = KERAS_BLOCK[cell][gate]
+        return arr[..., k * units:(k + 1) * units]
+
+    if cell == "elman":
+        return {"W_xh": kernel.T, "W_hh": recurrent.T, "b_h": b_in + b_rec}
+    p = {}
+    for g in GATES[cell]:
+        p[f"W_x{g}"] = block(kernel, g).T
+        p[f"W_h{g}"] = block(recurrent, g).T
+        p[f"b_x{g}"] = block(b_in, g)
+        p[f"b_h{g}"] = block(b_rec, g)
+    return p
+
+
+def canonical_to_keras(cell: str, params, *, use_bias: bool = True,
+                       reset_after: bool = True) -> dict[str, np.ndarray]:
+    """Canonical dict -> one Keras layer's weights (inverse of keras_to_canonical;
+    LSTM and reset-before GRU sum b_x + b_h into Keras' single bias)."""
+    if cell == "elman":
+        out = {"kernel": params["W_xh"].T, "recurrent_kernel": params["W_hh"].T}
+        if use_bias:
+            out["bias"] = params["b_h"]
+        return out
+    order = sorted(GATES[cell], key=lambda g: KERAS_BLOCK[cell][g])
+    out = {"kernel": np.concatenate([params[f"W_x{g}"].T for g in order], axis=1),
+           "recurrent_kernel": np.concatenate([params[f"W_h{g}"].T for g in order], axis=1)}
+    if use_bias:
+        b_in = np.concatenate([params[f"b_x{g}"] for g in order])
+        b_rec = np.concatenate([params[f"b_h{g}"] for g in order])
+        out["bias"] = np.stack([b_in, b_rec]) if cell == "gru" and reset_after else b_in + b_rec
+    return out
+
+
+class KerasHarness(Harness):
+    """``keras.layers.SimpleRNN/LSTM/GRU(return_sequences=True, return_state=True)``,
+    wrapped in ``Bidirectional`` for two directions. One layer (stack Keras layers
+    yourself); variants: ``activation`` (SimpleRNN), ``reset`` (GRU ``reset_after``)."""
+
+    def __init__(self, cell: str):
+        self.cell = cell
+        self.name = f"keras.layers.{LAYER_NAMES[cell]}"
+        variants = {}
+        if cell == "elman":
+            variants["activation"] = ("tanh", "relu")
+        if cell == "gru":
+            variants["reset"] = ("after", "before")
+        self.capabilities = Capabilities(bidirectional=(False, True), bias=(True, False),
+                                         initial_state=(False, True), variants=variants)
+
+    def _reset_after(self, config: Config) -> bool:
+        return config.options.get("reset", "after") == "after"
+
+    def param_shapes(self, config: Config) -> dict:
+        one = keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
+                                  use_bias=config.bias, reset_after=self._reset_after(config))
+        if not config.bidirectional:
+            return one
+        return {f"{d}/{n}": s for d in DIRECTION_NAMES for n, s in one.items()}
+
+    def _split(self, config: Config, values) -> list[dict]:
+        if not config.bidirectional:
+            return [dict(values)]
+        return [{n.split("/", 1)[1]: v for n, v in values.items() if n.startswith(d + "/")}
+                for d in DIRECTION_NAMES]
+
+    def to_canonical(self, config: Config, values) -> list:
+        return [[keras_to_canonical(self.cell, w, use_bias=config.bias,
+                                    reset_after=self._reset_after(config))
+                 for w in self._split(config, values)]]
+
+    def build(self, config: Config):
+        keras = _keras()
+        if keras.backend.backend() != "torch":
+            raise UsageError(f"keras target needs KERAS_BACKEND=torch, keras uses "
+                             f"{keras.backend.backend()!r}")
+        kwargs = dict(units=config.d_h, return_sequences=True, return_state=True,
+                      use_bias=config.bias, dtype=config.dtype)
+        if self.cell == "elman":
+            kwargs["activation"] = config.options.get("activation", "tanh")
+        if self.cell == "gru":
+            kwargs["reset_after"] = self._reset_after(config)
+        layer = getattr(keras.layers, LAYER_NAMES[self.cell])(**kwargs)
+        if config.bidirectional:
+            layer = keras.layers.Bidirectional(layer, merge_mode="concat", dtype=config.dtype)
+        layer.build((config.B, config.T, config.d_in))
+        return layer
+
+    def _directions(self, layer, config: Config) -> list:
+        if config.bidirectional:
+            return [layer.forward_layer, layer.backward_layer]
+        return [layer]
+
+    def probe(self, config: Config) -> None:
+        self.build(config)
+
+    def run(self, config: Config, values, x, state0):
+        keras = _keras()
+        layer = self.build(config)
+        for sub, weights in zip(self._directions(layer, config), self._split(config, values)):
+            names = list(keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
+                                             use_bias=config.bias,
+                                             reset_after=self._reset_after(config)))
+            sub.set_weights([weights[n] for n in names])
+        inp = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2)).astype(config.dtype)
+        kwargs = {}
+        if state0 is not None:
+            keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+            kwargs["initial_state"] = [np.asarray(state0[k][0, d], config.dtype)
+                                       for d in range(config.D) for k in keys]
+        result = [keras.ops.convert_to_numpy(r) for r in layer(inp, **kwargs)]
+        n_states = 2 if self.cell == "lstm" else 1
+        if len(result) != 1 + n_states * config.D:
+            raise OutputError(f"layer returned {len(result)} tensors, expected "
+                              f"{1 + n_states * config.D}")
+        c = config
+        out = check_shape("output", result[0], (c.B, c.T, c.D * c.d_h), "(B, T, D*units)", c)
+        states = [check_shape(f"state {i}", s, (c.B, c.d_h), "(B, units)", c)
+                  for i, s in enumerate(result[1:])]
+        flat = {"output": out.transpose(1, 0, 2).reshape(c.T, c.B, c.D, c.d_h),
+                "h_n": np.stack(states[0::n_states])[None]}
+        if self.cell == "lstm":
+            flat["c_n"] = np.stack(states[1::n_states])[None]
+        return flat
+
+
+def keras_harness(cell: str) -> KerasHarness:
+    return KerasHarness(cell)
