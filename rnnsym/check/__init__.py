@@ -61,7 +61,7 @@ BIDIRECTIONAL = {"yes": (True,), "no": (False,), "both": (False, True),
 class CheckOptions:
     """Options of one check run (the CLI flags, validated by ``check``)."""
 
-    examples: int = 100
+    examples: int = 200
     seed: Optional[int] = None
     dtype: Optional[str] = None
     rtol: Optional[float] = None
@@ -107,10 +107,12 @@ def _choices(supported: tuple, wanted, label: str, harness: Harness) -> tuple:
 def config_space(harness: Harness, options: CheckOptions) -> dict:
     """Validated choices for every option: name -> tuple of values (first = simplest)."""
     caps = harness.capabilities
+    bidirectional = options.bidirectional
+    if set(bidirectional) == {False, True}:      # "both" means: whatever the target has
+        bidirectional = None
     space = {
         "num_layers": _choices(caps.num_layers, options.layers, "--layers", harness),
-        "bidirectional": _choices(caps.bidirectional, options.bidirectional,
-                                  "--bidirectional", harness),
+        "bidirectional": _choices(caps.bidirectional, bidirectional, "--bidirectional", harness),
         "bias": tuple(caps.bias),
         "batch_first": tuple(caps.batch_first),
         "initial_state": tuple(caps.initial_state),
@@ -263,7 +265,7 @@ def _parse_bidirectional(value) -> tuple:
     return BIDIRECTIONAL[key]
 
 
-def check(target, cell: str, *, examples: int = 100, seed: Optional[int] = None,
+def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
           dtype: Optional[str] = None, rtol: Optional[float] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6) -> Report:
@@ -272,7 +274,7 @@ def check(target, cell: str, *, examples: int = 100, seed: Optional[int] = None,
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
                    class/function itself
     cell           "elman" (alias "rnn"), "lstm" or "gru"
-    examples       number of Hypothesis examples (default 100)
+    examples       number of Hypothesis examples (default 200)
     seed           replays a run exactly (default: a random seed, shown in the report)
     dtype          "float32" (default for classes/frameworks) or "float64" (default for
                    canonical NumPy functions)
@@ -360,7 +362,8 @@ def check(target, cell: str, *, examples: int = 100, seed: Optional[int] = None,
     tol_desc = ("explicit rtol/atol" if options.rtol is not None or options.atol is not None
                 else "backward-error estimate, see rnnsym.check.tolerance")
     report = Report(target=_target_label(target), cell=cell, dtype=dtype, seed=options.seed,
-                    passed=stats["failure"] is None, examples=stats["examples"],
+                    passed=stats["failure"] is None,
+                    examples=stats["examples"] + (stats["failure"] is not None),
                     configurations=len(stats["configs"]), elapsed=elapsed,
                     max_abs_error=stats["abs"], max_rel_error=stats["rel"],
                     max_error_ratio=stats["ratio"], tolerance=tol_desc, command=command,

@@ -222,7 +222,7 @@ def _zero_group(prefix: str):
 def _bias_groups(values) -> list[str]:
     groups = []
     for name in values:
-        if "bias" in name:
+        if "bias" in name or name.startswith("b_"):
             group = name.split("_l")[0] if "_l" in name else name
             if group not in groups:
                 groups.append(group)

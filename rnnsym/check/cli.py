@@ -1,0 +1,89 @@
+"""``rnnsym check TARGET --cell CELL [...]``: the command-line face of rnnsym.check.
+
+Exit codes: 0 all examples agree; 1 counterexample found (report on stdout);
+2 usage error (unknown target, import failure, a class that doesn't fit the
+contract, bad option): one line on stderr, no traceback.
+
+Wire into a top-level parser with ``add_parser(subparsers)``; ``run(args)`` returns
+the exit code. ``python -m rnnsym.check.cli ...`` runs it stand-alone.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rnnsym.frameworks import UsageError
+
+
+def _layers(text: str) -> tuple:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``check`` arguments to ``parser``."""
+    parser.add_argument("target", help="torch | keras | MODULE:NAME | path/to/file.py:NAME")
+    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
+    parser.add_argument("--examples", type=int, default=200,
+                        help="number of Hypothesis examples (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="replay a run")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="default float32 for classes/frameworks, float64 for functions")
+    parser.add_argument("--rtol", type=float, default=None,
+                        help="replace the principled tolerance by atol + rtol*|expected|")
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--layers", type=_layers, default=None,
+                        help="num_layers values to explore, e.g. 1,3 (default all supported)")
+    parser.add_argument("--bidirectional", choices=["yes", "no", "both"], default="both")
+    parser.add_argument("--variant", action="append", default=None,
+                        help="math variant, e.g. reset_after=false, reset=before, "
+                             "activation=relu, projection=true; repeatable")
+    parser.add_argument("--cell-api", action="store_true",
+                        help="check RNNCell/LSTMCell/GRUCell (torch or a drop-in class)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``check`` on an ``argparse`` subparsers object; returns the parser."""
+    parser = subparsers.add_parser(
+        "check", help="property-test an RNN/LSTM/GRU implementation against rnnsym",
+        description=__doc__.split("\n\n")[0])
+    configure(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a check from parsed arguments and print the report; return the exit code."""
+    from rnnsym.check import check
+
+    try:
+        report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
+                       dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,
+                       bidirectional=args.bidirectional,
+                       variant=",".join(args.variant) if args.variant else None,
+                       cell_api=args.cell_api, progress=not args.no_progress)
+    except UsageError as exc:
+        print(f"rnnsym check: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return report.exit_code
+
+
+def main(argv=None) -> int:
+    parser = configure(argparse.ArgumentParser(prog="rnnsym check"))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # argparse already printed a one-line usage error
+        return int(exc.code or 0) and 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
