@@ -136,7 +136,7 @@ def canonical_to_torch(cell: str, params, *, bias: bool = True,
             if bias:
                 out[f"bias_ih{s}"] = np.concatenate([p[f"b_x{g}"] for g in gates])
                 out[f"bias_hh{s}"] = np.concatenate([p[f"b_h{g}"] for g in gates])
-            if "W_hr" in p:
+            if cell == "lstm" and "W_hr" in p:
                 out[f"weight_hr{s}"] = p["W_hr"]
     return out
 
