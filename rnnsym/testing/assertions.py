@@ -141,6 +141,6 @@ def assert_allclose(name: str, got, expected, *, rtol: float, atol: float,
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         idx = ", ".join(map(str, first))
         raise AssertionError(
-            f"{name}[{idx}]={got[first]!r}, but should be {expected[first]!r} "
+            f"{name}[{idx}]={got[first].item()!r}, but should be {expected[first].item()!r} "
             f"({int(bad.sum())}/{bad.size} elements differ, max abs error {abs_err.max():.3g}, "
             f"max rel error {rel_err.max():.3g}; rtol={rtol}, atol={atol}) [{where}]")
