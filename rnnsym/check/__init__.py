@@ -30,6 +30,7 @@ import hashlib
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -347,7 +348,11 @@ def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
 
     start = time.monotonic()
     try:
-        property_()
+        # the target's own warnings (overflow in a naive sigmoid, deprecations) are not
+        # the report: its outputs are
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            property_()
     except _Failure:
         pass
     except HypothesisException as exc:
@@ -371,7 +376,9 @@ def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
     outcome = stats["failure"]
     if outcome is not None:
         report.counterexample = _counterexample(outcome)
-        report.diagnoses = diagnose(harness, outcome)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            report.diagnoses = diagnose(harness, outcome)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
 
