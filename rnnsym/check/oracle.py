@@ -1,18 +1,18 @@
 """The one place the checker gets its expected values from.
 
 ``oracle_forward(cell, **variant)`` returns a single-layer, single-direction
-forward in the canonical convention; today it is ``rnnsym.reference`` (hand-written
-NumPy), later the compiled symbolic cells. Everything else in the checker --
+forward in the canonical convention: the NumPy module rnnsym generates from the symbolic
+cell (``rnnsym.compile``, the same code as ``generated/``), which the test suite proves equal
+to the hand-written ``rnnsym.reference``. Everything else in the checker --
 multi-layer/bidirectional stacks, diagnosis variants, tolerance estimates -- goes
 through this module, always in float64.
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache
 
 import numpy as np
 
-from rnnsym import reference
 from rnnsym.frameworks import Config, flat_outputs, nest_state
 from rnnsym.frameworks.layers import stack_forward
 
@@ -27,11 +27,16 @@ def oracle_forward(cell: str, **variant):
              lstm: projection=bool (peepholes/coupled/clip are not used by frameworks);
              gru: reset="after"|"before"
     """
-    functions = {"elman": reference.elman_forward, "lstm": reference.lstm_forward,
-                 "gru": reference.gru_forward}
-    if cell not in functions:
-        raise ValueError(f"cell: expected one of {sorted(functions)}, got {cell!r}")
-    return partial(functions[cell], **variant)
+    if cell not in VARIANT_DEFAULTS:
+        raise ValueError(f"cell: expected one of {sorted(VARIANT_DEFAULTS)}, got {cell!r}")
+    return _compiled(cell, tuple(sorted(variant.items()))).forward
+
+
+@lru_cache(maxsize=None)
+def _compiled(cell: str, variant: tuple):
+    from rnnsym.cells import builtin
+    from rnnsym.codegen.compile import compile_cell
+    return compile_cell(builtin(cell, **dict(variant)))
 
 
 def variant_for(config: Config) -> dict:
