@@ -62,7 +62,7 @@ BIDIRECTIONAL = {"yes": (True,), "no": (False,), "both": (False, True),
 class CheckOptions:
     """Options of one check run (the CLI flags, validated by ``check``)."""
 
-    examples: int = 200
+    examples: int = 500
     seed: Optional[int] = None
     dtype: Optional[str] = None
     rtol: Optional[float] = None
@@ -266,7 +266,7 @@ def _parse_bidirectional(value) -> tuple:
     return BIDIRECTIONAL[key]
 
 
-def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
+def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           dtype: Optional[str] = None, rtol: Optional[float] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6) -> Report:
@@ -275,7 +275,7 @@ def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
                    class/function itself
     cell           "elman" (alias "rnn"), "lstm" or "gru"
-    examples       number of Hypothesis examples (default 200)
+    examples       number of Hypothesis examples (default 500)
     seed           replays a run exactly (default: a random seed, shown in the report)
     dtype          "float32" (default for classes/frameworks) or "float64" (default for
                    canonical NumPy functions)
@@ -350,7 +350,7 @@ def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
     try:
         # the target's own warnings (overflow in a naive sigmoid, deprecations) are not
         # the report: its outputs are
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
             property_()
     except _Failure:
@@ -376,7 +376,7 @@ def check(target, cell: str, *, examples: int = 200, seed: Optional[int] = None,
     outcome = stats["failure"]
     if outcome is not None:
         report.counterexample = _counterexample(outcome)
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
             report.diagnoses = diagnose(harness, outcome)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None

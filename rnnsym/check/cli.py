@@ -29,8 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
     parser.add_argument("target", help="torch | keras | MODULE:NAME | path/to/file.py:NAME")
     parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
-    parser.add_argument("--examples", type=int, default=200,
-                        help="number of Hypothesis examples (default 200)")
+    parser.add_argument("--examples", type=int, default=500,
+                        help="number of Hypothesis examples (default 500)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="default float32 for classes/frameworks, float64 for functions")

@@ -24,6 +24,7 @@ This file holds what they share:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -178,6 +179,26 @@ class Harness:
         """Raise ContractError if the target cannot be built for ``config`` or its
         parameters don't have the expected names and shapes."""
         raise NotImplementedError
+
+    def session(self):
+        """Context manager around a whole check run (e.g. thread settings)."""
+        return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def torch_single_thread():
+    """Run torch on one thread, restoring the previous setting afterwards. The
+    checker's examples are tiny; on a busy 2-core machine torch's thread pool costs
+    up to 0.4 s per LSTM call (oneDNN), one thread 0.3 ms. Results are unaffected
+    beyond summation order, which the tolerance allows for."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ import os
 
 import numpy as np
 
-from rnnsym.frameworks import Capabilities, Config, Harness, OutputError, UsageError, check_shape
+from rnnsym.frameworks import (Capabilities, Config, Harness, OutputError, UsageError,
+                               check_shape, torch_single_thread)
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
 #: canonical gate -> index of its block in Keras' kernel
@@ -121,6 +122,9 @@ class KerasHarness(Harness):
 
     def _reset_after(self, config: Config) -> bool:
         return config.options.get("reset", "after") == "after"
+
+    def session(self):
+        return torch_single_thread()
 
     def param_shapes(self, config: Config) -> dict:
         one = keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,

@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from rnnsym.frameworks import (Capabilities, Config, ContractError, Harness, OutputError,
-                               check_shape, flat_outputs, nest_state)
+                               check_shape, flat_outputs, nest_state, torch_single_thread)
 from rnnsym.frameworks.layers import layer_input_sizes
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
@@ -215,6 +215,9 @@ class TorchHarness(Harness):
         if config.d_proj:
             kwargs["proj_size"] = config.d_proj
         return kwargs
+
+    def session(self):
+        return torch_single_thread()
 
     def param_shapes(self, config: Config) -> dict[str, tuple]:
         return torch_param_shapes(self.cell, input_size=config.d_in, hidden_size=config.d_h,
