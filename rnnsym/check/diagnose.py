@@ -343,6 +343,17 @@ def _shape_diagnosis(outcome) -> list[str]:
                      "(its h_n has T where B belongs)")
     if "d_h" in err.split("got")[-1] and "d_out" in err.split("got")[0] and c.d_proj:
         found.append("projection ignored: the target returns d_h where proj_size belongs")
+    missing = err.split("missing", 1)[1].split("unexpected")[0] if "missing" in err else ""
+    unexpected = err.split("unexpected", 1)[1].split("expected exactly")[0] \
+        if "unexpected" in err else ""
+    if not c.bias and "bias" in unexpected:
+        found.append("bias=False ignored: the target still creates bias parameters")
+    if c.bidirectional and "_reverse" in missing:
+        found.append("bidirectional ignored: the target has no _reverse parameters")
+    if c.num_layers > 1 and "_l1" in missing:
+        found.append("num_layers ignored: the target has no parameters for layer 1")
+    if c.d_proj and ("weight_hr" in missing or ("weight_hh" in err and "d_out" in err)):
+        found.append("proj_size ignored: the target has no (or the wrong) projection")
     return found
 
 

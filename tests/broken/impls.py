@@ -256,3 +256,25 @@ BROKEN = [
     ("lstm", LSTMInitialStateIgnored), ("lstm", LSTMStateOrderSwapped),
     ("gru", GRUUpdateFlipped),
 ]
+
+
+# ---- (d7/d11) options accepted but ignored: caught by the parameter contract -----------------
+
+
+class GRUIgnoresBidirectional(GRU):
+    """bidirectional=True accepted, a single direction built and run."""
+    EXPECT = "bidirectional ignored"
+
+    def __init__(self, *args, bidirectional=False, **kwargs):
+        super().__init__(*args, bidirectional=False, **kwargs)
+
+
+class LSTMIgnoresProjSize(LSTM):
+    """proj_size accepted and ignored."""
+    EXPECT = "proj_size ignored"
+
+    def __init__(self, *args, proj_size=0, **kwargs):
+        super().__init__(*args, proj_size=0, **kwargs)
+
+
+BROKEN += [("gru", GRUIgnoresBidirectional), ("lstm", LSTMIgnoresProjSize)]
