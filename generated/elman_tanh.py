@@ -54,13 +54,13 @@ def forward(params, x, state0=None):
     d_h, d_in = size["d_h"], size["d_in"]
 
     # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)
-    W_xW = np.asarray(params["W_xh"], dtype=dtype).T
+    W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
     b_xW = np.concatenate([params["b_h"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
     W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
-    W_hW = np.asarray(params["W_hh"], dtype=dtype).T
+    W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hh_h = hW[:, 0:d_h]  # W_hh @ h[t-1]
 

@@ -78,7 +78,7 @@ def forward(params, x, state0=None):
     d_h, d_in = size["d_h"], size["d_in"]
 
     # input projection of all T steps in one GEMM: x[t] times W_xr, W_xz, W_xn (biases folded in)
-    W_xW = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype).T
+    W_xW = np.ascontiguousarray(np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xr"] + params["b_hr"], params["b_xz"] + params["b_hz"], params["b_xn"] + params["b_hn"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
     W_xr_x = xW[:, :, 0:d_h]  # W_xr @ x[t] + b_xr + b_hr
@@ -86,13 +86,13 @@ def forward(params, x, state0=None):
     W_xn_x = xW[:, :, 2*d_h:3*d_h]  # W_xn @ x[t] + b_xn + b_hn
 
     # one fused GEMM per step for W_hr, W_hz (all applied to h[t-1]); its buffer is reused
-    W_hW = np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype).T
+    W_hW = np.ascontiguousarray(np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hr_h = hW[:, 0:d_h]  # W_hr @ h[t-1]
     W_hz_h = hW[:, d_h:2*d_h]  # W_hz @ h[t-1]
 
     # one fused GEMM per step for W_hn (all applied to r[t] * h[t-1]); its buffer is reused
-    W_uW = np.asarray(params["W_hn"], dtype=dtype).T
+    W_uW = np.ascontiguousarray(np.asarray(params["W_hn"], dtype=dtype).T)
     uW = np.empty((B, W_uW.shape[1]), dtype=dtype)
     W_hn_u = uW[:, 0:d_h]  # W_hn @ (r[t] * h[t-1])
 

@@ -91,7 +91,7 @@ def forward(params, x, state0=None):
     d_h, d_in = size["d_h"], size["d_in"]
 
     # input projection of all T steps in one GEMM: x[t] times W_xi, W_xf, W_xg, W_xo (biases folded in)
-    W_xW = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T
+    W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
     W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
@@ -100,7 +100,7 @@ def forward(params, x, state0=None):
     W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
-    W_hW = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T
+    W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hi_h = hW[:, 0:d_h]  # W_hi @ h[t-1]
     W_hf_h = hW[:, d_h:2*d_h]  # W_hf @ h[t-1]

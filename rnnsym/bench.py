@@ -182,8 +182,12 @@ def time_all(fns: dict, repeats: int) -> dict:
     for f in fns.values():
         f()                                  # warm-up
     times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
+    keys = list(fns)
+    for r in range(repeats):
+        # rotate the order each round: torch's OpenMP threads keep spinning for a while after
+        # a call and slow down whatever runs next on a 2-core machine
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            f = fns[k]
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
