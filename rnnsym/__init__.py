@@ -7,7 +7,8 @@ code generation (:mod:`rnnsym.codegen`) → checking (:mod:`rnnsym.check`) throu
 conventions (:mod:`rnnsym.frameworks`).
 """
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
+from rnnsym.check import check
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
 from rnnsym.shapes import derive as shapes
 
-__all__ = ["Cell", "builtin", "compile", "elman", "gru", "lstm", "parse_cell", "shapes"]
+__all__ = ["Cell", "builtin", "check", "compile", "elman", "gru", "lstm", "parse_cell", "shapes"]
