@@ -24,22 +24,23 @@ def _activation(spec, u, clip=None):
     return Activation(name, u, *args)
 
 
-def elman(activation="tanh", readout: bool = False) -> Cell:
+def elman(activation="tanh", readout: bool = False, clip: float | None = None) -> Cell:
     """Elman RNN: ``h_t = φ(W_xh x_t + W_hh h_{t-1} + b_h)``, optional readout
     ``y_t = W_hy h_t + b_y``.
 
-    ``activation`` is one of tanh, relu, sigmoid, identity (or any ONNX activation). PyTorch's
-    ``nn.RNN`` is ``readout=False`` with its two biases summed into ``b_h``.
+    ``activation`` is one of tanh, relu, sigmoid, identity, or any ONNX activation as a name or
+    ``(name, alpha, beta)``. PyTorch's ``nn.RNN`` is ``readout=False`` with its two biases summed
+    into ``b_h``. ``clip``: ONNX's clip of the activation's input to ``[-clip, clip]``.
     """
     x, h = now("x"), prev("h")
     W_xh, W_hh, b_h = param("W_xh"), param("W_hh"), param("b_h")
-    eqs = [("h", "state", _activation(activation, madd(mmul(W_xh, x), mmul(W_hh, h), b_h)))]
+    eqs = [("h", "state", _activation(activation, madd(mmul(W_xh, x), mmul(W_hh, h), b_h), clip))]
     if readout:
         eqs.append(("y", "output", madd(mmul(param("W_hy"), now("h")), param("b_y"))))
     act = activation if isinstance(activation, str) else activation[0]
     return make_cell("elman", f"Elman RNN ({act}{', with readout' if readout else ''})", eqs,
                      dim_names={"x": "d_in", "h": "d_h", "y": "d_out"},
-                     options={"activation": activation, "readout": readout})
+                     options={"activation": activation, "readout": readout, "clip": clip})
 
 
 def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = False,
@@ -93,13 +94,14 @@ def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = Fals
                  "clip": clip, "activations": tuple(activations), "clip_before_h": clip_before_h})
 
 
-def gru(reset: str = "after", activations=("sigmoid", "tanh")) -> Cell:
+def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | None = None) -> Cell:
     """GRU, gates r, z, n, two bias vectors per gate, ``h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}``.
 
     ``reset="after"``: ``n_t = tanh(W_xn x_t + b_xn + r_t ⊙ (W_hn h_{t-1} + b_hn))``: PyTorch,
     Keras ``reset_after=True`` (default), ONNX ``linear_before_reset=1``.
     ``reset="before"``: ``n_t = tanh(W_xn x_t + W_hn (r_t ⊙ h_{t-1}) + b_xn + b_hn)``: the
     original paper, Keras ``reset_after=False``, ONNX ``linear_before_reset=0`` (its default).
+    ``activations``: ONNX ``f, g`` (gates, candidate); ``clip``: ONNX clip of activation inputs.
     """
     if reset not in ("after", "before"):
         raise ValueError(f"gru reset must be 'after' or 'before', got {reset!r}")
@@ -117,15 +119,15 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh")) -> Cell:
     else:
         n_pre = madd(mmul(param("W_xn"), x), mmul(param("W_hn"), hadamard(r, h_prev)),
                      param("b_xn"), param("b_hn"))
-    eqs = [("r", "gate", _activation(f_act, pre("r"))),
-           ("z", "gate", _activation(f_act, pre("z"))),
-           ("n", "gate", _activation(g_act, n_pre)),
+    eqs = [("r", "gate", _activation(f_act, pre("r"), clip)),
+           ("z", "gate", _activation(f_act, pre("z"), clip)),
+           ("n", "gate", _activation(g_act, n_pre, clip)),
            ("h", "state", madd(hadamard(one_minus(z), now("n")), hadamard(z, h_prev)))]
     params = [f"{w}{g}" for g in "rzn" for w in ("W_x", "W_h")] + \
              [f"{b}{g}" for g in "rzn" for b in ("b_x", "b_h")]
     return make_cell("gru", f"GRU (reset {reset} the recurrent matmul)", eqs, params=params,
                      dim_names={"x": "d_in", "h": "d_h"},
-                     options={"reset": reset, "activations": tuple(activations)})
+                     options={"reset": reset, "activations": tuple(activations), "clip": clip})
 
 
 
