@@ -1,7 +1,8 @@
 """``rnnsym bench``: generated forward vs hand-written NumPy vs the seed's loop vs torch CPU.
 
-All contenders run side by side in one process, interleaved round by round, on the same inputs;
-the table reports medians and ratios. Timings are never asserted by tests: machines are shared
+The NumPy contenders run side by side in one process, interleaved round by round, on the same
+inputs; torch runs its rounds right after them (its idle OpenMP threads spin and would slow the
+next contender); the table reports medians and ratios. Timings are never asserted by tests: machines are shared
 and noisy, so read the ratios, not the absolute numbers.
 
 Contenders:
@@ -10,6 +11,7 @@ Contenders:
              written for this benchmark: the bar the generated code must meet
   reference  ``rnnsym.reference``: the plain, readable hand-written version (one GEMM per gate)
   seed-loop  the seed tutorial's per-sample loop (Elman only)
+  gemms-only the forward pass's GEMMs alone: what bounds any NumPy implementation from below
   torch      ``torch.nn.RNN/LSTM/GRU`` on the CPU, when torch is installed
 """
 from __future__ import annotations
@@ -39,7 +41,9 @@ def add_arguments(p):
 # --- hand-optimised NumPy baselines ------------------------------------------------------------
 def _sigmoid_inplace(u):
     """σ(u) in place, overflow-free and relatively accurate: e^min(u,0) / (1 + e^-|u|)."""
-    e = np.exp(-np.abs(u))
+    e = np.abs(u)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
     e += 1
     np.minimum(u, 0, out=u)
     np.exp(u, out=u)
@@ -49,8 +53,9 @@ def _sigmoid_inplace(u):
 
 def best_elman(p, x, h):
     T, B, _ = x.shape
-    W_hh_T = p["W_hh"].T.astype(x.dtype)
-    xw = (x.reshape(T * B, -1) @ p["W_xh"].T.astype(x.dtype) + p["b_h"]).reshape(T, B, -1)
+    W_hh_T = np.ascontiguousarray(p["W_hh"].T, dtype=x.dtype)
+    xw = (x.reshape(T * B, -1) @ np.ascontiguousarray(p["W_xh"].T, dtype=x.dtype)
+          + p["b_h"]).reshape(T, B, -1)
     out = np.empty((T, B, W_hh_T.shape[1]), x.dtype)
     for t in range(T):
         np.matmul(h, W_hh_T, out=out[t])
@@ -63,8 +68,9 @@ def best_elman(p, x, h):
 def best_lstm(p, x, h, c):
     T, B, _ = x.shape
     H = c.shape[1]
-    W_x = np.concatenate([p["W_xi"], p["W_xf"], p["W_xg"], p["W_xo"]]).T.astype(x.dtype)
-    W_h = np.concatenate([p["W_hi"], p["W_hf"], p["W_hg"], p["W_ho"]]).T.astype(x.dtype)
+    # transposed into C-contiguous copies: OpenBLAS is slower on the transposed (F-order) views
+    W_x = np.ascontiguousarray(np.concatenate([p["W_xi"], p["W_xf"], p["W_xg"], p["W_xo"]]).T, dtype=x.dtype)
+    W_h = np.ascontiguousarray(np.concatenate([p["W_hi"], p["W_hf"], p["W_hg"], p["W_ho"]]).T, dtype=x.dtype)
     b = np.concatenate([p["b_xi"] + p["b_hi"], p["b_xf"] + p["b_hf"],
                         p["b_xg"] + p["b_hg"], p["b_xo"] + p["b_ho"]])
     xw = (x.reshape(T * B, -1) @ W_x + b).reshape(T, B, 4 * H)
@@ -87,8 +93,8 @@ def best_lstm(p, x, h, c):
 def best_gru(p, x, h):
     T, B, _ = x.shape
     H = h.shape[1]
-    W_x = np.concatenate([p["W_xr"], p["W_xz"], p["W_xn"]]).T.astype(x.dtype)
-    W_h = np.concatenate([p["W_hr"], p["W_hz"], p["W_hn"]]).T.astype(x.dtype)
+    W_x = np.ascontiguousarray(np.concatenate([p["W_xr"], p["W_xz"], p["W_xn"]]).T, dtype=x.dtype)
+    W_h = np.ascontiguousarray(np.concatenate([p["W_hr"], p["W_hz"], p["W_hn"]]).T, dtype=x.dtype)
     b_x = np.concatenate([p["b_xr"] + p["b_hr"], p["b_xz"] + p["b_hz"], p["b_xn"]])
     xw = (x.reshape(T * B, -1) @ W_x + b_x).reshape(T, B, 3 * H)
     b_hn = p["b_hn"].astype(x.dtype)
@@ -110,6 +116,18 @@ def best_gru(p, x, h):
         out[t] += n
         h = out[t]
     return out, h
+
+
+def gemms_only(x, W_x, W_h, B, H):
+    """The GEMMs of a forward pass and nothing else (h stays zero): the floor for NumPy, since
+    every NumPy implementation must at least run these."""
+    T = x.shape[0]
+    xw = x.reshape(T * B, -1) @ W_x
+    h = np.zeros((B, H), x.dtype)
+    buf = np.empty((B, W_h.shape[1]), x.dtype)
+    for _ in range(T):
+        np.matmul(h, W_h, out=buf)
+    return xw, buf
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -161,6 +179,13 @@ def contenders(cell_name, params, x, use_torch=True):
     else:
         out["best-numpy"] = lambda: best_gru(params, x, zeros)
         out["reference"] = lambda: reference.gru_forward(params, x)
+    gates = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}[cell_name]
+    wx = "W_xh" if cell_name == "elman" else None
+    W_x = np.ascontiguousarray(np.concatenate(
+        [params[wx]] if wx else [params[f"W_x{g}"] for g in gates]).T)
+    W_h = np.ascontiguousarray(np.concatenate(
+        [params["W_hh"]] if wx else [params[f"W_h{g}"] for g in gates]).T)
+    out["gemms-only"] = lambda: gemms_only(x, W_x, W_h, B, d_h)
     if use_torch:
         try:
             import torch
@@ -184,8 +209,7 @@ def time_all(fns: dict, repeats: int) -> dict:
     times = {k: [] for k in fns}
     keys = list(fns)
     for r in range(repeats):
-        # rotate the order each round: torch's OpenMP threads keep spinning for a while after
-        # a call and slow down whatever runs next on a 2-core machine
+        # rotate the order each round, so that no contender always runs after the same one
         for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             f = fns[k]
             t0 = time.perf_counter()
@@ -203,14 +227,20 @@ def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, us
             for dtype in dtypes:
                 _, params = _params(cell_name, d_in, d_h, dtype, rng)
                 x = rng.standard_normal((T, B, d_in)).astype(dtype)
-                med = time_all(contenders(cell_name, params, x, use_torch), repeats)
+                fns = contenders(cell_name, params, x, use_torch)
+                # torch runs in its own rounds, after the NumPy contenders: its OpenMP threads
+                # keep spinning after a call and would slow whatever ran next on 2 cores
+                torch_fn = {k: fns.pop(k) for k in ("torch",) if k in fns}
+                med = time_all(fns, repeats)
+                if torch_fn:
+                    med.update(time_all(torch_fn, repeats))
                 rows.append({"cell": cell_name, "shape": (T, B, d_in, d_h), "dtype": dtype, **med})
                 if log:
                     log(format_rows([rows[-1]], header=len(rows) == 1))
     return rows
 
 
-COLUMNS = ("generated", "best-numpy", "reference", "seed-loop", "torch")
+COLUMNS = ("generated", "best-numpy", "reference", "seed-loop", "gemms-only", "torch")
 
 
 def format_rows(rows, header=True) -> str:

@@ -13,7 +13,9 @@ def _sigmoid(u):
     "_sigmoid_": '''
 def _sigmoid_(u):
     """_sigmoid, in place on the array u (a view of a reused buffer)."""
-    e = np.exp(-np.abs(u))
+    e = np.abs(u)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
     e += 1
     np.minimum(u, 0, out=u)
     np.exp(u, out=u)
