@@ -113,7 +113,6 @@ class Cell:
         for eq in self.equations:
             for s in eq.rhs.atoms(MatrixSymbol):
                 if s not in known and s not in defined:
-                    base, time = split_name(s.name)
                     raise ValueError(
                         f"equation {eq.name}: {s.name} is not an input, a parameter, a previous "
                         f"state or a quantity computed earlier in the step")
@@ -163,7 +162,8 @@ class Cell:
     def __str__(self) -> str:
         return self.text()
 
-    def shapes(self, **dims):
+    def shapes(self):
+        """The derived :class:`rnnsym.shapes.ShapeTable` of this cell."""
         from rnnsym.shapes import derive
         return derive(self)
 

@@ -71,7 +71,7 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
                                  lambda u, a, b: a * sp.tanh(b * u, evaluate=False),
                                  "({a} * np.tanh({b} * {u}))"),
     "hardsigmoid": ActivationSpec(r"\operatorname{hardsigmoid}", ("alpha", "beta"), (0.2, 0.5),
-                                  lambda u, a, b: sp.Max(0, sp.Min(1, a * u + b)),
+                                  lambda u, a, b: sp.Max(0, sp.Min(1, a * u + b, evaluate=False), evaluate=False),
                                   "np.clip({a} * {u} + {b}, 0, 1)"),
     "elu": ActivationSpec(r"\operatorname{elu}", ("alpha",), (1.0,),
                           lambda u, a: sp.Piecewise((u, u >= 0), (a * (sp.exp(u) - 1), True)),
@@ -82,7 +82,8 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
                                lambda u: sp.log(1 + sp.exp(u)), "np.logaddexp(0, {u})"),
     # not an activation but the same kind of node: ONNX `clip`, bounds u to [-a, a]
     "clip": ActivationSpec(r"\operatorname{clip}", ("threshold",), (),
-                           lambda u, a: sp.Max(-a, sp.Min(a, u)), "np.clip({u}, -{a}, {a})"),
+                           lambda u, a: sp.Max(-a, sp.Min(a, u, evaluate=False), evaluate=False),
+                           "np.clip({u}, -{a}, {a})"),
 }
 
 

@@ -32,6 +32,8 @@ class RnnLatexPrinter(OrderedMatrixPrinterMixin, LatexPrinter):
 
     def function(self, name, arg, params):
         """``\\tanh``, ``\\sigma``; parametrised activations show their parameters as subscripts."""
+        if name == "identity":
+            return arg
         head = ACTIVATIONS[name].latex if name in ACTIVATIONS else rf"\operatorname{{{name}}}"
         if params:
             head += "_{" + ", ".join(params) + "}"
