@@ -140,3 +140,21 @@ def test_sigmoid_never_overflows(dtype):
         warnings.simplefilter("error")
         out, _ = m.forward(p, np.full((3, 2, 3), 1e3, dtype))
     assert np.isfinite(out).all()
+
+
+def test_shared_subexpressions_and_nested_products_are_computed_once():
+    """`W @ h` feeds a sum used twice and another product: one GEMM for it, one temporary for the
+    sum, and the product of the product reads the first GEMM's result."""
+    cell = parse_cell("h = tanh(W @ h + U @ x) * sigmoid(W @ h + U @ x) + V @ (W @ h)")
+    m = rnnsym.compile(cell)
+    loop = m.__source__.split("for t in range(T):")[1].split("return")[0]
+    assert loop.count("np.matmul(") == 2 and "np.matmul(W_h, " in loop
+    assert loop.count("tmp0 = ") == 1 and loop.count("tmp0") == 3
+    p = _params(cell, d_in=2, d_h=3)
+    x = np.random.default_rng(3).standard_normal((4, 2, 2))
+    out, _ = m.forward(p, x)
+    h = np.zeros((2, 3))
+    for t in range(4):
+        u = h @ p["W"].T + x[t] @ p["U"].T
+        h = np.tanh(u) / (1 + np.exp(-u)) + (h @ p["W"].T) @ p["V"].T
+        np.testing.assert_allclose(out[t], h, rtol=1e-12, atol=1e-14)

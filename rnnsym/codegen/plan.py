@@ -142,15 +142,42 @@ def plan(cell: Cell) -> StepPlan:
     # 5. common sub-expressions across equations, computed once
     equations, temps = _cse(equations, used_names | {g.name for g in groups})
 
-    # 6. when to run each in-loop GEMM: just before the first equation that reads it
-    gemm_before: dict = {}
+    # 6. when to run each in-loop GEMM: just before the first equation that reads it, and before
+    #    any GEMM whose operand reads it (an operand may itself contain a fused product)
     for g in groups:
-        if g.hoisted:
-            continue
-        gslots = {p.slot for p in g.products}
-        exprs = [(i, e) for i, (_, e) in enumerate(equations)] + [(i, e) for _, e, i in temps]
-        first = min(i for i, e in exprs if e.atoms(MatrixSymbol) & gslots)
-        gemm_before.setdefault(first, []).append(g)
+        g.operand = g.operand.xreplace(slots)
+    owner = {p.slot: g for g in groups for p in g.products}
+    deps = {id(g): [owner[s] for s in g.operand.atoms(MatrixSymbol) if s in owner]
+            for g in groups}
+    exprs = [(i, e) for i, (_, e) in enumerate(equations)] + [(i, e) for _, e, i in temps]
+    position = {}
+    for g in groups:
+        if not g.hoisted:
+            gslots = {p.slot for p in g.products}
+            position[id(g)] = min(i for i, e in exprs if e.atoms(MatrixSymbol) & gslots)
+    changed = True
+    while changed:
+        changed = False
+        for g in groups:
+            for d in deps[id(g)]:
+                if not d.hoisted and not g.hoisted and position[id(d)] > position[id(g)]:
+                    position[id(d)] = position[id(g)]
+                    changed = True
+    ordered, seen = [], set()
+
+    def visit(g):
+        if id(g) in seen:
+            return
+        seen.add(id(g))
+        for d in deps[id(g)]:
+            visit(d)
+        ordered.append(g)
+    for g in groups:
+        visit(g)
+    gemm_before: dict = {}
+    for g in ordered:
+        if not g.hoisted:
+            gemm_before.setdefault(position[id(g)], []).append(g)
     return StepPlan(cell, groups, equations, temps, gemm_before)
 
 
