@@ -27,6 +27,8 @@ class ActivationSpec:
         defaults: default values of those parameters (ONNX's standalone operators' defaults).
         scalar: builds the scalar SymPy expression ``f(u)`` (used for elementwise unrolls).
         numpy: NumPy source for ``f(u)``; ``{u}`` is the argument, ``{a}``/``{b}`` the parameters.
+            ``{pu}`` is the argument parenthesized when it is a sum (``W_x x + p * c``): use it
+            next to ``*`` and ``/``.
             Helpers (``_sigmoid``) are defined once in each generated module's preamble.
     """
 
@@ -60,24 +62,24 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
     "identity": ActivationSpec("", (), (), lambda u: u, "{u}"),
     # ONNX's extra activations (operator defaults from the ONNX operator docs)
     "affine": ActivationSpec(r"\operatorname{affine}", ("alpha", "beta"), (1.0, 0.0),
-                             lambda u, a, b: a * u + b, "({a} * {u} + {b})"),
+                             lambda u, a, b: a * u + b, "({a} * {pu} + {b})"),
     "leakyrelu": ActivationSpec(r"\operatorname{leakyrelu}", ("alpha",), (0.01,),
                                 lambda u, a: sp.Piecewise((u, u >= 0), (a * u, True)),
-                                "np.where({u} >= 0, {u}, {a} * {u})"),
+                                "np.where({u} >= 0, {u}, {a} * {pu})"),
     "thresholdedrelu": ActivationSpec(r"\operatorname{thresholdedrelu}", ("alpha",), (1.0,),
                                       lambda u, a: sp.Piecewise((u, u > a), (0, True)),
                                       "np.where({u} > {a}, {u}, 0)"),
     "scaledtanh": ActivationSpec(r"\operatorname{scaledtanh}", ("alpha", "beta"), (1.0, 1.0),
                                  lambda u, a, b: a * sp.tanh(b * u, evaluate=False),
-                                 "({a} * np.tanh({b} * {u}))"),
+                                 "({a} * np.tanh({b} * {pu}))"),
     "hardsigmoid": ActivationSpec(r"\operatorname{hardsigmoid}", ("alpha", "beta"), (0.2, 0.5),
                                   lambda u, a, b: sp.Max(0, sp.Min(1, a * u + b, evaluate=False), evaluate=False),
-                                  "np.clip({a} * {u} + {b}, 0, 1)"),
+                                  "np.clip({a} * {pu} + {b}, 0, 1)"),
     "elu": ActivationSpec(r"\operatorname{elu}", ("alpha",), (1.0,),
                           lambda u, a: sp.Piecewise((u, u >= 0), (a * (sp.exp(u) - 1), True)),
                           "np.where({u} >= 0, {u}, {a} * np.expm1(np.minimum({u}, 0)))"),
     "softsign": ActivationSpec(r"\operatorname{softsign}", (), (),
-                               lambda u: u / (1 + sp.Abs(u)), "({u} / (1 + np.abs({u})))"),
+                               lambda u: u / (1 + sp.Abs(u)), "({pu} / (1 + np.abs({u})))"),
     "softplus": ActivationSpec(r"\operatorname{softplus}", (), (),
                                lambda u: sp.log(1 + sp.exp(u)), "np.logaddexp(0, {u})"),
     # not an activation but the same kind of node: ONNX `clip`, bounds u to [-a, a]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy import MatrixSymbol
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 from rnnsym.cells.cell import split_name
 from rnnsym.printing.common import OrderedMatrixPrinterMixin
@@ -74,7 +75,9 @@ class RnnNumPyPrinter(OrderedMatrixPrinterMixin, NumPyPrinter):
         spec = expr.spec
         params = dict(zip(("a", "b"), (self._print(sp.Float(p)) if not p.is_Integer
                                        else self._print(p) for p in expr.params)))
-        return spec.numpy.format(u=self._print(expr.arg), **params)
+        u = self._print(expr.arg)
+        pu = u if precedence(expr.arg) >= PRECEDENCE["Mul"] else f"({u})"
+        return spec.numpy.format(u=u, pu=pu, **params)
 
     def _print_Float(self, expr):
         """Shortest round-tripping repr: byte-stable and exact (``3.0`` not ``3.00000000000000``)."""
