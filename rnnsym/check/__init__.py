@@ -269,11 +269,14 @@ def _parse_bidirectional(value) -> tuple:
 def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           dtype: Optional[str] = None, rtol: Optional[float] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
-          cell_api: bool = False, progress: bool = False, max_size: int = 6) -> Report:
+          cell_api: bool = False, progress: bool = False, max_size: int = 6,
+          attributes=None) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
-                   class/function itself
+                   class/function itself; ONNX runtimes: "onnxruntime", "onnx-reference",
+                   "onnx:MODULE:NAME" (``rnnsym.frameworks.onnx``, where ``attributes``
+                   restricts the attribute space and ``variant`` fixes readings)
     cell           "elman" (alias "rnn"), "lstm" or "gru"
     examples       number of Hypothesis examples (default 500)
     seed           replays a run exactly (default: a random seed, shown in the report)
@@ -290,7 +293,15 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.diagnose import diagnose
+    from rnnsym.frameworks.onnx import check_onnx, is_onnx_target
     from rnnsym.frameworks.user import parse_variant, resolve_harness
+
+    if is_onnx_target(target):
+        return check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
+                          atol=atol, attributes=attributes, variant=variant,
+                          bidirectional=bidirectional, max_size=max_size)
+    if attributes:
+        raise UsageError("--attributes is only defined for ONNX targets")
 
     cell = canonical_cell(cell)
     if dtype not in (None, "float32", "float64"):

@@ -27,7 +27,8 @@ def _layers(text: str) -> tuple:
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
-    parser.add_argument("target", help="torch | keras | MODULE:NAME | path/to/file.py:NAME")
+    parser.add_argument("target", help="torch | keras | MODULE:NAME | path/to/file.py:NAME | "
+                                       "onnxruntime | onnx-reference | onnx:MODULE:NAME")
     parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
@@ -45,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "activation=relu, projection=true; repeatable")
     parser.add_argument("--cell-api", action="store_true",
                         help="check RNNCell/LSTMCell/GRUCell (torch or a drop-in class)")
+    parser.add_argument("--attributes", action="append", default=None,
+                        help="ONNX targets: restrict the attribute space, e.g. layout=0, "
+                             "activations=Tanh|Sigmoid, clip=none; repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
 
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,
                        bidirectional=args.bidirectional,
                        variant=",".join(args.variant) if args.variant else None,
-                       cell_api=args.cell_api, progress=not args.no_progress)
+                       cell_api=args.cell_api, progress=not args.no_progress,
+                       attributes=",".join(args.attributes) if args.attributes else None)
     except UsageError as exc:
         print(f"rnnsym check: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
