@@ -14,7 +14,9 @@ How it works, layer by layer:
 2. Hypothesis draws a configuration (distinct sizes, layers, directions, bias,
    batch_first, initial state, unbatched, magnitudes), random values for the
    target's *own* parameters, an input and an initial state
-   (``rnnsym.testing.strategies``).
+   (``rnnsym.testing.strategies``), and -- in some of the cases (LENGTHS_TENTHS), where
+   the harness takes variable-length batches -- per-sample lengths (torch
+   ``pack_padded_sequence``, Keras masks).
 3. The oracle (``rnnsym.check.oracle``) computes the expected outputs in float64
    from the converted parameters; ``rnnsym.check.tolerance`` gives per-element
    tolerances from a backward-error estimate; ``rnnsym.testing.assertions``
@@ -54,6 +56,9 @@ __all__ = ["check", "Report", "Counterexample", "CheckOptions", "UsageError", "C
 
 #: Seconds of shrinking after which the best counterexample so far is reported.
 SHRINK_BUDGET_S = 40.0
+#: Tenths of the drawn cases with per-sample lengths (where the harness supports them):
+#: fixed-length cases stay the common ones and the shrink target.
+LENGTHS_TENTHS = 4
 BIDIRECTIONAL = {"yes": (True,), "no": (False,), "both": (False, True),
                  True: (True,), False: (False,), None: (False, True)}
 
@@ -80,15 +85,20 @@ class CheckOptions:
 
 @dataclass
 class Case:
-    """One drawn example: config, target-layout parameter values, input, state."""
+    """One drawn example: config, target-layout parameter values, input, state, and
+    for a variable-length batch the per-sample ``lengths`` (in [1, T]; ``x`` is zero
+    past them) and ``length_mode``, how the harness feeds them (one of its
+    ``length_modes``, e.g. "packed, enforce_sorted")."""
 
     config: Config
     values: dict
     x: np.ndarray
     state0: Optional[dict]
+    lengths: Optional[tuple] = None
+    length_mode: Optional[str] = None
 
     def key(self) -> str:
-        h = hashlib.sha1(repr(self.config).encode())
+        h = hashlib.sha1(repr((self.config, self.lengths, self.length_mode)).encode())
         for v in list(self.values.values()) + [self.x] + list((self.state0 or {}).values()):
             h.update(np.ascontiguousarray(v).tobytes())
         return h.hexdigest()
@@ -134,6 +144,9 @@ def config_space(harness: Harness, options: CheckOptions) -> dict:
     if "projection" in variants:       # LSTM functions: projection is a claimed variant
         space["projection"] = variants.pop("projection")
     space["variants"] = variants
+    # variable-length input: harness.length_modes maps each way of feeding lengths to
+    # whether it needs them sorted (longest first); none: fixed length only
+    space["lengths"] = dict(getattr(harness, "length_modes", {}) or {})
     return space
 
 
@@ -165,7 +178,25 @@ def cases(draw, harness: Harness, space: dict, dtype: str, max_size: int = 6):
     if config.initial_state:
         state0 = draw(rst.stacked_states(harness.cell, dims, config.num_layers, config.D,
                                          np_dtype, projection=projection), label="state0")
-    return Case(config, values, x, state0)
+    lengths = mode = None
+    modes = space.get("lengths") or {}
+    # a wide integer's last digit: Hypothesis favours small and repeated choices in
+    # booleans, sampled_from and narrow ranges, which made lengths rare; shrinks to 0 =
+    # fixed length
+    coin = draw(st.integers(0, 2**32 - 1), label="variable lengths?") \
+        if modes and not unbatched else 0
+    if coin % 10 >= 10 - LENGTHS_TENTHS:
+        mode = draw(st.sampled_from(sorted(modes)), label="length mode")
+        # drawn as steps short of T: shrinks towards full-length samples
+        short = draw(st.lists(st.integers(0, 2**32 - 1), min_size=config.B,
+                              max_size=config.B), label="steps short of T (mod T)")
+        lengths = [config.T - n % config.T for n in short]
+        if modes[mode]:
+            lengths.sort(reverse=True)
+        lengths = tuple(lengths)
+        x = x.copy()
+        x[np.arange(config.T)[:, None] >= np.array(lengths)[None, :]] = 0
+    return Case(config, values, x, state0, lengths, mode)
 
 
 # ------------------------------------------------------------------------------------------
@@ -204,6 +235,12 @@ def run_case(harness: Harness, case: Case, *, rtol=None, atol=None) -> Optional[
     def run_oracle(p, x, s, wrap=None):
         return oracle_flat(config, p, x, s, wrap=wrap)
 
+    run_kwargs = {}
+    if case.lengths is not None:
+        from rnnsym.check.diagnose import lengths_oracle
+        run_oracle = lengths_oracle(harness, case)
+        run_kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}
+
     expected = run_oracle(params, case.x, case.state0)
     if not representable(expected, config.dtype):
         return None
@@ -213,7 +250,7 @@ def run_case(harness: Harness, case: Case, *, rtol=None, atol=None) -> Optional[
         tol = explicit_tolerance(expected, rtol or 0.0, atol or 0.0)
     outcome = Outcome(case, expected, tol)
     try:
-        got = harness.run(config, case.values, case.x, case.state0)
+        got = harness.run(config, case.values, case.x, case.state0, **run_kwargs)
     except (OutputError, ContractError) as exc:
         outcome.error = str(exc)
         return outcome
@@ -351,6 +388,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
             stats["examples"] += 1
             stats["configs"].add(case.config.coverage_key())
             _cover(stats["coverage"], case.config)
+            stats["coverage"].setdefault("lengths", set()).add(case.length_mode or "fixed")
             stats["ratio"] = max(stats["ratio"], outcome.ratio)
             a, r = max_errors(outcome.expected, outcome.got)
             stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)
@@ -411,11 +449,29 @@ def _cover(coverage: dict, c: Config) -> None:
         coverage.setdefault(key, set()).add(value)
 
 
+@dataclass
+class LengthsCounterexample(Counterexample):
+    """A Counterexample on a variable-length batch: also shows the lengths."""
+
+    lengths: Optional[tuple] = None
+    length_mode: Optional[str] = None
+
+    def describe(self) -> str:
+        first, *rest = super().describe().split("\n")
+        line = (f"  lengths: {list(self.lengths)} ({self.length_mode}); x is zero and outputs "
+                "are padding past each length")
+        return "\n".join([first, line] + rest)
+
+
 def _counterexample(outcome: Outcome) -> Counterexample:
     case = outcome.case
-    ce = Counterexample(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
-                        values=case.values, x=case.x, state0=case.state0, got=outcome.got,
-                        expected=outcome.expected)
+    kind, extra = Counterexample, {}
+    if case.lengths is not None:
+        kind, extra = LengthsCounterexample, {"lengths": case.lengths,
+                                              "length_mode": case.length_mode}
+    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
+              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
+              expected=outcome.expected, **extra)
     if outcome.got is not None:
         ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
     return ce

@@ -48,6 +48,10 @@ class Variant:
     values     target-layout values -> values (e.g. a bias group zeroed)
     step_restart  every time step starts from the initial state (state not carried)
     config     config to run the oracle in (e.g. float32 arithmetic)
+    lengths    variable-length cases only: how the variant treats the lengths, a dict
+               with ``mode`` ("valid" = correct, "ignored", "reverse_padded",
+               "final_padded"; see _stack_lengths) and ``padding`` (what it reports
+               past each length: "zero", "repeat" or "raw"; default: the harness's)
     """
 
     text: str
@@ -59,6 +63,7 @@ class Variant:
     values: Optional[Callable] = None
     step_restart: bool = False
     config: Optional[Config] = None
+    lengths: Optional[dict] = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -90,6 +95,115 @@ def _stack(forward, params, x, state0, *, realign=True, reverse_time=True,
     return inp, final
 
 
+# ------------------------------------------------------------------------------------------
+# variable-length batches (bug classes 6 and 10)
+
+
+def _sample_state(state0, b):
+    if state0 is None:
+        return None
+    return [[{k: v[b:b + 1] for k, v in s.items()} for s in layer] for layer in state0]
+
+
+def _masked_stack(forward, params, x, state0, length, mode):
+    """One sample ``x (T_pad, 1, F)`` of valid length ``length`` through a stack whose
+    layers mask their outputs past the length (zeros) but mishandle the padding:
+    mode "reverse_padded": the reverse direction starts at the padded end T_pad-1
+    (onnx/onnx-tensorflow#342); "final_padded": the forward direction's final state
+    is taken after running on through the padding (T_pad-1 instead of length-1)."""
+    inp, final = x, []
+    for layer, dirs in enumerate(params):
+        outs, states = [], []
+        for d, p in enumerate(dirs):
+            s0 = None if state0 is None else state0[layer][d]
+            out = None
+            if d == 0:
+                out, st = forward(p, inp[:length], s0)
+                if mode == "final_padded":
+                    _, st = forward(p, inp, s0)
+            elif mode == "reverse_padded":
+                out, st = forward(p, inp[::-1], s0)
+                out = out[::-1][:length]
+            else:
+                out, st = forward(p, inp[:length][::-1], s0)
+                out = out[::-1]
+            padded = np.zeros((len(inp),) + out.shape[1:], out.dtype)
+            padded[:length] = out
+            outs.append(padded)
+            states.append(st)
+        inp = np.concatenate(outs, axis=-1)
+        final.append(states)
+    return inp, final
+
+
+def pad_outputs(outputs, lengths, num_dirs: int, padding: str):
+    """Outputs past each sample's length as a framework reports them: "zero" (torch
+    pad_packed_sequence, ONNX, Keras Bidirectional), "repeat" (Keras masking with
+    zero_output_for_mask=False: the forward direction repeats its last valid
+    output, the reverse direction -- which meets the padding first -- gives zeros)
+    or "raw" (left as computed)."""
+    if padding == "raw":
+        return outputs
+    out = np.array(outputs, copy=True)
+    width = out.shape[-1] // num_dirs
+    for b, length in enumerate(lengths):
+        out[length:, b] = 0
+        if padding == "repeat":
+            out[length:, b, :width] = out[length - 1, b, :width]
+    return out
+
+
+def _stack_lengths(forward, params, x, state0, lengths, *, stack=None, mode="valid",
+                   padded_len=None):
+    """Variable-length stack, sample by sample; outputs past a sample's own valid
+    steps are zero (raw values with mode "ignored"). mode "valid" is the correct
+    semantics (``layers.stack_forward(..., lengths=)``, here with ``stack`` -- e.g.
+    the reverse-direction knobs of _stack -- applied to each sample's valid steps);
+    "ignored" runs every sample over all ``padded_len`` steps (padding processed as if
+    valid); "reverse_padded" and "final_padded": see _masked_stack."""
+    T, B = x.shape[:2]
+    padded_len = padded_len or T
+    stack = stack or stack_forward
+    per_sample = []
+    for b, length in enumerate(int(n) for n in lengths):
+        s0 = _sample_state(state0, b)
+        if mode == "ignored":
+            out, fin = stack(forward, params, x[:padded_len, b:b + 1], s0)
+        elif mode == "valid":
+            out, fin = stack(forward, params, x[:length, b:b + 1], s0)
+        else:
+            out, fin = _masked_stack(forward, params, x[:padded_len, b:b + 1], s0, length, mode)
+        per_sample.append((out, fin))
+    outputs = np.zeros((T, B, per_sample[0][0].shape[-1]))
+    for b, (out, _) in enumerate(per_sample):
+        outputs[:len(out), b] = out[:, 0]
+    final = [[{k: np.concatenate([ps[1][layer][d][k] for ps in per_sample], axis=0)
+               for k in per_sample[0][1][layer][d]}
+              for d in range(len(params[0]))]
+             for layer in range(len(params))]
+    return outputs, final
+
+
+def padded_length(harness, lengths, T: int) -> int:
+    """How many steps a target that ignores the lengths runs: max(lengths) for torch
+    packed input (all it can unpack), T for a Keras mask."""
+    fn = getattr(harness, "padded_length", None)
+    return int(fn(lengths, T)) if fn else T
+
+
+def length_padding(harness, config: Config) -> str:
+    """The target's convention for outputs past a length (see pad_outputs)."""
+    fn = getattr(harness, "length_padding", None)
+    return fn(config) if fn else "zero"
+
+
+def lengths_oracle(harness, case):
+    """``run(params, x, state0, wrap=None) -> flat`` for a variable-length case: the
+    canonical stack driver ``layers.stack_forward(..., lengths=)`` with the oracle's
+    forward, outputs past each length in the harness's convention."""
+    return _runner(case.config, Variant("correct"), harness=harness, lengths=case.lengths)
+
+
 def _restart_each_step(forward):
     def forward_restarting(params, x, state0=None):
         outs, st = [], None
@@ -102,8 +216,12 @@ def _restart_each_step(forward):
     return forward_restarting
 
 
-def _runner(config: Config, variant: Variant):
+def _runner(config: Config, variant: Variant, *, harness=None, lengths=None):
     base = variant.forward or oracle_forward(config.cell, **variant_for(config))
+    knobs = dict(variant.lengths or {})
+    mode = knobs.get("mode", "valid")
+    padding = knobs.get("padding") or length_padding(harness, config)
+    padded_len = None if lengths is None else padded_length(harness, lengths, config.T)
 
     def run(params, x, state0, wrap=None):
         forward = wrap(base) if wrap else base
@@ -114,7 +232,15 @@ def _runner(config: Config, variant: Variant):
         s = variant.state(state0) if (variant.state and state0 is not None) else state0
         nested = nest_state(s, config.num_layers, config.D)
         x64 = np.asarray(x, np.float64)
-        if variant.stack:
+        if lengths is not None:
+            if variant.stack or mode != "valid":
+                stack = (lambda *a: _stack(*a, **variant.stack)) if variant.stack else None
+                outputs, final = _stack_lengths(forward, p, x64, nested, lengths, stack=stack,
+                                                mode=mode, padded_len=padded_len)
+            else:   # the correct semantics: the canonical driver itself
+                outputs, final = stack_forward(forward, p, x64, nested, lengths=lengths)
+            outputs = pad_outputs(outputs, lengths, config.D, padding)
+        elif variant.stack:
             outputs, final = _stack(forward, p, x64, nested, **variant.stack)
         else:
             outputs, final = stack_forward(forward, p, x64, nested)
@@ -131,7 +257,7 @@ def fits(harness, outcome, variant: Variant) -> bool:
     params = harness.to_canonical(case.config, values)
     if variant.params:
         params = variant.params(params)
-    run = _runner(config, variant)
+    run = _runner(config, variant, harness=harness, lengths=getattr(case, "lengths", None))
     try:
         with np.errstate(all="ignore"):
             expected = run(params, case.x, case.state0)
@@ -314,6 +440,7 @@ def catalogue(harness, outcome) -> list[Variant]:
                                    "direction-major: layer states mixed up",
                                    state=_state0_direction_major,
                                    output=_states_direction_major))
+    out += _length_variants(harness, case)
     if cell == "lstm" and not c.d_proj:
         if c.initial_state:
             out.append(Variant("matches with the initial state read as (c, h) instead of "
@@ -329,6 +456,50 @@ def catalogue(harness, outcome) -> list[Variant]:
                            "partly) in float32 although float64 was requested (e.g. Keras 3 "
                            "casts 64-bit matmul results to 32-bit outside TensorFlow)",
                            config=c.replace(dtype="float32")))
+    return out
+
+
+PADDING_TEXT = {
+    "zero": "zeros",
+    "repeat": "the last valid output repeated (Keras masking, zero_output_for_mask=False)",
+    "raw": "the values computed on the padding (not masked)",
+}
+
+
+def _length_variants(harness, case) -> list[Variant]:
+    """Variable-length bug classes (reference notes (d) 6 and 10), for cases with
+    padding: lengths ignored, reverse direction starting at the padded end, final
+    state taken at the padded end, outputs past the length in another convention."""
+    lengths = getattr(case, "lengths", None)
+    c = case.config
+    if lengths is None:
+        return []
+    t_pad = padded_length(harness, lengths, c.T)
+    if all(n >= t_pad for n in lengths):
+        return []
+    conv = length_padding(harness, c)
+    out = [Variant("matches with the lengths ignored: padding steps processed as if valid "
+                   "(every sample runs all steps, its final state taken at T-1 instead of "
+                   "len-1, the reverse direction starting in the padding)",
+                   lengths={"mode": "ignored"})]
+    if conv != "raw":
+        out.append(Variant("matches with the lengths/mask ignored: padding steps processed as "
+                           "if valid and the outputs past each length not masked",
+                           lengths={"mode": "ignored", "padding": "raw"}))
+    if c.bidirectional:
+        out.append(Variant("matches with the reverse direction starting at the padded end "
+                           "(T-1) instead of at len-1 (cf. onnx/onnx-tensorflow#342)",
+                           lengths={"mode": "reverse_padded"}))
+    out.append(Variant("matches with the final state taken at the padded end (T-1) instead of "
+                       "after the last valid step len-1: the state runs on through the padding "
+                       "while the outputs are masked", lengths={"mode": "final_padded"}))
+    for padding in ("zero", "repeat", "raw"):
+        if padding != conv:
+            out.append(Variant(f"matches with the outputs past each length being "
+                               f"{PADDING_TEXT[padding]} instead of {PADDING_TEXT[conv]} "
+                               "(masking / zero_output_for_mask semantics, cf. "
+                               "microsoft/onnxruntime#12492, keras-team/keras#17596)",
+                               lengths={"padding": padding}))
     return out
 
 
@@ -361,29 +532,43 @@ def _related_outcomes(harness, outcome, count: int = 2) -> list:
     """Failing outcomes on richer relatives of the counterexample (T + 2 steps, an
     initial state where supported, fresh values) to tell apart variants that the
     shrunk example cannot (at T=1 from a zero state, a GRU's reset placement and
-    its b_hn placement coincide)."""
+    its b_hn placement coincide). A variable-length counterexample keeps its lengths
+    (full-length samples grow with T) and also gets a bidirectional relative where
+    the target has one (ignored lengths and a final state taken at the padded end
+    only differ in the reverse direction)."""
     from rnnsym.check import Case, run_case
 
-    c = outcome.case.config
+    case = outcome.case
+    c = case.config
     richer = c.replace(T=c.T + 2, initial_state=c.initial_state or
                        True in harness.capabilities.initial_state)
     if richer.T in (richer.B, richer.d_in, richer.d_h, richer.d_proj):
         richer = richer.replace(T=max(richer.sizes().values()) + 1)
+    configs = [richer] * count
+    lengths = getattr(case, "lengths", None)
+    if lengths is not None:
+        lengths = tuple(richer.T if n == c.T else n for n in lengths)
+        if not c.bidirectional and True in harness.capabilities.bidirectional:
+            configs.append(richer.replace(bidirectional=True))
     rng = np.random.default_rng(12345)
     dtype = np.dtype(c.dtype)
     related = []
-    for _ in range(count):
+    for config in configs:
         values = {n: rng.uniform(-1, 1, s).astype(dtype)
-                  for n, s in harness.param_shapes(richer).items()}
-        x = rng.uniform(-1, 1, (richer.T, richer.B, richer.d_in)).astype(dtype)
+                  for n, s in harness.param_shapes(config).items()}
+        x = rng.uniform(-1, 1, (config.T, config.B, config.d_in)).astype(dtype)
         state0 = None
-        if richer.initial_state:
-            shapes = {"h": (richer.num_layers, richer.D, richer.B, richer.d_out)}
-            if richer.cell == "lstm":
-                shapes["c"] = (richer.num_layers, richer.D, richer.B, richer.d_h)
+        if config.initial_state:
+            shapes = {"h": (config.num_layers, config.D, config.B, config.d_out)}
+            if config.cell == "lstm":
+                shapes["c"] = (config.num_layers, config.D, config.B, config.d_h)
             state0 = {k: rng.uniform(-1, 1, s).astype(dtype) for k, s in shapes.items()}
+        extra = {}
+        if lengths is not None:
+            x[np.arange(config.T)[:, None] >= np.array(lengths)[None, :]] = 0
+            extra = {"lengths": lengths, "length_mode": case.length_mode}
         try:
-            other = run_case(harness, Case(richer, values, x, state0))
+            other = run_case(harness, Case(config, values, x, state0, **extra))
         except Exception:  # noqa: BLE001 - diagnosis is best effort
             continue
         if other is not None and other.got is not None and other.mismatches:

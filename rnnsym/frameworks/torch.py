@@ -20,6 +20,11 @@ canonical gate letters, so no reordering is needed; the orientation is the same 
 
 States: ``h_n (D*L, B, d_out)`` with index ``layer*D + direction``;
 ``c_n (D*L, B, d_h)``. ``batch_first`` applies to input/output only.
+
+Variable lengths: ``forward(pack_padded_sequence(x, lengths, batch_first=,
+enforce_sorted=), hx)`` returns a ``PackedSequence``; ``pad_packed_sequence`` pads it
+with zeros. ``hx``/``h_n`` stay in the caller's batch order (torch permutes them by
+``sorted_indices`` itself); lengths must be >= 1.
 The ``*Cell`` classes use the same blocks without the ``_l{k}`` suffix.
 """
 from __future__ import annotations
@@ -193,7 +198,15 @@ class TorchHarness(Harness):
     module; its parameters carry torch's names (module docstring) and
     ``forward(input, hx=None)`` returns ``(output, h_n)`` / ``(output, (h_n, c_n))``.
     ``nonlinearity`` and ``proj_size`` are only passed when not the default.
+
+    Variable-length batches (``run(..., lengths=)``) go in as a ``PackedSequence``
+    (``length_modes``: sorted with ``enforce_sorted=True``, or in any order with
+    ``False``) and must come back as one; it is unpacked with ``total_length=T``, so
+    outputs past each length read as zeros.
     """
+
+    #: how variable lengths are fed -> whether they must be sorted (longest first)
+    length_modes = {"packed, enforce_sorted": True, "packed, unsorted": False}
 
     def __init__(self, factory, cell: str, name: str | None = None):
         self.factory = factory
@@ -258,8 +271,17 @@ class TorchHarness(Harness):
     def probe(self, config: Config) -> None:
         self.build(config)
 
+    def padded_length(self, lengths, T: int) -> int:
+        """Steps a target that ignores the packing sees: pad_packed_sequence of its
+        input gives max(lengths)."""
+        return max(lengths)
+
+    def length_padding(self, config: Config) -> str:
+        """Outputs past a length: pad_packed_sequence's zeros."""
+        return "zero"
+
     # -- running ----------------------------------------------------------------------------
-    def run(self, config: Config, values, x, state0):
+    def run(self, config: Config, values, x, state0, lengths=None, length_mode=None):
         torch = _torch()
         module, own = self.build(config)
         for n, v in values.items():
@@ -271,6 +293,11 @@ class TorchHarness(Harness):
         elif config.batch_first:
             inp = inp.transpose(1, 0, 2)
         args = [torch.from_numpy(np.ascontiguousarray(inp)).to(dtype)]
+        if lengths is not None:
+            args[0] = torch.nn.utils.rnn.pack_padded_sequence(
+                args[0], torch.tensor(lengths, dtype=torch.int64),
+                batch_first=config.batch_first,
+                enforce_sorted=self.length_modes.get(length_mode, False))
         if state0 is not None:
             hx = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
                   for k, v in state_to_torch(state0).items()}
@@ -279,14 +306,17 @@ class TorchHarness(Harness):
             args.append((hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
         with torch.no_grad():
             result = module(*args)
-        return self.read_result(config, result)
+        return self.read_result(config, result, lengths)
 
-    def read_result(self, config: Config, result) -> dict[str, np.ndarray]:
-        """Check the structure and shapes of forward's result and convert it to flat."""
+    def read_result(self, config: Config, result, lengths=None) -> dict[str, np.ndarray]:
+        """Check the structure and shapes of forward's result and convert it to flat
+        (a PackedSequence output, for packed input, is unpacked to T steps first)."""
         what = "(output, (h_n, c_n))" if self.cell == "lstm" else "(output, h_n)"
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise OutputError(f"forward returned {type(result).__name__}, expected {what}")
         output, states = result
+        if lengths is not None:
+            output = self._unpack(config, output, lengths)
         if self.cell == "lstm":
             if not (isinstance(states, (tuple, list)) and len(states) == 2):
                 raise OutputError(f"forward returned (output, {type(states).__name__}), "
@@ -317,6 +347,24 @@ class TorchHarness(Harness):
         return flat
 
 
+    def _unpack(self, config: Config, output, lengths):
+        torch = _torch()
+        rnn_utils = torch.nn.utils.rnn
+        if not isinstance(output, rnn_utils.PackedSequence):
+            raise OutputError(f"forward(PackedSequence) returned output of type "
+                              f"{type(output).__name__}, expected a PackedSequence")
+        try:
+            padded, got = rnn_utils.pad_packed_sequence(output, batch_first=config.batch_first,
+                                                        total_length=config.T)
+        except Exception as exc:  # noqa: BLE001 - a malformed PackedSequence is a finding
+            raise OutputError(f"pad_packed_sequence(output) raised {type(exc).__name__}: "
+                              f"{exc}") from exc
+        if tuple(int(n) for n in got) != tuple(lengths):
+            raise OutputError(f"output: a PackedSequence with lengths {list(map(int, got))}, "
+                              f"expected the input's {list(lengths)}")
+        return padded
+
+
 class TorchCellHarness(TorchHarness):
     """A ``torch.nn.RNNCell/LSTMCell/GRUCell`` or a drop-in with the same contract:
     ``factory(input_size, hidden_size, bias=, [nonlinearity=])``, parameters
@@ -326,6 +374,7 @@ class TorchCellHarness(TorchHarness):
 
     def __init__(self, factory, cell: str, name: str | None = None):
         super().__init__(factory, cell, name)
+        self.length_modes = {}
         self.capabilities = Capabilities(
             bias=(True, False), initial_state=(False, True), unbatched=(False, True),
             variants={"activation": ("tanh", "relu")} if cell == "elman" else {})
