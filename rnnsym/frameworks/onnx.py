@@ -719,6 +719,8 @@ class OnnxCounterexample(Counterexample):
 
 
 def _short(arr, limit: int = 12) -> str:
+    if np.issubdtype(np.asarray(arr).dtype, np.integer):
+        return str(np.asarray(arr).ravel().tolist())
     flat = np.asarray(arr, np.float64).ravel()
     text = np.array2string(flat[:limit], precision=4, separator=", ", max_line_width=10**6)
     return text[:-1] + ", ...]" if flat.size > limit else text
