@@ -2,17 +2,22 @@
 
 Written from the equations (not from torch's code) so that each file in this folder
 can break exactly one thing by overriding one hook. Contract: same constructor
-arguments, parameter names and forward(input, hx) as the torch modules.
+arguments, parameter names and forward(input, hx) as the torch modules, including a
+PackedSequence input (pack_padded_sequence), answered with a PackedSequence: while it
+runs, ``self.lengths`` holds the per-sample lengths (original batch order) and every
+direction masks the steps past them (state kept, output zero).
 """
 import math
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
 class DropIn(torch.nn.Module):
     CELL = "gru"
+    lengths = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, nonlinearity="tanh", proj_size=0, dropout=0.0):
@@ -94,12 +99,20 @@ class DropIn(torch.nn.Module):
 
     # -- structure hooks ------------------------------------------------------------------
     def run_direction(self, layer, d, x, state):
-        """x (T, B, F) in input time -> outputs (T, B, d_out) in input time, final state."""
+        """x (T, B, F) in input time -> outputs (T, B, d_out) in input time, final state.
+        With ``self.lengths``, steps past a sample's length keep its state and output 0
+        (so the reverse direction starts at len-1)."""
         steps = range(len(x) - 1, -1, -1) if d else range(len(x))
         outputs = [None] * len(x)
         for t in steps:
-            state = self.step(layer, d, x[t], state)
-            outputs[t] = state[0]
+            new = self.step(layer, d, x[t], state)
+            if self.lengths is not None:
+                valid = (t < self.lengths).unsqueeze(-1)
+                new = tuple(torch.where(valid, n, s) for n, s in zip(new, state))
+                outputs[t] = torch.where(valid, new[0], torch.zeros_like(new[0]))
+            else:
+                outputs[t] = new[0]
+            state = new
         return torch.stack(outputs), state
 
     def merge_directions(self, outs):
@@ -117,6 +130,15 @@ class DropIn(torch.nn.Module):
         return layer * self.D + d
 
     def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            padded, lengths = pad_packed_sequence(input, batch_first=self.batch_first)
+            self.lengths = lengths
+            try:
+                out, states = self.forward(padded, hx)
+            finally:
+                self.lengths = None
+            return pack_padded_sequence(out, lengths, batch_first=self.batch_first,
+                                        enforce_sorted=False), states
         unbatched = input.dim() == 2
         x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first
                                                   else input)

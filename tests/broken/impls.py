@@ -6,6 +6,7 @@ The bug classes follow section (d) of the reference notes, then numerics and
 structure.
 """
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from _base import GRU, LSTM, RNN
 
@@ -136,6 +137,57 @@ class GRULayerStatesMixed(GRU):
         return d * self.num_layers + layer
 
 
+# ---- (d6) variable lengths (PackedSequence) ------------------------------------------------
+
+
+class GRUIgnoresPacking(GRU):
+    """Unpacks a PackedSequence and runs the whole padded batch as if every step were
+    valid; only the repacking hides the outputs past each length."""
+    EXPECT = "lengths ignored"
+
+    def forward(self, input, hx=None):
+        if not isinstance(input, PackedSequence):
+            return super().forward(input, hx)
+        padded, lengths = pad_packed_sequence(input, batch_first=self.batch_first)
+        out, states = super().forward(padded, hx)
+        return pack_padded_sequence(out, lengths, batch_first=self.batch_first,
+                                    enforce_sorted=False), states
+
+
+class LSTMReverseFromPaddedEnd(LSTM):
+    """The reverse direction reverses the padded sequence (tf.reverse instead of
+    reverse_sequence), so it starts in the padding at T-1 (onnx/onnx-tensorflow#342);
+    outputs past each length are still masked."""
+    EXPECT = "reverse direction starting at the padded end"
+
+    def run_direction(self, layer, d, x, state):
+        if not (d and self.lengths is not None):
+            return super().run_direction(layer, d, x, state)
+        lengths, self.lengths = self.lengths, None
+        try:
+            out, state = super().run_direction(layer, d, x, state)
+        finally:
+            self.lengths = lengths
+        valid = (torch.arange(len(x))[:, None] < lengths[None, :]).unsqueeze(-1)
+        return torch.where(valid, out, torch.zeros_like(out)), state
+
+
+class GRUFinalStateAtPaddedEnd(GRU):
+    """Masks the outputs past each length but returns the state after the last padded
+    step: h_n keeps running on through the padding."""
+    EXPECT = "final state taken at the padded end"
+
+    def run_direction(self, layer, d, x, state):
+        out, final = super().run_direction(layer, d, x, state)
+        if d == 0 and self.lengths is not None:
+            lengths, self.lengths = self.lengths, None
+            try:
+                _, final = super().run_direction(layer, d, x, state)
+            finally:
+                self.lengths = lengths
+        return out, final
+
+
 # ---- (d7) attributes silently ignored ------------------------------------------------------
 
 
@@ -256,6 +308,10 @@ BROKEN = [
     ("lstm", LSTMInitialStateIgnored), ("lstm", LSTMStateOrderSwapped),
     ("gru", GRUUpdateFlipped),
 ]
+
+#: variable-length bugs: only visible on packed input (tests/test_check_lengths.py)
+BROKEN_LENGTHS = [("gru", GRUIgnoresPacking), ("lstm", LSTMReverseFromPaddedEnd),
+                  ("gru", GRUFinalStateAtPaddedEnd)]
 
 
 # ---- (d7/d11) options accepted but ignored: caught by the parameter contract -----------------
