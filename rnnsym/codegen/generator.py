@@ -116,10 +116,10 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     emit("# sizes, read off the arrays by _check")
     emit(", ".join(map(str, table.dims)) + " = " + ", ".join(f'size["{d}"]' for d in table.dims))
     # parameters used directly in the loop
-    direct = sorted({s.name for _, e in sp_.equations for s in e.atoms(MatrixSymbol)
-                     if s.name in cell.params} |
-                    {s.name for _, e, _ in sp_.temps for s in e.atoms(MatrixSymbol)
-                     if s.name in cell.params}, key=cell.params.index)
+    in_loop = ([e for _, e in sp_.equations] + [e for _, e, _ in sp_.temps]
+               + [g.operand for g in sp_.groups if not g.hoisted])
+    direct = sorted({s.name for e in in_loop for s in e.atoms(MatrixSymbol) if s.name in cell.params},
+                    key=cell.params.index)
     if direct:
         emit("# parameters read inside the loop, in the input's dtype")
         for p in direct:
@@ -169,6 +169,12 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     for s in cell.states:
         emit(f'{names.prev[s]} = state["{s}"]')
     emit(f"out = np.empty((T, B, {dims_code(cell.output)}), dtype=dtype)")
+    # quantities that vary over the batch: those reading an input, a state or such a quantity
+    batched = set(cell.inputs)
+    for eq in cell.equations:
+        reads = [split_name(a.name) for a in eq.rhs.atoms(MatrixSymbol)]
+        if any(time == "t-1" or (time == "t" and base in batched) for base, time in reads):
+            batched.add(eq.name)
     loop = ["for t in range(T):"]
     loop.append("    x_t = x[t]")
     for k, (name, rhs) in enumerate(sp_.equations):
@@ -198,6 +204,10 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         elif name == cell.output:     # written straight into the output array, no copy
             loop.append(f"    out[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
             loop.append(f"    {names.var[name]} = out[t]")
+        elif name in cell.states and name not in batched:
+            # reads parameters only: broadcast, so that the state keeps its (B, d) shape
+            loop.append(f"    {names.var[name]} = np.broadcast_to({numpy_code(rhs, code)}, "
+                        f"(B, {dims_code(name)})).copy()  # {eq.kind} {name}")
         else:
             loop.append(f"    {names.var[name]} = {numpy_code(rhs, code)}  # {eq.kind} {name}")
     for s in cell.states:

@@ -154,7 +154,9 @@ def plan(cell: Cell) -> StepPlan:
     for g in groups:
         if not g.hoisted:
             gslots = {p.slot for p in g.products}
-            position[id(g)] = min(i for i, e in exprs if e.atoms(MatrixSymbol) & gslots)
+            # products read only inside another GEMM's operand are placed by the loop below
+            position[id(g)] = min((i for i, e in exprs if e.atoms(MatrixSymbol) & gslots),
+                                  default=len(equations))
     changed = True
     while changed:
         changed = False
