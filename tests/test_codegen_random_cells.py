@@ -4,7 +4,7 @@ import functools
 
 import numpy as np
 import sympy as sp
-from hypothesis import assume, given, note
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import rnnsym
@@ -110,6 +110,7 @@ def interpret(cell, params, x, state0):
     return np.stack(outs) if outs else None, state
 
 
+@settings(max_examples=150)      # cheap (~5 ms an example) and the space of cells is large
 @given(case=cell_texts(), seed=st.integers(0, 2**16), T=st.integers(1, 4), B=st.integers(1, 3))
 def test_generated_forward_equals_an_interpreter_of_the_equations(case, seed, T, B):
     text, states, readouts = case
