@@ -258,6 +258,10 @@ def main(argv=None) -> int:
         msg = e.args[0] if e.args else str(e)
         print(f"rnnsym {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `rnnsym ... | head`: the reader left; say nothing more
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except RecursionError:
         print(f"rnnsym {args.command}: error: expression too deep to print; use --form chain",
               file=sys.stderr)

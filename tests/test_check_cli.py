@@ -25,7 +25,7 @@ def test_exit_1_with_counterexample_and_diagnosis(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["nope", "--cell", "gru"], "expected torch, keras, MODULE:NAME"),
+    (["nope", "--cell", "gru"], "expected torch, keras, onnxruntime, onnx-reference, MODULE:NAME"),
     (["no_such_module_xyz:GRU", "--cell", "gru"], "cannot import no_such_module_xyz"),
     ([f"{BROKEN / 'impls.py'}:Missing", "--cell", "gru"], "has no attribute 'Missing'"),
     (["torch:Tensor", "--cell", "gru"], "raised TypeError"),
