@@ -16,6 +16,7 @@ generic in the cell: pass the cell name and the options its parameters depend on
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -33,27 +34,27 @@ GATES = {"elman": (), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
 
 def canonical_param_shapes(cell: str, dims: Mapping[str, int], *,
                            projection: bool = False, peepholes: bool = False) -> dict:
-    """Canonical parameter names -> shapes for one layer of ``cell``.
+    """Canonical parameter names -> shapes for one layer of ``cell``, read off the shapes rnnsym
+    derives from the symbolic cell (so strategies and cells cannot disagree).
 
     dims  needs d_in, d_h, and d_proj when ``projection`` (LSTM).
     """
-    d_in, d_h = dims["d_in"], dims["d_h"]
-    if cell == "elman":
-        return {"W_xh": (d_h, d_in), "W_hh": (d_h, d_h), "b_h": (d_h,)}
     if cell not in GATES:
         raise InvalidArgument(f"cell={cell!r}: expected one of elman, lstm, gru")
     if projection and cell != "lstm":
         raise InvalidArgument(f"projection=True is only defined for lstm, got cell={cell!r}")
-    d_r = dims["d_proj"] if projection else d_h
-    shapes = {}
-    for g in GATES[cell]:
-        shapes.update({f"W_x{g}": (d_h, d_in), f"W_h{g}": (d_h, d_r),
-                       f"b_x{g}": (d_h,), f"b_h{g}": (d_h,)})
-        if peepholes and g != "g":
-            shapes[f"p_{g}"] = (d_h,)
-    if projection:
-        shapes["W_hr"] = (d_r, d_h)
-    return shapes
+    params, table = _derived(cell, projection, peepholes)
+    shapes = table.concrete(**{str(d): dims[str(d)] for d in table.dims})
+    return {p: shapes[p] for p in params}
+
+
+@lru_cache(maxsize=None)
+def _derived(cell: str, projection: bool, peepholes: bool):
+    from rnnsym.cells import builtin
+    from rnnsym.shapes import derive
+    options = {"projection": projection, "peepholes": peepholes} if cell == "lstm" else {}
+    symbolic = builtin(cell, **options)
+    return symbolic.params, derive(symbolic)
 
 
 def state_shapes(cell: str, dims: Mapping[str, int], *, projection: bool = False) -> dict:
