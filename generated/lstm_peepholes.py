@@ -123,11 +123,13 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        i = _sigmoid(W_xi_x[t] + W_hi_h + p_i * c)  # gate i
-        f = _sigmoid(W_xf_x[t] + W_hf_h + p_f * c)  # gate f
-        g = np.tanh(W_xg_x[t] + W_hg_h)  # gate g
+        hW += xW[t]
+        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # W_hg_h in place
+        i = _sigmoid(W_hi_h + p_i * c)  # gate i
+        f = _sigmoid(W_hf_h + p_f * c)  # gate f
+        g = W_hg_h  # gate g
         c = f * c + i * g  # state c
-        o = _sigmoid(W_xo_x[t] + W_ho_h + p_o * c)  # gate o
+        o = _sigmoid(W_ho_h + p_o * c)  # gate o
         out[t] = o * np.tanh(c)  # state h
         h = out[t]
     return out, {"c": c.copy(), "h": h.copy()}

@@ -110,11 +110,12 @@ def forward(params, x, state0=None):
     out = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
-        i = _sigmoid(np.clip(W_xi_x[t] + W_hi_h + p_i * c, -3.0, 3.0))  # gate i
+        hW += xW[t]
+        i = _sigmoid(np.clip(W_hi_h + p_i * c, -3.0, 3.0))  # gate i
         f = 1 - i  # gate f
-        g = np.tanh(np.clip(W_xg_x[t] + W_hg_h, -3.0, 3.0))  # gate g
+        g = np.tanh(np.clip(W_hg_h, -3.0, 3.0))  # gate g
         c = f * c + i * g  # state c
-        o = _sigmoid(np.clip(W_xo_x[t] + W_ho_h + p_o * c, -3.0, 3.0))  # gate o
+        o = _sigmoid(np.clip(W_ho_h + p_o * c, -3.0, 3.0))  # gate o
         out[t] = o * np.tanh(np.clip(c, -3.0, 3.0))  # state h
         h = out[t]
     return out, {"c": c.copy(), "h": h.copy()}

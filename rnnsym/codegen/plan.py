@@ -186,10 +186,11 @@ def plan(cell: Cell) -> StepPlan:
 def _pair_and_fuse(cell, table, groups, equations):
     occurrences = Counter(n for _, e in equations for n in sp.preorder_traversal(e)
                           if isinstance(n, MatrixSymbol))
-    sums = {frozenset(n.args): n for _, e in equations for n in sp.preorder_traversal(e)
-            if isinstance(n, MatAdd) and len(n.args) == 2}
+    # the sum each single-use slot is a term of
+    container = {t: n for _, e in equations for n in sp.preorder_traversal(e)
+                 if isinstance(n, MatAdd) for t in n.args if isinstance(t, MatrixSymbol)}
     hoisted = [g for g in groups if g.hoisted]
-    mapping = {}
+    dropped: dict = {}                  # sum -> hoisted slots now added into the GEMM buffer
     for g in groups:
         if g.hoisted:
             continue
@@ -197,15 +198,16 @@ def _pair_and_fuse(cell, table, groups, equations):
             m = 0
             while m < min(len(g.products), len(h.products)):
                 a, b = h.products[m], g.products[m]
-                pair = frozenset((a.slot, b.slot))
-                if not (pair in sums and occurrences[a.slot] == 1 and occurrences[b.slot] == 1
+                if not (occurrences[a.slot] == 1 and occurrences[b.slot] == 1
+                        and a.slot in container and container[a.slot] == container.get(b.slot)
                         and table.shape(a.weight)[0] == table.shape(b.weight)[0]):
                     break
-                mapping[sums[pair]] = b.slot
+                dropped.setdefault(container[a.slot], set()).add(a.slot)
                 m += 1
             if m:
                 g.add_hoisted = (h, m)
                 break
+    mapping = {add: madd(*[t for t in add.args if t not in gone]) for add, gone in dropped.items()}
     equations = [(n, e.xreplace(mapping)) for n, e in equations]
 
     # in-place activations: gates whose whole right-hand side is act(slot of a paired buffer)
