@@ -398,6 +398,17 @@ def catalogue(harness, outcome) -> list[Variant]:
                         f"{','.join(conv)} and reset applied {other} the matmul",
                         params=_permute_gates(cell, order),
                         forward=oracle_forward("gru", reset=other)))
+    if cell in GATE_ORDER:
+        # piecewise-linear gate activations some ports use (symbolic cells support them)
+        for label, hard in (("ONNX HardSigmoid / Keras 2, clip(0.2 u + 0.5, 0, 1)",
+                             ("hardsigmoid", 0.2, 0.5)),
+                            ("Keras 3 hard_sigmoid, clip(u/6 + 1/2, 0, 1)",
+                             ("hardsigmoid", 1 / 6, 0.5))):
+            acts = (hard, "tanh", "tanh") if cell == "lstm" else (hard, "tanh")
+            out.append(Variant(
+                f"matches with a hard sigmoid ({label}) for the gates instead of the logistic "
+                "sigmoid (numerics)",
+                forward=oracle_forward(cell, **{**variant_for(c), "activations": acts})))
     if cell == "elman":
         for act in ("tanh", "relu", "sigmoid", "identity"):
             if act != expected_variant["activation"]:

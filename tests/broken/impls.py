@@ -239,10 +239,18 @@ class GRUNaiveSigmoid(GRU):
 
 class LSTMHardSigmoid(LSTM):
     """Keras-1-style hard sigmoid clip(0.2 a + 0.5, 0, 1) instead of the logistic."""
-    EXPECT = None
+    EXPECT = "hard sigmoid (ONNX HardSigmoid / Keras 2"
 
     def sigmoid(self, a):
         return torch.clamp(0.2 * a + 0.5, 0, 1)
+
+
+class GRUHardSigmoidKeras3(GRU):
+    """Keras 3's hard_sigmoid relu6(a + 3) / 6 for the gates."""
+    EXPECT = "hard sigmoid (Keras 3 hard_sigmoid"
+
+    def sigmoid(self, a):
+        return torch.clamp(a + 3, 0, 6) / 6
 
 
 class GRUHalfPrecision(GRU):
@@ -304,7 +312,7 @@ BROKEN = [
     ("gru", GRUReverseFinalAtLastOutput), ("lstm", LSTMDirectionInterleaved),
     ("gru", GRULayerStatesMixed), ("elman", RNNIgnoresNonlinearity),
     ("gru", GRUIgnoresBatchFirst), ("gru", GRUNoBiasBatch3), ("gru", GRUNaiveSigmoid),
-    ("lstm", LSTMHardSigmoid), ("gru", GRUHalfPrecision), ("gru", GRUStateNotCarried),
+    ("lstm", LSTMHardSigmoid), ("gru", GRUHardSigmoidKeras3), ("gru", GRUHalfPrecision), ("gru", GRUStateNotCarried),
     ("lstm", LSTMInitialStateIgnored), ("lstm", LSTMStateOrderSwapped),
     ("gru", GRUUpdateFlipped),
 ]
