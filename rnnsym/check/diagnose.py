@@ -409,6 +409,18 @@ def catalogue(harness, outcome) -> list[Variant]:
                 f"matches with a hard sigmoid ({label}) for the gates instead of the logistic "
                 "sigmoid (numerics)",
                 forward=oracle_forward(cell, **{**variant_for(c), "activations": acts})))
+    wrong_acts = {
+        "lstm": [(("sigmoid", "sigmoid", "tanh"), "the cell candidate g squashed with sigmoid "
+                  "instead of tanh"),
+                 (("sigmoid", "tanh", "identity"), "h = o * c: the tanh on the cell state is "
+                  "missing"),
+                 (("sigmoid", "identity", "tanh"), "the cell candidate g without its tanh")],
+        "gru": [(("sigmoid", "sigmoid"), "the candidate n squashed with sigmoid instead of tanh"),
+                (("sigmoid", "identity"), "the candidate n without its tanh")],
+    }
+    for acts, what in wrong_acts.get(cell, []):
+        out.append(Variant(f"matches with {what} (wrong activation)",
+                           forward=oracle_forward(cell, **{**variant_for(c), "activations": acts})))
     if cell == "elman":
         for act in ("tanh", "relu", "sigmoid", "identity"):
             if act != expected_variant["activation"]:

@@ -245,6 +245,22 @@ class LSTMHardSigmoid(LSTM):
         return torch.clamp(0.2 * a + 0.5, 0, 1)
 
 
+class LSTMNoTanhOnCell(LSTM):
+    """h = o * c: the output forgets the tanh of the cell state."""
+    EXPECT = "the tanh on the cell state is missing"
+
+    def step(self, layer, d, x_t, state):
+        h, c = state
+        gi = self.linear(x_t, self.p("weight_ih", layer, d), self.p("bias_ih", layer, d))
+        gh = self.linear(h, self.p("weight_hh", layer, d), self.p("bias_hh", layer, d))
+        i, f, g, o = self.chunks(gi + gh, 4)
+        c = self.sigmoid(f) * c + self.sigmoid(i) * self.tanh(g)
+        h = self.sigmoid(o) * c
+        if self.proj_size:
+            h = h @ self.p("weight_hr", layer, d).T
+        return (h, c)
+
+
 class GRUHardSigmoidKeras3(GRU):
     """Keras 3's hard_sigmoid relu6(a + 3) / 6 for the gates."""
     EXPECT = "hard sigmoid (Keras 3 hard_sigmoid"
@@ -312,7 +328,7 @@ BROKEN = [
     ("gru", GRUReverseFinalAtLastOutput), ("lstm", LSTMDirectionInterleaved),
     ("gru", GRULayerStatesMixed), ("elman", RNNIgnoresNonlinearity),
     ("gru", GRUIgnoresBatchFirst), ("gru", GRUNoBiasBatch3), ("gru", GRUNaiveSigmoid),
-    ("lstm", LSTMHardSigmoid), ("gru", GRUHardSigmoidKeras3), ("gru", GRUHalfPrecision), ("gru", GRUStateNotCarried),
+    ("lstm", LSTMHardSigmoid), ("lstm", LSTMNoTanhOnCell), ("gru", GRUHardSigmoidKeras3), ("gru", GRUHalfPrecision), ("gru", GRUStateNotCarried),
     ("lstm", LSTMInitialStateIgnored), ("lstm", LSTMStateOrderSwapped),
     ("gru", GRUUpdateFlipped),
 ]
