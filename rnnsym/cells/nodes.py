@@ -174,3 +174,18 @@ def hadamard(*factors):
 def one_minus(v: MatrixExpr) -> MatAdd:
     """``1 − v`` for a matrix expression, written in that order."""
     return MatAdd(OneMatrix(*v.shape), MatMul(sp.S.NegativeOne, v, evaluate=False), evaluate=False)
+
+
+def tanh(u) -> Activation:
+    """``tanh(u)`` elementwise, for cells written in Python."""
+    return Activation("tanh", u)
+
+
+def sigmoid_(u) -> Activation:
+    """``σ(u)`` elementwise, for cells written in Python (``sigmoid`` is the scalar function)."""
+    return Activation("sigmoid", u)
+
+
+def relu(u) -> Activation:
+    """``max(u, 0)`` elementwise, for cells written in Python."""
+    return Activation("relu", u)
