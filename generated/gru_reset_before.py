@@ -120,6 +120,12 @@ def step(params, x_t, state):
 
 def _sigmoid_(u):
     """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    if u.dtype == np.float32:
+        u *= 0.5
+        np.tanh(u, out=u)
+        u *= 0.5
+        u += 0.5
+        return
     e = np.abs(u)
     np.negative(e, out=e)
     np.exp(e, out=e)

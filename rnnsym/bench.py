@@ -40,7 +40,14 @@ def add_arguments(p):
 
 # --- hand-optimised NumPy baselines ------------------------------------------------------------
 def _sigmoid_inplace(u):
-    """σ(u) in place, overflow-free and relatively accurate: e^min(u,0) / (1 + e^-|u|)."""
+    """σ(u) in place, overflow-free: (1 + tanh(u/2)) / 2 in float32, e^min(u,0) / (1 + e^-|u|)
+    otherwise (the same per-dtype choice as the generated code)."""
+    if u.dtype == np.float32:
+        u *= 0.5
+        np.tanh(u, out=u)
+        u *= 0.5
+        u += 0.5
+        return u
     e = np.abs(u)
     np.negative(e, out=e)
     np.exp(e, out=e)

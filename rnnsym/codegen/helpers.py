@@ -6,13 +6,23 @@ Each is plain NumPy source, copied into the module so that generated files impor
 HELPERS = {
     "_sigmoid": '''
 def _sigmoid(u):
-    """Logistic function e^min(u,0) / (1 + e^-|u|): exp never overflows (1/(1+exp(-u)) does past
-    |u| ~ 88 in float32), and small values keep full relative accuracy."""
+    """Logistic function without overflow for any finite u (1/(1+exp(-u)) overflows past
+    |u| ~ 88 in float32). float32: (1 + tanh(u/2)) / 2, the fastest form there, absolute error
+    of a rounding unit; otherwise e^min(u,0) / (1 + e^-|u|), which also keeps full relative
+    accuracy for tiny values."""
+    if u.dtype == np.float32:
+        return 0.5 * np.tanh(0.5 * u) + 0.5
     return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
 ''',
     "_sigmoid_": '''
 def _sigmoid_(u):
     """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    if u.dtype == np.float32:
+        u *= 0.5
+        np.tanh(u, out=u)
+        u *= 0.5
+        u += 0.5
+        return
     e = np.abs(u)
     np.negative(e, out=e)
     np.exp(e, out=e)
