@@ -735,11 +735,18 @@ class OnnxReport(Report):
     unsupported: list = field(default_factory=list)
     checked_nothing: bool = False
 
+    @property
+    def exit_code(self) -> int:
+        """2 when nothing could be checked (every model rejected): not a pass, not a bug found."""
+        return 2 if self.checked_nothing else super().exit_code
+
     def format(self) -> str:
-        text = super().format()
         if self.checked_nothing:
-            text = text.replace(": OK", ": UNSUPPORTED (nothing in the space could be loaded)",
-                                1)
+            text = (f"rnnsym check {self.target} --cell {self.cell} ({self.dtype}): UNSUPPORTED: "
+                    "the target rejected every model of this attribute space when loading it; "
+                    f"nothing was checked\n  replay: {self.command}")
+        else:
+            text = super().format()
         extra = []
         if self.notes:
             extra.append("notes (open points of the spec: the target follows another reading; "
@@ -960,5 +967,9 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                 warnings.simplefilter("ignore")
                 report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
             report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+        elif outcome.error:
+            report.diagnosis = ("the target raised an error instead of returning outputs (see "
+                                "'target failed' above): it cannot run this model")
+            report.diagnoses = [report.diagnosis]
     del label
     return report
