@@ -158,7 +158,7 @@ def cmd_jacobian(args):
 
 
 def cmd_generate(args):
-    from rnnsym.codegen.files import REGENERATE, diff, expected_files, write
+    from rnnsym.codegen.files import diff, expected_files, write
     from rnnsym.codegen.generator import render
     cells = cells_from_args(args, many=True)
     if cells:

@@ -23,7 +23,7 @@ import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions import HadamardProduct, Transpose
 
-from rnnsym.cells.cell import Cell, cols, quantity, rows, split_name
+from rnnsym.cells.cell import Cell, cols, rows, split_name
 from rnnsym.cells.nodes import Activation, Diag
 
 

@@ -7,7 +7,6 @@ from typing import Optional
 import numpy as np
 
 from rnnsym.frameworks import Config
-from rnnsym.testing.assertions import Mismatch
 
 
 @dataclass

@@ -928,7 +928,7 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                 property_()
         except _Failure:
             pass
-        except HypothesisException as exc:
+        except HypothesisException:
             if stats["failure"] is None and not stats["rejected"]:
                 raise
     elapsed = time.monotonic() - start

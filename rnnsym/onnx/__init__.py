@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rnnsym.onnx.attributes import (ATTRIBUTES, OPS, Attributes, OnnxError,
+from rnnsym.onnx.attributes import (OPS, Attributes, OnnxError,
                                     activation_attributes, parse_attributes)
 from rnnsym.onnx.convert import (canonical_to_onnx, keras_to_onnx, onnx_to_canonical,
                                  onnx_to_keras, onnx_to_torch, torch_to_onnx)

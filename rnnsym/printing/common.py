@@ -6,7 +6,6 @@ mixin prints terms in the order written and delegates only the tokens (``@`` or 
 """
 from __future__ import annotations
 
-import sympy as sp
 from sympy import MatAdd, MatMul
 from sympy.matrices.expressions import HadamardProduct
 
@@ -14,7 +13,6 @@ from sympy.matrices.expressions import HadamardProduct
 # (a Hadamard product inside a matrix product, or the reverse, is always parenthesised: in the
 # definition language `W @ r * h` would read as `(W @ r) * h`)
 _SUM, _NEG, _HAD, _MUL, _ATOM = 1, 2, 3, 4, 5
-_PROD = _HAD
 
 
 def _strength(expr) -> int:
@@ -98,7 +96,3 @@ class OrderedMatrixPrinterMixin:
 
     def _print_Diag(self, expr):
         return self.function("diag", self._print(expr.arg), [])
-
-
-def is_negative_number(x) -> bool:
-    return isinstance(x, sp.Basic) and x.is_number and x.is_negative
