@@ -158,3 +158,17 @@ def test_shared_subexpressions_and_nested_products_are_computed_once():
         u = h @ p["W"].T + x[t] @ p["U"].T
         h = np.tanh(u) / (1 + np.exp(-u)) + (h @ p["W"].T) @ p["V"].T
         np.testing.assert_allclose(out[t], h, rtol=1e-12, atol=1e-14)
+
+
+def test_names_that_clash_with_the_generated_code_are_renamed():
+    """A user may call a state `out` and parameters `np`, `T`, `size`: the module still works."""
+    cell = parse_cell("out = tanh(np @ out + T @ (x * size))")
+    m = rnnsym.compile(cell)
+    p = _params(cell, d_in=2, d_h=3)
+    x = np.random.default_rng(4).standard_normal((3, 2, 2))
+    out, state = m.forward(p, x)
+    h = np.zeros((2, 3))
+    for t in range(3):
+        h = np.tanh(h @ p["np"].T + (x[t] * p["size"]) @ p["T"].T)
+    np.testing.assert_allclose(out[-1], h, rtol=1e-12)
+    np.testing.assert_allclose(state["out"], h, rtol=1e-12)

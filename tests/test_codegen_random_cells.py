@@ -37,8 +37,9 @@ def expressions(draw, depth, counter, names):
         counter[0] += 1
         return f"{prefix}{counter[0]}"
     if depth == 0 or draw(st.integers(0, 3)) == 0:
-        leaf = draw(st.sampled_from(["h", "Wx", "Wh", "b", *names]))
-        return {"Wx": f"({fresh('W')} @ x)", "Wh": f"({fresh('U')} @ h)", "b": fresh("b")}.get(leaf, leaf)
+        leaf = draw(st.sampled_from(["h", "Wx", "Wxa", "Wh", "b", *names]))
+        return {"Wx": f"({fresh('W')} @ x)", "Wh": f"({fresh('U')} @ h)", "b": fresh("b"),
+                "Wxa": f"({fresh('W')} @ (x * {fresh('a')}))"}.get(leaf, leaf)
     kind = draw(st.sampled_from(["act", "one_minus", "add", "mul", "matmul", "scale"]))
     sub = lambda: draw(expressions(depth - 1, counter, names))  # noqa: E731
     if kind == "act":
