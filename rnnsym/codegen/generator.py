@@ -29,7 +29,7 @@ HEADER = """\
 #: activations NumPy can compute into a given array
 WRITE_INTO = {"tanh": "np.tanh({u}, out={o})", "relu": "np.maximum({u}, 0, out={o})"}
 RESERVED = {"np", "params", "x", "x_t", "state", "state0", "size", "T", "B", "t", "dtype", "out",
-            "step", "forward"}
+            "step", "forward", "_check", "_sigmoid", "_sigmoid_"}
 
 
 def cell_call(cell: Cell) -> str:
@@ -64,6 +64,13 @@ class _Names:
                  | {str(d) for d in derive(cell).dims} | {f"W_{g.name}" for g in step_plan.groups}
                  | {p.slot.name for g in step_plan.groups for p in g.products})
         self.var = {}
+        self.param = {}             # local names of parameters read in the loop
+        for p in cell.params:
+            v = p
+            while v in taken:
+                v += "_"
+            self.param[p] = v
+            taken.add(v)
         for q in (*cell.inputs, *(e.name for e in cell.equations)):
             v = q
             while v in taken:
@@ -88,7 +95,7 @@ class _Names:
         for s, v in self.prev.items():
             m[f"{s}[t-1]"] = v
         for p in cell.params:
-            m[p] = p
+            m[p] = self.param[p]
         for g in step_plan.groups:
             for prod in g.products:
                 m[prod.slot.name] = f"{prod.slot.name}[t]" if g.hoisted else prod.slot.name
@@ -111,19 +118,31 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     def dims_code(name):
         return ", ".join(_shape_tuple(table, name))
 
+    def table_rows(expr):
+        """Rows of a (column-vector) operand, from the shape of any product applied to it."""
+        g = next(g for g in sp_.groups if g.operand == expr)
+        return table.shape(g.products[0].weight)[-1]
+
     body: list[str] = []
     emit = body.append
     emit("# sizes, read off the arrays by _check")
     emit(", ".join(map(str, table.dims)) + " = " + ", ".join(f'size["{d}"]' for d in table.dims))
     # parameters used directly in the loop
     in_loop = ([e for _, e in sp_.equations] + [e for _, e, _ in sp_.temps]
-               + [g.operand for g in sp_.groups if not g.hoisted])
+               + [g.operand for g in sp_.groups])
     direct = sorted({s.name for e in in_loop for s in e.atoms(MatrixSymbol) if s.name in cell.params},
                     key=cell.params.index)
+    # hoisted operands read whole arrays: x for x[t], a hoisted product's (T, B, d) slice
+    whole = {**code, "x[t]": "x",
+             **{p.slot.name: p.slot.name for g in sp_.groups if g.hoisted for p in g.products}}
+
+    def dims_code_expr(expr):
+        return str(table_rows(expr))
+
     if direct:
         emit("# parameters read inside the loop, in the input's dtype")
         for p in direct:
-            emit(f'{p} = np.asarray(params["{p}"], dtype=dtype)')
+            emit(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     for g in sp_.groups:
         ws = [p.weight for p in g.products]
         # transposed once into a C-contiguous copy: BLAS runs faster than on a transposed view
@@ -144,10 +163,12 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
                     parts.append(" + ".join(f'params["{b}"]' for b in p.biases) if p.biases
                                  else f"np.zeros({sz})")
                 emit(f"b_{g.name} = np.concatenate([" + ", ".join(parts) + "]).astype(dtype)")
-            if inp is None:
-                raise NotImplementedError("hoisting a non-symbol operand")
-            in_dim = dims_code(inp)
-            emit(f"{g.name} = (x.reshape(T * B, {in_dim}) @ W_{g.name}"
+            if inp is not None:
+                rows_code = f"x.reshape(T * B, {dims_code(inp)})"
+            else:   # an expression of the input alone: evaluated for all T steps at once
+                rows_code = (f"({numpy_code(g.operand, whole)})"
+                             f".reshape(T * B, {dims_code_expr(g.operand)})")
+            emit(f"{g.name} = ({rows_code} @ W_{g.name}"
                  + (f" + b_{g.name}" if any(p.biases for p in g.products) else "")
                  + f").reshape(T, B, W_{g.name}.shape[1])")
         else:

@@ -107,7 +107,11 @@ def plan(cell: Cell) -> StepPlan:
                 name = f"{base}{k}"
             group = Group(name, operand, hoisted)
             groups.append(group)
-        slot = MatrixSymbol(f"{weight}_{_operand_name(operand)}", *node.shape)
+        label = f"{weight}_{_operand_name(operand)}"
+        while label in used_names:
+            label += "_"
+        used_names.add(label)
+        slot = MatrixSymbol(label, *node.shape)
         slots[node] = slot
         group.products.append(Product(weight, slot))
 
@@ -180,6 +184,7 @@ def plan(cell: Cell) -> StepPlan:
     for g in ordered:
         if not g.hoisted:
             gemm_before.setdefault(position[id(g)], []).append(g)
+    groups = ordered            # a GEMM whose operand reads another's result comes after it
     return StepPlan(cell, groups, equations, temps, gemm_before)
 
 
