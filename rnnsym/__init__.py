@@ -7,8 +7,16 @@ code generation (:mod:`rnnsym.codegen`) → checking (:mod:`rnnsym.check`) throu
 conventions (:mod:`rnnsym.frameworks`).
 """
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
-from rnnsym.check import check
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
 from rnnsym.shapes import derive as shapes
 
 __all__ = ["Cell", "builtin", "check", "compile", "elman", "gru", "lstm", "parse_cell", "shapes"]
+
+
+def __getattr__(name):
+    """``rnnsym.check`` is imported on first use: it needs hypothesis (the ``check`` extra),
+    which the symbolic core and the generated code do not."""
+    if name == "check":
+        from rnnsym.check import check
+        return check
+    raise AttributeError(f"module 'rnnsym' has no attribute {name!r}")

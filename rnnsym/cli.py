@@ -237,22 +237,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_arguments(s)
     s.set_defaults(func=cmd_bench)
 
-    try:
-        from rnnsym.check.cli import add_parser as add_check
-    except ImportError:  # pragma: no cover - the checker ships with the package
-        add_check = None
-    if add_check is not None:
-        add_check(sub)
+    # the checker (and hypothesis, which it needs) is imported only when `check` runs; its own
+    # parser (rnnsym.check.cli) reads the rest of the command line, --help included
+    s = sub.add_parser("check", add_help=False,
+                       help="property-test an RNN/LSTM/GRU implementation against rnnsym "
+                            "(torch, keras, onnxruntime, onnx-reference, your code); see "
+                            "rnnsym check --help")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["check"]:        # its own parser reads everything after `check`
+        args = argparse.Namespace(command="check", rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            from rnnsym.check.cli import run as run_check
-            return run_check(args)
+            try:
+                from rnnsym.check.cli import main as check_main
+            except ImportError as exc:      # hypothesis is missing: the `check` extra
+                raise UsageError(f"rnnsym check needs hypothesis ({exc}): "
+                                 "pip install 'rnnsym[check]'") from None
+            return check_main(args.rest)
         return args.func(args)
     except (UsageError, ValueError, KeyError) as e:
         msg = e.args[0] if e.args else str(e)
