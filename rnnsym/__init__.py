@@ -16,7 +16,7 @@ __all__ = ["Cell", "builtin", "check", "compile", "elman", "gru", "lstm", "parse
 def __getattr__(name):
     """``rnnsym.check`` is imported on first use: it needs hypothesis (the ``check`` extra),
     which the symbolic core and the generated code do not."""
-    if name == "check":
-        from rnnsym.check import check
-        return check
+    if name == "check":             # the package, callable as check(target, cell, ...)
+        import importlib
+        return importlib.import_module("rnnsym.check")
     raise AttributeError(f"module 'rnnsym' has no attribute {name!r}")

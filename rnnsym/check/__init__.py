@@ -32,6 +32,7 @@ import hashlib
 import random
 import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -500,3 +501,15 @@ def _replay_command(target, cell, options: CheckOptions, dtype: str) -> str:
     if options.variant:
         parts += ["--variant", ",".join(f"{k}={v}" for k, v in options.variant.items())]
     return " ".join(parts)
+
+
+class _CallablePackage(types.ModuleType):
+    """``rnnsym.check`` is this package and its main function at once: the package is imported
+    lazily (it needs hypothesis), and Python binds a subpackage to its parent's attribute, so
+    calling the package calls :func:`check`."""
+
+    def __call__(self, *args, **kwargs):
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
