@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import rnnsym.onnx as ro
 from rnnsym.frameworks.onnx import build_model
+from rnnsym.frameworks.onnx import convert as fo
 from rnnsym.testing import strategies as rst
 
 G = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -56,7 +57,7 @@ def test_torch_through_onnx_equals_torch(cell, bidirectional):
     module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](
         I, H, bidirectional=bidirectional)
     values = {k: v.detach().numpy() for k, v in module.state_dict().items()}
-    attrs, weights = ro.torch_to_onnx(cell, values, bidirectional=bidirectional)
+    attrs, weights = fo.torch_to_onnx(cell, values, bidirectional=bidirectional)
     x = np.random.default_rng(1).standard_normal((T, N, I)).astype(np.float32)
     with torch.no_grad():
         out, state = module(torch.from_numpy(x))
@@ -71,14 +72,14 @@ def test_torch_through_onnx_equals_torch(cell, bidirectional):
     np.testing.assert_allclose(got[1], h_n, rtol=1e-5, atol=1e-6)
     if cell == "lstm":
         np.testing.assert_allclose(got[2], state[1].numpy(), rtol=1e-5, atol=1e-6)
-    back = ro.onnx_to_torch(ro.convert.OP[cell], weights["W"][:1], weights["R"][:1],
+    back = fo.onnx_to_torch(ro.convert.OP[cell], weights["W"][:1], weights["R"][:1],
                             weights["B"][:1])
     np.testing.assert_allclose(back["weight_ih_l0"], values["weight_ih_l0"], rtol=1e-6)
 
 
 def test_torch_gru_needs_linear_before_reset():
     with pytest.raises(ro.OnnxError, match="linear_before_reset: torch.nn.GRU needs 1, got 0"):
-        ro.onnx_to_torch("GRU", np.zeros((1, 6, 3)), np.zeros((1, 6, 2)), linear_before_reset=0)
+        fo.onnx_to_torch("GRU", np.zeros((1, 6, 3)), np.zeros((1, 6, 2)), linear_before_reset=0)
 
 
 def test_keras_weights_through_onnx():
@@ -86,9 +87,9 @@ def test_keras_weights_through_onnx():
     I, H = 3, 5
     weights = {"kernel": rng.standard_normal((I, 3 * H)), "recurrent_kernel":
                rng.standard_normal((H, 3 * H)), "bias": rng.standard_normal((2, 3 * H))}
-    attrs, onnx_w = ro.keras_to_onnx("gru", weights, reset_after=True)
+    attrs, onnx_w = fo.keras_to_onnx("gru", weights, reset_after=True)
     assert attrs["linear_before_reset"] == 1
-    back = ro.onnx_to_keras("GRU", onnx_w["W"], onnx_w["R"], onnx_w["B"], linear_before_reset=1)[0]
+    back = fo.onnx_to_keras("GRU", onnx_w["W"], onnx_w["R"], onnx_w["B"], linear_before_reset=1)[0]
     for k in weights:
         np.testing.assert_allclose(back[k], weights[k], rtol=1e-6)
 

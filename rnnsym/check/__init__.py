@@ -313,7 +313,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
 
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
                    class/function itself; ONNX runtimes: "onnxruntime", "onnx-reference",
-                   "onnx:MODULE:NAME" (``rnnsym.frameworks.onnx``, where ``attributes``
+                   "onnx:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
                    restricts the attribute space and ``variant`` fixes readings)
     cell           "elman" (alias "rnn"), "lstm" or "gru"
     examples       number of Hypothesis examples (default 500)
@@ -331,7 +331,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.diagnose import diagnose
-    from rnnsym.frameworks.onnx import check_onnx, is_onnx_target
+    from rnnsym.check.onnx import check_onnx, is_onnx_target
     from rnnsym.frameworks.user import parse_variant, resolve_harness
 
     if is_onnx_target(target):

@@ -3,11 +3,15 @@ by rnnsym's symbolic cells.
 
     outputs = rnnsym.onnx.run(model, [X, W, R, B])      # [Y, Y_h] (None where omitted)
 
-Layers: :mod:`~rnnsym.onnx.attributes` (parse and validate the node's attributes),
-:mod:`~rnnsym.onnx.convert` (``W/R/B/P`` <-> canonical parameters, torch and Keras through them),
-:mod:`~rnnsym.onnx.driver` (directions, ``sequence_lens``, ``layout``; the readings of what the
-spec leaves open). The checker's harnesses for ONNX runtimes are in
-:mod:`rnnsym.frameworks.onnx`.
+Owns the operators' semantics: :mod:`~rnnsym.onnx.attributes` (parse and validate the node's
+attributes), :mod:`~rnnsym.onnx.convert` (``W/R/B/P`` <-> canonical parameters),
+:mod:`~rnnsym.onnx.readings` (the points the spec leaves open and their readings),
+:mod:`~rnnsym.onnx.driver` (directions, ``sequence_lens``, ``layout``) and :func:`run`.
+
+May import: ``rnnsym.cells``, ``rnnsym.codegen`` (and what they import), numpy, onnx (lazily).
+Not frameworks, check or testing: the harness that drives ONNX runtimes is
+:mod:`rnnsym.frameworks.onnx` (with the torch/Keras <-> ONNX converters), the checker's ONNX
+search :mod:`rnnsym.check.onnx`.
 """
 from __future__ import annotations
 
@@ -18,14 +22,13 @@ import numpy as np
 
 from rnnsym.onnx.attributes import (OPS, Attributes, OnnxError,
                                     activation_attributes, parse_attributes)
-from rnnsym.onnx.convert import (canonical_to_onnx, keras_to_onnx, onnx_to_canonical,
-                                 onnx_to_keras, onnx_to_torch, torch_to_onnx)
-from rnnsym.onnx.driver import ORT_READINGS, Readings, evaluate
+from rnnsym.onnx.convert import canonical_to_onnx, onnx_to_canonical
+from rnnsym.onnx.driver import evaluate
+from rnnsym.onnx.readings import ORT_READINGS, Readings
 
 __all__ = ["run", "evaluate_node", "load_model", "Readings", "ORT_READINGS", "OnnxError",
            "Attributes", "parse_attributes", "activation_attributes", "onnx_to_canonical",
-           "canonical_to_onnx", "torch_to_onnx", "onnx_to_torch", "keras_to_onnx",
-           "onnx_to_keras", "INPUTS", "OUTPUTS"]
+           "canonical_to_onnx", "INPUTS", "OUTPUTS"]
 
 #: input and output names by position, per op
 INPUTS = {"RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),

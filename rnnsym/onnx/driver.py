@@ -8,23 +8,10 @@ Layers, top to bottom:
 - :func:`direction_cell` builds the per-direction step as a symbolic cell
   (``rnnsym.builtin``) from the attributes and compiles it (``rnnsym.compile``): the step is the
   generated NumPy code of the cell, nothing else;
-- :func:`rnnsym.frameworks.layers.direction_forward` runs one direction, the reverse one
-  time-aligned with the input.
+- :func:`_direction_forward` runs one direction, the reverse one time-aligned with the input.
 
-Where the spec is silent or ambiguous, :class:`Readings` says which reading is used:
-
-``clip_before_h``  (LSTM) True (default, the spec's text: clip "is applied to the input of
-                   activations", h is one): ``Ht = ot ⊙ h(clip(Ct))``. False: onnxruntime's
-                   reading, ``Ht = ot ⊙ h(Ct)`` (microsoft/onnxruntime#27224).
-``y_past_length``  the spec says nothing about ``Y[t]`` for ``t >= sequence_lens[b]``.
-                   "zero" (default, onnxruntime): zeros. "hold": the state carried through the
-                   padding (Keras-style masking): the forward direction repeats its last state,
-                   the reverse direction (which meets the padding first) its initial state.
-``empty_state``    ``Y_h``/``Y_c`` of a sequence of length 0, which has no "last output".
-                   "initial" (default; the state after the last valid step is the state after
-                   zero steps): ``initial_h``/``initial_c``. "zero": onnxruntime's zeros.
-``alpha_order``    how ``activation_alpha/beta`` are distributed (:mod:`rnnsym.onnx.attributes`):
-                   "used" (default, onnxruntime) or "positional".
+Where the spec is silent or ambiguous, :class:`~rnnsym.onnx.readings.Readings` says which
+reading is used (:mod:`rnnsym.onnx.readings`).
 
 Fixed by the spec text and implemented as such: ``Y`` is ``[L, D, N, H]`` (``[N, L, D, H]`` for
 layout 1) with the reverse direction time-aligned with ``X``; the reverse direction of sample b
@@ -33,46 +20,14 @@ direction's after ``X[0]``); absent ``B``, ``P``, ``initial_h``, ``initial_c`` a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
 
-from rnnsym.frameworks.layers import direction_forward
 from rnnsym.onnx.attributes import Attributes, OnnxError
 from rnnsym.onnx.convert import expect_shape, onnx_to_canonical
-
-Y_PAST_LENGTH = ("zero", "hold")
-EMPTY_STATE = ("initial", "zero")
-
-
-@dataclass(frozen=True)
-class Readings:
-    """The reading of each point the spec leaves open (module docstring); defaults: the spec's
-    text where it has one, onnxruntime's behaviour where it has none."""
-
-    clip_before_h: bool = True
-    y_past_length: str = "zero"
-    empty_state: str = "initial"
-    alpha_order: str = "used"
-
-    def __post_init__(self):
-        if self.y_past_length not in Y_PAST_LENGTH:
-            raise OnnxError(f"y_past_length: expected one of {Y_PAST_LENGTH}, "
-                            f"got {self.y_past_length!r}")
-        if self.empty_state not in EMPTY_STATE:
-            raise OnnxError(f"empty_state: expected one of {EMPTY_STATE}, "
-                            f"got {self.empty_state!r}")
-        if self.alpha_order not in ("used", "positional"):
-            raise OnnxError(f"alpha_order: expected 'used' or 'positional', "
-                            f"got {self.alpha_order!r}")
-
-    def replace(self, **changes) -> "Readings":
-        return replace(self, **changes)
-
-
-ORT_READINGS = Readings(clip_before_h=False, y_past_length="zero", empty_state="zero",
-                        alpha_order="used")
+from rnnsym.onnx.readings import Readings
 
 
 def direction_cell(attrs: Attributes, direction: int, *, peepholes: bool,
@@ -159,8 +114,8 @@ def evaluate(attrs: Attributes, X, W, R, B=None, sequence_lens=None, initial_h=N
                 final = s0 if readings.empty_state == "initial" else \
                     {k: np.zeros_like(v) for k, v in s0.items()}
             else:
-                out, final = direction_forward(forward, params[d], X[:length, idx], s0,
-                                               reverse=reverse)
+                out, final = _direction_forward(forward, params[d], X[:length, idx], s0,
+                                                reverse=reverse)
                 Y[:length, d, idx] = out
             Y_h[d, idx] = final["h"]
             if Y_c is not None:
@@ -174,6 +129,15 @@ def evaluate(attrs: Attributes, X, W, R, B=None, sequence_lens=None, initial_h=N
         outputs = {k: (v.transpose(2, 0, 1, 3) if k == "Y" else v.transpose(1, 0, 2))
                    for k, v in outputs.items()}
     return outputs
+
+
+def _direction_forward(forward, params, x, state0, *, reverse: bool):
+    """One direction over ``x`` (T, N, I); the reverse one reads ``x`` backwards and its
+    outputs are realigned with input time (``Y[t]`` belongs to ``X[t]``)."""
+    if not reverse:
+        return forward(params, x, state0)
+    outputs, final = forward(params, x[::-1], state0)
+    return outputs[::-1], final
 
 
 def _lengths(sequence_lens, T: int, N: int) -> np.ndarray:

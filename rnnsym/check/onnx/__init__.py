@@ -1,0 +1,211 @@
+"""``rnnsym check`` for ONNX runtimes: random one-node RNN/GRU/LSTM models against
+:mod:`rnnsym.onnx`.
+
+    rnnsym check onnxruntime --cell lstm
+    rnnsym check onnx-reference --cell gru --attributes layout=0,direction=forward
+    rnnsym check onnx:my_backend.py:run --cell rnn        # run(model_bytes, inputs) -> outputs
+
+The targets, the attribute space (``--attributes``) and the load-time probe are the harness's
+(:mod:`rnnsym.frameworks.onnx`). A *load-time* rejection is reported as **unsupported**, never
+as a pass: before the run every attribute value of the space is tried alone on the simplest
+model and the rejected ones are taken out of the space and listed; a rejected combination met
+later is listed too and the example does not count.
+
+**Open points of the spec** (:mod:`rnnsym.onnx.readings`): ``clip_before_h``,
+``y_past_length``, ``empty_state``, ``alpha_order``. By default the target may follow any
+documented reading of each; when it does not follow rnnsym's default one, the report carries a
+*note* (not a failure). ``--variant clip_before_h=false`` (etc.) fixes a reading: then only that
+one is compared.
+
+Here: the search loop (:func:`check_onnx`); :mod:`~.strategy` draws the nodes,
+:mod:`~.oracle` compares one case, :mod:`~.diagnose` names the bug model, :mod:`~.report`
+formats the result.
+"""
+from __future__ import annotations
+
+import random
+import time
+import warnings
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import HypothesisException
+
+from rnnsym.check.onnx.diagnose import diagnose
+from rnnsym.check.onnx.oracle import config_for, run_case
+from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
+from rnnsym.check.onnx.strategy import onnx_cases
+from rnnsym.frameworks import UsageError, canonical_cell
+from rnnsym.frameworks.onnx import OP, is_onnx_target, onnx_target, parse_attribute_space, probe
+from rnnsym.onnx.readings import OPEN, READING_TEXT
+from rnnsym.testing.assertions import max_errors
+
+__all__ = ["check_onnx", "is_onnx_target", "parse_readings"]
+
+
+def parse_readings(variant) -> dict:
+    """``--variant clip_before_h=false,empty_state=zero`` -> {open point: reading}."""
+    if not variant:
+        return {}
+    items = variant.items() if isinstance(variant, dict) else \
+        [w.split("=", 1) for w in filter(None, (w.strip() for w in str(variant).split(",")))]
+    fixed = {}
+    for item in items:
+        if len(item) != 2:
+            raise UsageError(f"--variant {item[0]}: expected NAME=VALUE, e.g. clip_before_h=false")
+        name, value = item[0].strip(), str(item[1]).strip().lower()
+        if name not in OPEN:
+            raise UsageError(f"--variant {name}: not an open point of the ONNX spec (known: "
+                             f"{', '.join(OPEN)})")
+        readings = OPEN[name][0]
+        if name == "clip_before_h":
+            value = {"true": True, "1": True, "false": False, "0": False}.get(value, value)
+        if value not in readings:
+            raise UsageError(f"--variant {name}={item[1]}: expected one of "
+                             f"{', '.join(str(r).lower() for r in readings)}")
+        fixed[name] = value
+    return fixed
+
+
+
+class _Failure(Exception):
+    pass
+
+
+SHRINK_BUDGET_S = 40.0
+
+
+
+def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol) -> str:
+    parts = ["rnnsym", "check", target, "--cell", cell, "--examples", str(examples),
+             "--seed", str(seed), "--dtype", dtype]
+    if attributes:
+        parts += ["--attributes", attributes if isinstance(attributes, str) else
+                  ",".join(f"{k}={v}" for k, v in attributes.items())]
+    if variant:
+        parts += ["--variant", ",".join(f"{k}={str(v).lower()}" for k, v in variant.items())]
+    if rtol is not None:
+        parts += ["--rtol", repr(rtol)]
+    if atol is not None:
+        parts += ["--atol", repr(atol)]
+    return " ".join(parts)
+
+
+def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
+               rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
+               max_size: int = 6, **_ignored) -> OnnxReport:
+    """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring)."""
+    cell = canonical_cell(cell)
+    op = OP[cell]
+    dtype = dtype or "float32"
+    if dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
+    if examples < 1:
+        raise UsageError(f"--examples: expected a positive number, got {examples}")
+    seed = random.randrange(2**32) if seed is None else int(seed)
+    fixed = parse_readings(variant)
+    space = parse_attribute_space(attributes, op)
+    bidir = {"yes": ("bidirectional",), "no": ("forward", "reverse")}.get(
+        str(bidirectional).lower())
+    if bidir:
+        space["direction"] = tuple(d for d in space["direction"] if d in bidir) or bidir
+    tgt = onnx_target(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        space, unsupported, empty = probe(tgt, op, space, dtype)
+    stats = {"examples": 0, "failure": None, "first_failure_at": None, "ratio": 0.0,
+             "abs": 0.0, "rel": 0.0, "coverage": {}, "notes": {}, "configs": set(),
+             "rejected": {}}
+    command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol)
+    start = time.monotonic()
+
+    if not empty:
+        @settings(max_examples=examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+                  phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
+                  verbosity=Verbosity.quiet, print_blob=False)
+        @hypothesis_seed(seed)
+        @given(case=onnx_cases(op, space, dtype, max_size))
+        def property_(case):
+            failure = stats["failure"]
+            if failure is not None and \
+                    time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S:
+                return
+            outcome = run_case(tgt, case, dtype, fixed, rtol=rtol, atol=atol)
+            if outcome is None:
+                reject()
+            if outcome.unsupported:
+                key = ", ".join(f"{k}={v}" for k, v in case.choices.items()
+                                if v not in ("absent", "default", 0, "none", "forward"))
+                stats["rejected"].setdefault(outcome.unsupported, key)
+                reject()
+            if outcome.failed:
+                if stats["failure"] is None:
+                    stats["first_failure_at"] = time.monotonic()
+                stats["failure"] = outcome
+                raise _Failure()
+            if failure is None:
+                stats["examples"] += 1
+                stats["configs"].add(tuple(sorted(case.choices.items(), key=str)))
+                for k, v in case.choices.items():
+                    stats["coverage"].setdefault(k, set()).add(v)
+                stats["ratio"] = max(stats["ratio"], outcome.ratio)
+                a, r = max_errors(outcome.expected, outcome.got)
+                stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)
+                for point, reading in outcome.readings.items():
+                    size = int(np.prod(list(case.sizes().values())))
+                    prev = stats["notes"].get((point, reading))
+                    if prev is None or size < prev[0]:
+                        stats["notes"][(point, reading)] = (size, case)
+
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                property_()
+        except _Failure:
+            pass
+        except HypothesisException:
+            if stats["failure"] is None and not stats["rejected"]:
+                raise
+    elapsed = time.monotonic() - start
+
+    notes = []
+    for (point, reading), (_, case) in stats["notes"].items():
+        default = fixed.get(point, OPEN[point][0][0])
+        notes.append(f"{OPEN[point][1]}: the target follows '{READING_TEXT[(point, reading)]}',"
+                     f" not rnnsym's default '{READING_TEXT[(point, default)]}' (select it "
+                     f"with --variant {point}={str(reading).lower()}); e.g. {case.describe()}")
+    unsupported += [f"{where or 'a combination of defaults'}: {why}"
+                    for why, where in stats["rejected"].items()]
+    unsupported += [f"every value of {n} (nothing left to draw)" for n in empty]
+    report = OnnxReport(
+        target=target, cell=cell, dtype=dtype, seed=seed,
+        passed=stats["failure"] is None and stats["examples"] > 0,
+        examples=stats["examples"] + (stats["failure"] is not None),
+        configurations=len(stats["configs"]), elapsed=elapsed,
+        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
+        max_error_ratio=stats["ratio"],
+        tolerance=("explicit rtol/atol" if rtol is not None or atol is not None
+                   else "backward-error estimate, see rnnsym.check.tolerance"),
+        command=command, coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+        notes=notes, unsupported=unsupported,
+        checked_nothing=stats["examples"] == 0 and stats["failure"] is None)
+    outcome = stats["failure"]
+    if outcome is not None:
+        ce = OnnxCounterexample(config=config_for(outcome.case, dtype),
+                                mismatches=outcome.mismatches, error=outcome.error,
+                                got=outcome.got, expected=outcome.expected, case=outcome.case)
+        if outcome.got is not None:
+            ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
+        report.counterexample = ce
+        if outcome.got is not None and not outcome.error:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
+            report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+        elif outcome.error:
+            report.diagnosis = ("the target raised an error instead of returning outputs (see "
+                                "'target failed' above): it cannot run this model")
+            report.diagnoses = [report.diagnosis]
+    return report

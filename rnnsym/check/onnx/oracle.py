@@ -1,0 +1,145 @@
+"""The checker's oracle for one ONNX case: rnnsym.onnx's outputs under given readings, their
+tolerance, and one comparison with the target under every admissible reading of the open points
+of the spec."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, Tolerance, backward_error_tolerance,
+                                    explicit_tolerance, unit_roundoff)
+from rnnsym.frameworks import Config
+from rnnsym.frameworks.onnx import CELL, OnnxCase, OnnxTarget, Unsupported, first_line, run_target
+from rnnsym.onnx import Readings, parse_attributes
+from rnnsym.onnx.driver import evaluate
+from rnnsym.onnx.readings import OPEN, open_points
+from rnnsym.testing.assertions import compare_flat, error_ratio
+
+
+def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=()):
+    """``run(params, x, state0, wrap=None) -> flat outputs`` for the tolerance estimate, and
+    its arguments. ``attributes``/``drop`` (input names) model a target that ignores them."""
+    attrs = parse_attributes(case.op, case.attributes if attributes is None else attributes,
+                             alpha_order=readings.alpha_order)
+    inputs = {k: v for k, v in case.inputs.items() if k not in drop}
+    params = {k: inputs[k] for k in ("W", "R", "B", "P") if k in inputs}
+    state0 = {k: inputs[k] for k in ("initial_h", "initial_c") if k in inputs} or None
+    lens = inputs.get("sequence_lens")
+
+    def run(params, x, state0, wrap=None):
+        out = evaluate(attrs, x, sequence_lens=lens, readings=readings, wrap=wrap,
+                       **params, **(state0 or {}))
+        return {k: out[k] for k in case.outputs}
+    return run, params, inputs["X"], state0
+
+
+def config_for(case: OnnxCase, dtype: str) -> Config:
+    s = case.sizes()
+    return Config(cell=CELL[case.op], T=s["T"], B=s["N"], d_in=s["I"], d_h=s["H"],
+                  bidirectional=case.attributes.get("direction") == "bidirectional",
+                  dtype=dtype)
+
+
+def expectation(case: OnnxCase, readings: Readings, dtype: str, rtol=None, atol=None, **kw):
+    """(expected flat outputs, Tolerance) under ``readings``."""
+    run, params, x, state0 = oracle(case, readings, **kw)
+    with np.errstate(all="ignore"):
+        expected = run(params, x, state0)
+        if rtol is None and atol is None:
+            tol = backward_error_tolerance(config_for(case, dtype), run, params, x, state0,
+                                           expected)
+            tol = _gate_rounding(tol, expected, state0, dtype)
+        else:
+            tol = explicit_tolerance(expected, rtol or 0.0, atol or 0.0)
+    return expected, tol
+
+
+def _gate_rounding(tol, expected: dict, state0, dtype: str):
+    """Add the rounding of the gates themselves: a gate near 1 carries an absolute error of a
+    few u, which ``(1 - z) * n`` / ``f * c`` multiply by the size of the states they gate
+    (onnxruntime computes ``1 - z`` from a float32 ``z``, so ``(1 - z) * 44`` is off by
+    ``44 u``). The probes of the backward-error estimate perturb inputs and states, not gate
+    outputs, so this term is added: ``SAFETY * FUNCTION_ULPS * u * max |state|``."""
+    arrays = list(expected.values()) + list((state0 or {}).values())
+    scale = max((float(np.max(np.abs(a))) for a in arrays if np.size(a)), default=0.0)
+    extra = SAFETY * FUNCTION_ULPS * unit_roundoff(dtype) * scale
+    return Tolerance({k: v + extra for k, v in tol.arrays.items()}, tol.method, tol.u, tol.gamma)
+
+
+def representable(expected: dict, dtype: str) -> bool:
+    """Whether the exact outputs are far enough from the dtype's overflow to be compared."""
+    limit = np.finfo(np.dtype(dtype)).max * 1e-6
+    return all(np.all(np.abs(v) < limit) for v in expected.values())
+
+
+@dataclass
+class OnnxOutcome:
+    """One case run on the target: its outputs or error, the mismatches under the readings
+    tried, and the non-default readings it matched (a note, not a failure)."""
+
+    case: OnnxCase
+    expected: dict
+    tolerance: object
+    got: Optional[dict] = None
+    error: Optional[str] = None
+    unsupported: Optional[str] = None
+    mismatches: list = field(default_factory=list)
+    ratio: float = 0.0
+    readings: dict = field(default_factory=dict)   # non-default readings it matched
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error or self.mismatches)
+
+
+def shape_error(expected: dict, got: dict) -> Optional[str]:
+    """The first output whose shape differs from the oracle's, in words; None if all agree."""
+    for n, e in expected.items():
+        if np.shape(got[n]) != np.shape(e):
+            return f"output {n}: expected shape {np.shape(e)}, got {np.shape(got[n])}"
+    return None
+
+
+def run_case(target: OnnxTarget, case: OnnxCase, dtype: str, fixed: dict, *, rtol=None,
+             atol=None) -> Optional[OnnxOutcome]:
+    """Compare the target with rnnsym on one case, under every admissible reading of the open
+    points (``fixed`` ones only as given). None if the exact result is not representable."""
+    points = open_points(case.op, case.attributes, case.inputs, case.outputs)
+    base = Readings(**fixed)
+    alternatives = [p for p in points if p not in fixed]
+    expected, tol = expectation(case, base, dtype, rtol, atol)
+    if not representable(expected, dtype):
+        return None
+    outcome = OnnxOutcome(case, expected, tol)
+    try:
+        got = run_target(target, case)
+    except Unsupported as exc:
+        outcome.unsupported = str(exc)
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - the target's failure is a finding
+        outcome.error = first_line(exc)
+        return outcome
+    outcome.got = got
+    outcome.error = shape_error(expected, got)
+    if outcome.error:
+        return outcome
+    outcome.mismatches = compare_flat(expected, got, tol.arrays)
+    outcome.ratio = error_ratio(expected, got, tol.arrays)
+    if not outcome.mismatches or not alternatives:
+        return outcome
+    options = [OPEN[p][0] for p in alternatives]
+    for combo in itertools.product(*options):
+        choice = dict(zip(alternatives, combo))
+        if all(choice[p] == getattr(base, p) for p in alternatives):
+            continue
+        exp2, tol2 = expectation(case, base.replace(**choice), dtype, rtol, atol)
+        if shape_error(exp2, got) is None and not compare_flat(exp2, got, tol2.arrays):
+            outcome.mismatches = []
+            outcome.ratio = error_ratio(exp2, got, tol2.arrays)
+            outcome.readings = {p: v for p, v in choice.items() if v != getattr(base, p)}
+            break
+    return outcome
+

@@ -1,0 +1,79 @@
+"""The ONNX report: the node and its inputs as the counterexample, notes (open points of the
+spec where the target follows another reading) and unsupported attribute values."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.check.report import Counterexample, Report
+from rnnsym.frameworks.onnx import OnnxCase
+
+
+@dataclass
+class OnnxCounterexample(Counterexample):
+    case: Optional[OnnxCase] = None
+
+    def describe(self) -> str:
+        case = self.case
+        lines = [f"  node: {case.op}(" + ", ".join(f"{k}={v!r}" for k, v in
+                                                  case.attributes.items()) + ")",
+                 "  sizes: " + " ".join(f"{k}={v}" for k, v in case.sizes().items()) +
+                 f"; outputs {', '.join(case.outputs)}"]
+        for name, value in case.inputs.items():
+            if name not in ("W", "R") or value.size <= 24:
+                lines.append(f"  {name} {list(value.shape)} = {_short(value)}")
+            else:
+                lines.append(f"  {name} {list(value.shape)} (|max| {np.abs(value).max():.3g})")
+        if self.error:
+            lines.append(f"  target failed: {self.error}")
+        for m in self.mismatches:
+            lines.append(f"  {m.name}{list(m.index)} differs: got {m.got:.7g}, expected "
+                         f"{m.expected:.7g} (tolerance {m.tolerance:.2g}); {m.bad}/{m.size} "
+                         f"elements differ, max abs error {m.max_abs_error:.3g}")
+        if self.mismatches and self.got is not None:
+            first = self.mismatches[0].name
+            lines.append(f"  expected {first}: {_short(self.expected[first])}")
+            lines.append(f"  got      {first}: {_short(self.got[first])}")
+        return "\n".join(lines)
+
+
+def _short(arr, limit: int = 12) -> str:
+    if np.issubdtype(np.asarray(arr).dtype, np.integer):
+        return str(np.asarray(arr).ravel().tolist())
+    flat = np.asarray(arr, np.float64).ravel()
+    text = np.array2string(flat[:limit], precision=4, separator=", ", max_line_width=10**6)
+    return text[:-1] + ", ...]" if flat.size > limit else text
+
+
+@dataclass
+class OnnxReport(Report):
+    """A Report with the ONNX-specific sections: notes (open points of the spec where the
+    target follows another reading) and unsupported attribute values."""
+
+    notes: list = field(default_factory=list)
+    unsupported: list = field(default_factory=list)
+    checked_nothing: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """2 when nothing could be checked (every model rejected): not a pass, not a bug found."""
+        return 2 if self.checked_nothing else super().exit_code
+
+    def format(self) -> str:
+        if self.checked_nothing:
+            text = (f"rnnsym check {self.target} --cell {self.cell} ({self.dtype}): UNSUPPORTED: "
+                    "the target rejected every model of this attribute space when loading it; "
+                    f"nothing was checked\n  replay: {self.command}")
+        else:
+            text = super().format()
+        extra = []
+        if self.notes:
+            extra.append("notes (open points of the spec: the target follows another reading; "
+                         "not failures):")
+            extra += [f"  - {n}" for n in self.notes]
+        if self.unsupported:
+            extra.append("unsupported (rejected when loading the model; not counted as passes):")
+            extra += [f"  - {u}" for u in self.unsupported]
+        return "\n".join([text] + extra)

@@ -1,0 +1,127 @@
+"""ONNX targets: how a model is loaded and run by onnxruntime, onnx.reference or a user backend.
+
+``onnxruntime``     ``onnxruntime.InferenceSession`` on the CPU execution provider
+``onnx-reference``  ``onnx.reference.ReferenceEvaluator``
+``onnx:MODULE:NAME`` / ``onnx:path/to/file.py:NAME``
+                    a function ``run(model_bytes, inputs) -> outputs``: ``inputs`` are the
+                    arrays in graph-input order, ``outputs`` the graph outputs in order (the
+                    node's present outputs). Raising :class:`Unsupported` (or
+                    ``NotImplementedError``) declares the model unsupported.
+
+A new kind of target (another runtime, an exporter) is an :class:`OnnxTarget`: ``load`` raises
+:class:`Unsupported` for a model it rejects, ``run`` returns the outputs in graph order.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from rnnsym.frameworks import UsageError
+from rnnsym.frameworks.onnx.model import OnnxCase
+
+NAMED_TARGETS = ("onnxruntime", "onnx-reference")
+
+
+class Unsupported(Exception):
+    """Raised by a target that rejects a model when loading it (or declares it unsupported)."""
+
+
+@dataclass
+class OnnxTarget:
+    """``load(model_bytes) -> session`` (raise Unsupported) and
+    ``run(session, inputs list) -> outputs list`` (graph-output order)."""
+
+    name: str
+    load: Callable
+    run: Callable
+
+
+def first_line(exc) -> str:
+    """``"ValueError: <last line of the message>"``, at most 500 characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
+
+
+def _ort_target() -> OnnxTarget:
+    import onnxruntime as ort
+
+    def load(model_bytes):
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        options.intra_op_num_threads = 1
+        try:
+            return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - any load failure is "unsupported"
+            raise Unsupported(first_line(exc)) from exc
+
+    def run(session, inputs):
+        feed = {i.name: v for i, v in zip(session.get_inputs(), inputs)}
+        return session.run(None, feed)
+    return OnnxTarget("onnxruntime", load, run)
+
+
+def _reference_target() -> OnnxTarget:
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    def load(model_bytes):
+        try:
+            return ReferenceEvaluator(onnx.load_model_from_string(model_bytes))
+        except Exception as exc:  # noqa: BLE001
+            raise Unsupported(first_line(exc)) from exc
+
+    def run(session, inputs):
+        return session.run(None, {n: v for n, v in zip(session.input_names, inputs)})
+    return OnnxTarget("onnx-reference", load, run)
+
+
+def _function_target(spec: str) -> OnnxTarget:
+    from rnnsym.frameworks.user import load_object
+
+    fn = load_object(spec)
+    if not callable(fn):
+        raise UsageError(f"target onnx:{spec}: expected a function run(model_bytes, inputs)")
+
+    def run(model_bytes, inputs):
+        try:
+            return fn(model_bytes, list(inputs))
+        except (Unsupported, NotImplementedError) as exc:
+            raise Unsupported(first_line(exc)) from exc
+    return OnnxTarget(f"onnx:{spec}", lambda model_bytes: model_bytes, run)
+
+
+def is_onnx_target(target) -> bool:
+    return isinstance(target, str) and (target.lower() in NAMED_TARGETS or
+                                        target.lower().startswith("onnx:"))
+
+
+def onnx_target(target: str) -> OnnxTarget:
+    """``onnxruntime``, ``onnx-reference`` or ``onnx:MODULE:NAME`` -> OnnxTarget."""
+    key = target.lower()
+    try:
+        if key == "onnxruntime":
+            return _ort_target()
+        if key == "onnx-reference":
+            return _reference_target()
+    except ImportError as exc:
+        raise UsageError(f"target {target}: {exc}") from exc
+    if key.startswith("onnx:"):
+        return _function_target(target[len("onnx:"):])
+    raise UsageError(f"target {target!r}: expected onnxruntime, onnx-reference or "
+                     "onnx:MODULE:NAME")
+
+
+def run_target(target: OnnxTarget, case: OnnxCase) -> dict:
+    """Load (Unsupported propagates) and run; the outputs by name, their number checked."""
+    session = target.load(case.model_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = target.run(session, case.graph_inputs)
+    result = list(result) if isinstance(result, (list, tuple)) else [result]
+    if len(result) != len(case.outputs):
+        raise AssertionError(f"returned {len(result)} outputs, expected {len(case.outputs)} "
+                             f"({', '.join(case.outputs)})")
+    return {n: np.asarray(v) for n, v in zip(case.outputs, result)}

@@ -1,0 +1,38 @@
+"""The import layers of pyproject.toml's [tool.importlinter] contract hold (README, "Layout"):
+``lint-imports`` passes on the tree, and fails with a readable message on a back-arrow."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lint_imports(project: Path) -> subprocess.CompletedProcess:
+    """Run the venv's ``lint-imports`` on ``project`` (its pyproject.toml and rnnsym/)."""
+    exe = Path(sys.executable).parent / ("lint-imports.exe" if os.name == "nt" else "lint-imports")
+    assert exe.exists(), f"{exe} not found: install the test extra (pip install -e '.[test]')"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(project)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    return subprocess.run([str(exe), "--no-cache", "--no-logo"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_layers_contract_is_kept():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, "lint-imports found a back-arrow:\n" + result.stdout + \
+        result.stderr
+    assert "BROKEN" not in result.stdout and " KEPT" in result.stdout
+
+
+def test_a_back_arrow_fails_with_a_readable_message(tmp_path):
+    shutil.copytree(ROOT / "rnnsym", tmp_path / "rnnsym",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shapes = tmp_path / "rnnsym" / "shapes.py"
+    shapes.write_text(shapes.read_text() + "\nfrom rnnsym.codegen import compile  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rnnsym.shapes is not allowed to import rnnsym.codegen" in result.stdout
+    assert "rnnsym.shapes -> rnnsym.codegen" in result.stdout
