@@ -1,8 +1,16 @@
-"""Diagnosis of an ONNX counterexample: which way of ignoring or misreading an attribute (single
-bug models, then pairs) reproduces the target's outputs."""
+"""Diagnosis of an ONNX counterexample: which known bug model (single, then pairs) reproduces the
+target's outputs.
+
+Each bug model is one entry of :data:`BUG_MODELS`: when it applies to a case, what it says, and
+what the buggy target computes instead, as the attributes it uses (``attributes``), the inputs
+it ignores (``drop``) or the reading of an open point of the spec it follows (``readings``).
+Adding a bug class is adding one entry; the order is the order of the diagnoses.
+"""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
 
 from rnnsym.check.onnx.oracle import expectation, shape_error
 from rnnsym.frameworks.onnx import OnnxCase
@@ -11,15 +19,46 @@ from rnnsym.onnx.attributes import ONNX_ACTIVATIONS, SLOTS
 from rnnsym.onnx.readings import OPEN, READING_TEXT
 from rnnsym.testing.assertions import compare_flat
 
-
-def _without(attrs: dict, *names) -> dict:
-    return {k: v for k, v in attrs.items() if k not in names}
-
-
 #: onnxruntime's values of activation parameters that are not given (rnn_helpers.cc)
 ORT_ACTIVATION_DEFAULTS = {"affine": (0.0, 0.0), "scaledtanh": (0.0, 0.0),
                            "thresholdedrelu": (0.0,), "leakyrelu": (0.01,),
                            "hardsigmoid": (0.2, 0.5), "elu": (1.0,)}
+ALPHA_BETA = ("activation_alpha", "activation_beta")
+
+
+@dataclass(frozen=True)
+class BugModel:
+    """One known way of getting an ONNX node wrong.
+
+    text        the diagnosis, or ``text(case)``
+    applies     ``applies(case, fixed readings)``: whether the model can differ on this case
+    attributes  ``attributes(case) -> dict``: the attributes the buggy target uses instead
+    drop        inputs the buggy target ignores (zeros / no lengths)
+    readings    the reading of an open point the buggy target follows
+    """
+
+    text: Union[str, Callable[[OnnxCase], str]]
+    applies: Callable[[OnnxCase, dict], bool]
+    attributes: Optional[Callable[[OnnxCase], dict]] = None
+    drop: tuple = ()
+    readings: dict = field(default_factory=dict)
+
+    def describe(self, case: OnnxCase) -> str:
+        return self.text if isinstance(self.text, str) else self.text(case)
+
+
+def _without(*names) -> Callable[[OnnxCase], dict]:
+    return lambda case: {k: v for k, v in case.attributes.items() if k not in names}
+
+
+def _has(*names) -> Callable[[OnnxCase, dict], bool]:
+    """Applies when the node has any of these attributes or inputs."""
+    return lambda case, fixed: any(n in case.attributes or n in case.inputs for n in names)
+
+
+def _canonical_name(name) -> str:
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return {k.lower(): k for k in ONNX_ACTIVATIONS}[name.lower()]
 
 
 def _zero_defaults(activations) -> dict:
@@ -38,98 +77,116 @@ def _zero_defaults(activations) -> dict:
     return out
 
 
-def _canonical_name(name) -> str:
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    return {k.lower(): k for k in ONNX_ACTIVATIONS}[name.lower()]
+def _reverse_uses_forward(case: OnnxCase) -> dict:
+    attrs = _without(*ALPHA_BETA)(case)
+    attrs["activations"] = case.attributes["activations"][:len(SLOTS[case.op])] * 2
+    return attrs
 
 
-def variants(case: OnnxCase, fixed: dict) -> list[tuple[str, dict, dict]]:
-    """(text, oracle keywords, reading changes) of the bug models that apply to ``case``."""
-    a, out = case.attributes, []
-    if "sequence_lens" in case.inputs:
-        out.append(("sequence_lens ignored (every sequence run to seq_length)",
-                    {"drop": ("sequence_lens",)}, {}))
-    if "clip" in a:
-        out.append(("clip ignored (activation inputs not clipped)",
-                    {"attributes": _without(a, "clip")}, {}))
-        if case.op == "LSTM" and fixed.get("clip_before_h", True):
-            out.append(("clip not applied before h(C_t) (microsoft/onnxruntime#27224)", {},
-                        {"clip_before_h": False}))
-    if "activations" in a:
-        out.append(("activations ignored (the defaults used)",
-                    {"attributes": _without(a, "activations", "activation_alpha",
-                                            "activation_beta")}, {}))
-        k = len(SLOTS[case.op])
-        if a.get("direction") == "bidirectional" and a["activations"][:k] != a["activations"][k:]:
-            out.append(("the reverse direction uses the forward direction's activations",
-                        {"attributes": _without({**a, "activations": a["activations"][:k] * 2},
-                                                "activation_alpha", "activation_beta")}, {}))
-    if {"activation_alpha", "activation_beta"} & set(a):
-        out.append(("activation_alpha/beta ignored (the operators' defaults used)",
-                    {"attributes": _without(a, "activation_alpha", "activation_beta")}, {}))
-        if "alpha_order" not in fixed:
-            out.append(("activation_alpha/beta read positionally", {},
-                        {"alpha_order": "positional"}))
-    if "activations" in a and not {"activation_alpha", "activation_beta"} & set(a):
-        zeros = _zero_defaults(a["activations"])
-        if zeros:
-            out.append(("activation parameters left out default to 0 for Affine, ScaledTanh and "
-                        "ThresholdedRelu (onnxruntime), not to the operators' defaults "
-                        "(Affine 1/0, ScaledTanh 1/1, ThresholdedRelu 1)",
-                        {"attributes": {**a, **zeros}}, {}))
-    if a.get("input_forget"):
-        out.append(("input_forget ignored (f computed from its own weights)",
-                    {"attributes": _without(a, "input_forget")}, {}))
-    if case.op == "GRU":
-        flipped = {**a, "linear_before_reset": 0 if a.get("linear_before_reset") else 1}
-        out.append(("linear_before_reset read the other way (reset applied "
-                    f"{'before' if a.get('linear_before_reset') else 'after'} the matmul)",
-                    {"attributes": flipped}, {}))
-    for name in ("B", "P", "initial_h", "initial_c"):
-        if name in case.inputs:
-            out.append((f"input {name} ignored (zeros used)", {"drop": (name,)}, {}))
-    if a.get("direction") == "reverse":
-        out.append(("direction=reverse run forwards", {"attributes": _without(a, "direction")},
-                    {}))
-    if "sequence_lens" in case.inputs:
-        for point in ("y_past_length", "empty_state"):
-            if point in fixed:
-                for r in OPEN[point][0]:
-                    if r != fixed[point]:
-                        out.append((READING_TEXT[(point, r)], {}, {point: r}))
-    return out
+def _bidirectional_mixed(case: OnnxCase, fixed) -> bool:
+    a, k = case.attributes, len(SLOTS[case.op])
+    return "activations" in a and a.get("direction") == "bidirectional" and \
+        a["activations"][:k] != a["activations"][k:]
+
+
+def _lbr_text(case: OnnxCase) -> str:
+    where = "before" if case.attributes.get("linear_before_reset") else "after"
+    return f"linear_before_reset read the other way (reset applied {where} the matmul)"
+
+
+def _other_readings(point: str) -> list[BugModel]:
+    """A target following another reading of an open point that ``--variant`` fixed."""
+    return [BugModel(READING_TEXT[(point, r)],
+                     lambda case, fixed, point=point, r=r: "sequence_lens" in case.inputs
+                     and point in fixed and fixed[point] != r,
+                     readings={point: r})
+            for r in OPEN[point][0]]
+
+
+BUG_MODELS: list[BugModel] = [
+    BugModel("sequence_lens ignored (every sequence run to seq_length)", _has("sequence_lens"),
+             drop=("sequence_lens",)),
+    BugModel("clip ignored (activation inputs not clipped)", _has("clip"),
+             attributes=_without("clip")),
+    BugModel("clip not applied before h(C_t) (microsoft/onnxruntime#27224)",
+             lambda case, fixed: case.op == "LSTM" and "clip" in case.attributes
+             and fixed.get("clip_before_h", True),
+             readings={"clip_before_h": False}),
+    BugModel("activations ignored (the defaults used)", _has("activations"),
+             attributes=_without("activations", *ALPHA_BETA)),
+    BugModel("the reverse direction uses the forward direction's activations",
+             _bidirectional_mixed, attributes=_reverse_uses_forward),
+    BugModel("activation_alpha/beta ignored (the operators' defaults used)", _has(*ALPHA_BETA),
+             attributes=_without(*ALPHA_BETA)),
+    BugModel("activation_alpha/beta read positionally",
+             lambda case, fixed: _has(*ALPHA_BETA)(case, fixed) and "alpha_order" not in fixed,
+             readings={"alpha_order": "positional"}),
+    BugModel("activation parameters left out default to 0 for Affine, ScaledTanh and "
+             "ThresholdedRelu (onnxruntime), not to the operators' defaults "
+             "(Affine 1/0, ScaledTanh 1/1, ThresholdedRelu 1)",
+             lambda case, fixed: "activations" in case.attributes
+             and not _has(*ALPHA_BETA)(case, fixed)
+             and bool(_zero_defaults(case.attributes["activations"])),
+             attributes=lambda case: {**case.attributes,
+                                      **_zero_defaults(case.attributes["activations"])}),
+    BugModel("input_forget ignored (f computed from its own weights)",
+             lambda case, fixed: bool(case.attributes.get("input_forget")),
+             attributes=_without("input_forget")),
+    BugModel(_lbr_text, lambda case, fixed: case.op == "GRU",
+             attributes=lambda case: {**case.attributes, "linear_before_reset":
+                                      0 if case.attributes.get("linear_before_reset") else 1}),
+    *[BugModel(f"input {name} ignored (zeros used)", _has(name), drop=(name,))
+      for name in ("B", "P", "initial_h", "initial_c")],
+    BugModel("direction=reverse run forwards",
+             lambda case, fixed: case.attributes.get("direction") == "reverse",
+             attributes=_without("direction")),
+    *_other_readings("y_past_length"),
+    *_other_readings("empty_state"),
+]
+
+
+def applicable(case: OnnxCase, fixed: dict) -> list[BugModel]:
+    """The bug models that apply to ``case``, in order."""
+    return [m for m in BUG_MODELS if m.applies(case, fixed)]
+
+
+def _combined(case: OnnxCase, models) -> tuple[dict, dict]:
+    """Oracle keywords and reading changes of several bug models at once: attribute changes
+    relative to the case's own attributes are merged, dropped inputs and readings joined."""
+    kw, changes = {}, {}
+    for model in models:
+        if model.drop:
+            kw["drop"] = kw.get("drop", ()) + model.drop
+        if model.attributes is not None:
+            value = model.attributes(case)
+            merged = dict(kw.get("attributes", case.attributes))
+            for name in set(case.attributes) | set(value):
+                if value.get(name) != case.attributes.get(name):
+                    if name in value:
+                        merged[name] = value[name]
+                    else:
+                        merged.pop(name, None)
+            kw["attributes"] = merged
+        changes.update(model.readings)
+    return kw, changes
 
 
 def diagnose(case: OnnxCase, got: dict, dtype: str, fixed: dict) -> list[str]:
     """The texts of the bug models (single, then pairs) that reproduce ``got``."""
     base = Readings(**fixed)
-    singles = variants(case, fixed)
+    singles = applicable(case, fixed)
 
-    def fits(parts) -> bool:
-        kw, changes = {}, {}
-        for _, k, c in parts:
-            for key, value in k.items():
-                if key == "drop":
-                    kw["drop"] = kw.get("drop", ()) + value
-                elif key == "attributes":
-                    merged = dict(kw.get("attributes", case.attributes))
-                    for name in set(case.attributes) | set(value):
-                        if value.get(name) != case.attributes.get(name):
-                            if name in value:
-                                merged[name] = value[name]
-                            else:
-                                merged.pop(name, None)
-                    kw["attributes"] = merged
-            changes.update(c)
+    def fits(models) -> bool:
+        kw, changes = _combined(case, models)
         try:
             exp, tol = expectation(case, base.replace(**changes), dtype, **kw)
         except (OnnxError, ValueError):
             return False
         return shape_error(exp, got) is None and not compare_flat(exp, got, tol.arrays)
 
-    found = [text for text, k, c in singles if fits([(text, k, c)])]
+    found = [m.describe(case) for m in singles if fits([m])]
     if not found:
         for one, two in itertools.combinations(singles, 2):
             if fits([one, two]):
-                found.append(f"{one[0]}, and {two[0]}")
+                found.append(f"{one.describe(case)}, and {two.describe(case)}")
     return found
