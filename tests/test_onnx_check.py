@@ -105,3 +105,16 @@ def test_attribute_space_parsing():
         parse_attribute_space("input_forget=1", "GRU")
     with pytest.raises(UsageError, match="layout=2: expected one of 0|1"):
         parse_attribute_space("layout=2", "RNN")
+
+
+def test_models_are_validated_by_onnx_before_any_target_sees_them():
+    import numpy as np
+
+    from rnnsym.frameworks.onnx import build_model
+
+    f = np.float32
+    inputs = {"X": np.zeros((2, 3, 4), f), "W": np.zeros((1, 15, 4), f),
+              "R": np.zeros((1, 15, 5), f)}
+    assert build_model("GRU", {"hidden_size": 5, "linear_before_reset": 1}, inputs, ("Y_h",))
+    with pytest.raises(ValueError, match="rnnsym built an invalid GRU model.*input_forget"):
+        build_model("GRU", {"hidden_size": 5, "input_forget": 1}, inputs, ("Y_h",))

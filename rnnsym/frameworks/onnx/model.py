@@ -43,8 +43,11 @@ class OnnxCase:
 
 def build_model(op: str, attributes: dict, inputs: dict, outputs) -> bytes:
     """A one-node opset-22 model: graph inputs = the present inputs (names as in the spec),
-    graph outputs = the requested outputs; omitted optional ones are ``""`` in the node."""
-    from onnx import TensorProto, helper
+    graph outputs = the requested outputs; omitted optional ones are ``""`` in the node.
+
+    The model is validated by onnx itself (strict shape inference, then the full checker), so
+    that a target rejecting it is the target's doing: ValueError if rnnsym built a bad one."""
+    from onnx import TensorProto, checker, helper, shape_inference
 
     node_inputs = [n if n in inputs else "" for n in INPUTS[op]]
     while node_inputs and not node_inputs[-1]:
@@ -61,4 +64,10 @@ def build_model(op: str, attributes: dict, inputs: dict, outputs) -> bytes:
         [helper.make_tensor_value_info(n, elem, None) for n in OUTPUTS[op] if n in outputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rnnsym", ir_version=IR_VERSION)
+    try:
+        checker.check_model(shape_inference.infer_shapes(model, check_type=True,
+                                                         strict_mode=True), full_check=True)
+    except (checker.ValidationError, shape_inference.InferenceError) as exc:
+        raise ValueError(f"rnnsym built an invalid {op} model (attributes {attributes}, inputs "
+                         f"{ {k: v.shape for k, v in inputs.items()} }): {exc}") from exc
     return model.SerializeToString()
