@@ -1,10 +1,14 @@
 """rnnsym: symbolic RNN, LSTM and GRU cells, their shapes, unrolled equations, generated NumPy
 code, and a property-based conformance checker for other implementations.
 
-Data flows one way: cells (:mod:`rnnsym.cells`) → shapes (:mod:`rnnsym.shapes`), unrolled
-formulas (:mod:`rnnsym.unroll`, :mod:`rnnsym.jacobian`), printing (:mod:`rnnsym.printing`) →
-code generation (:mod:`rnnsym.codegen`) → checking (:mod:`rnnsym.check`) through the framework
-conventions (:mod:`rnnsym.frameworks`).
+Imports go one way, from the bottom layer up (README "Layout"; ``[tool.importlinter]`` in
+pyproject.toml, checked by ``lint-imports``): cells (:mod:`rnnsym.cells`) → printing
+(:mod:`rnnsym.printing`) → shapes (:mod:`rnnsym.shapes`) → unrolled formulas, Jacobians, code
+generation (:mod:`rnnsym.unroll`, :mod:`rnnsym.jacobian`, :mod:`rnnsym.codegen`) → hand-written
+references (:mod:`rnnsym.reference`, sharing nothing with the rest) → ONNX semantics
+(:mod:`rnnsym.onnx`) → target harnesses (:mod:`rnnsym.frameworks`) → the checker
+(:mod:`rnnsym.check`) → helpers for users' tests (:mod:`rnnsym.testing`) → the command line.
+This file re-exports the symbolic core's entry points; the checker loads on first use.
 """
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name

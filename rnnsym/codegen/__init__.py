@@ -1,2 +1,6 @@
 """Code generation: cell → NumPy module (``render``), ``generated/`` (``write_all``/``check``), and
-in-memory modules for cells defined at run time (``compile``)."""
+in-memory modules for cells defined at run time (``compile``).
+
+Owns the planner (``plan``: fused GEMMs, CSE), the generator and its template, and the sync of
+``generated/``. May import :mod:`rnnsym.cells`, :mod:`rnnsym.printing` and :mod:`rnnsym.shapes`;
+nothing above them (it is imported by ``rnnsym.onnx`` and the checker's oracle)."""

@@ -4,6 +4,9 @@
   the order written);
 * :mod:`rnnsym.printing.text`: plain text in the definition language (``@``, ``*``);
 * :mod:`rnnsym.printing.numpy`: NumPy code for the code generator.
+
+May import :mod:`rnnsym.cells` (quantity names, activations) and SymPy's printers, nothing
+above: shapes, unroll, codegen and the rest import the printers.
 """
 from rnnsym.printing.latex import latex
 from rnnsym.printing.text import text
