@@ -1,8 +1,10 @@
 """``rnnsym check TARGET --cell CELL [...]``: the command-line face of rnnsym.check.
 
-Exit codes: 0 all examples agree; 1 counterexample found (report on stdout);
-2 usage error (unknown target, import failure, a class that doesn't fit the
-contract, bad option): one line on stderr, no traceback.
+Exit codes: 0 conforms on everything the target supports (unsupported features
+listed); 1 counterexample found (report on stdout), or with --strict an unsupported
+feature; 2 usage error (unknown target, import failure, a class that doesn't fit the
+contract, bad option): one line on stderr, no traceback; 3 nothing could be checked
+(e.g. the requested dtype is unsupported).
 
 Wire into a top-level parser with ``add_parser(subparsers)``; ``run(args)`` returns
 the exit code. ``python -m rnnsym.check.cli ...`` runs it stand-alone.
@@ -23,6 +25,18 @@ def _layers(text: str) -> tuple:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _timeout(text: str):
+    if text.lower() in ("none", "0", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or none, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -49,6 +63,20 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--attributes", action="append", default=None,
                         help="ONNX targets: restrict the attribute space, e.g. layout=0, "
                              "activations=Tanh|Sigmoid, clip=none; repeatable")
+    parser.add_argument("--without", action="append", default=None, metavar="FEATURES",
+                        help="never explore these optional features, e.g. "
+                             "packed,unbatched,bidirectional (features: lengths, unbatched, "
+                             "batch_first, bidirectional, layers, projection, initial_state, "
+                             "no_bias, NAME=VALUE of a variant); repeatable")
+    parser.add_argument("--features", action="append", default=None,
+                        help="explore only these optional features (none: core input only)")
+    parser.add_argument("--no-lengths", action="store_true",
+                        help="no variable-length batches (same as --without lengths)")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unsupported feature is a failure (exit 1)")
+    parser.add_argument("--timeout", type=_timeout, default=30.0, metavar="SECONDS",
+                        help="time limit of one call of the target (default 30; none: no "
+                             "limit; needs SIGALRM, i.e. not on Windows)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
 
@@ -67,13 +95,18 @@ def run(args: argparse.Namespace) -> int:
     """Run a check from parsed arguments and print the report; return the exit code."""
     from rnnsym.check import check
 
+    without = ",".join(args.without or []) + (",lengths" if args.no_lengths else "")
+    extra = {"without": without.strip(",") or None,
+             "features": ",".join(args.features) if args.features is not None else None,
+             "strict": args.strict, "timeout": args.timeout}
     try:
         report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,
                        bidirectional=args.bidirectional,
                        variant=",".join(args.variant) if args.variant else None,
                        cell_api=args.cell_api, progress=not args.no_progress,
-                       attributes=",".join(args.attributes) if args.attributes else None)
+                       attributes=",".join(args.attributes) if args.attributes else None,
+                       **extra)
     except UsageError as exc:
         print(f"rnnsym check: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

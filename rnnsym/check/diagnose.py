@@ -22,7 +22,7 @@ from rnnsym.check.oracle import VARIANT_DEFAULTS, oracle_forward, variant_for
 from rnnsym.check.tolerance import backward_error_tolerance
 from rnnsym.frameworks import Config, flat_outputs, nest_state
 from rnnsym.frameworks.layers import stack_forward
-from rnnsym.testing.assertions import compare_flat
+from rnnsym.check.compare import compare_flat
 
 GATE_ORDER = {"lstm": "ifgo", "gru": "rzn"}
 RESET_TEXT = {
@@ -559,7 +559,8 @@ def _related_outcomes(harness, outcome, count: int = 2) -> list:
     (full-length samples grow with T) and also gets a bidirectional relative where
     the target has one (ignored lengths and a final state taken at the padded end
     only differ in the reverse direction)."""
-    from rnnsym.check import Case, run_case
+    from rnnsym.check.cases import build_case
+    from rnnsym.check.target import run_case
 
     case = outcome.case
     c = case.config
@@ -573,25 +574,11 @@ def _related_outcomes(harness, outcome, count: int = 2) -> list:
         lengths = tuple(richer.T if n == c.T else n for n in lengths)
         if not c.bidirectional and True in harness.capabilities.bidirectional:
             configs.append(richer.replace(bidirectional=True))
-    rng = np.random.default_rng(12345)
-    dtype = np.dtype(c.dtype)
     related = []
-    for config in configs:
-        values = {n: rng.uniform(-1, 1, s).astype(dtype)
-                  for n, s in harness.param_shapes(config).items()}
-        x = rng.uniform(-1, 1, (config.T, config.B, config.d_in)).astype(dtype)
-        state0 = None
-        if config.initial_state:
-            shapes = {"h": (config.num_layers, config.D, config.B, config.d_out)}
-            if config.cell == "lstm":
-                shapes["c"] = (config.num_layers, config.D, config.B, config.d_h)
-            state0 = {k: rng.uniform(-1, 1, s).astype(dtype) for k, s in shapes.items()}
-        extra = {}
-        if lengths is not None:
-            x[np.arange(config.T)[:, None] >= np.array(lengths)[None, :]] = 0
-            extra = {"lengths": lengths, "length_mode": case.length_mode}
+    for seed, config in enumerate(configs):
         try:
-            other = run_case(harness, Case(config, values, x, state0, **extra))
+            other = run_case(harness, build_case(harness, config, seed=12345 + seed,
+                                                 lengths=lengths, length_mode=case.length_mode))
         except Exception:  # noqa: BLE001 - diagnosis is best effort
             continue
         if other is not None and other.got is not None and other.mismatches:
@@ -599,10 +586,18 @@ def _related_outcomes(harness, outcome, count: int = 2) -> list:
     return related
 
 
-def diagnose(harness, outcome) -> list[str]:
+CORE_INPUT = ("a plain batched float sequence: one layer, one direction, time-major, no "
+              "initial state")
+
+
+def diagnose(harness, outcome, core=None) -> list[str]:
     """Texts of all variants that reproduce the target's output (best first). When
     several fit the shrunk counterexample, those that also fit richer failing
-    relatives of it are kept."""
+    relatives of it are kept. A failure of another kind than wrong numbers gets what its
+    error says (shapes), or nothing beyond the error itself."""
+    if outcome.kind == "raised" and outcome.unsupported:
+        return [f"{outcome.unsupported.split(':')[0]} on core input ({CORE_INPUT}): "
+                "declaring something unsupported is only for optional features"]
     if outcome.got is None:
         return _shape_diagnosis(outcome)
     found = []

@@ -1,4 +1,14 @@
-"""What ``rnnsym.check`` returns and prints: a Report, with a Counterexample on failure."""
+"""What ``rnnsym.check`` returns and prints: a Report, with a Counterexample on failure.
+
+Verdicts and exit codes (``Report.verdict``, ``Report.exit_code``)::
+
+    OK           0  conforms on everything it supports (unsupported features listed)
+    MISMATCH     1  a counterexample: wrong numbers, shape or dtype, raised, timed out
+    UNSUPPORTED  3  nothing could be checked (e.g. the requested dtype is unsupported)
+    STRICT       1  with ``strict``: an unsupported feature is a failure
+
+(2 is a usage error, raised before any report exists.)
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +17,18 @@ from typing import Optional
 import numpy as np
 
 from rnnsym.frameworks import Config
+
+
+@dataclass(frozen=True)
+class UnsupportedFeature:
+    """An optional feature the target declared unsupported, once, with its error."""
+
+    feature: str        # "lengths", "layers (3)", "bidirectional + lengths", "dtype=float64"
+    what: str           # what the feature is, e.g. "variable-length batches (PackedSequence, masks)"
+    error: str          # "NotImplementedError: packed sequences"
+
+    def __str__(self) -> str:
+        return f"{self.feature} ({self.what}): {self.error}"
 
 
 @dataclass
@@ -75,14 +97,29 @@ class Report:
     counterexample: Optional[Counterexample] = None
     diagnosis: Optional[str] = None
     diagnoses: list = field(default_factory=list)
+    unsupported: list = field(default_factory=list)   # UnsupportedFeature (ONNX: str)
+    strict: bool = False            # unsupported features count as failures
+    checked_nothing: bool = False   # no example could be run at all
+    failure_kind: Optional[str] = None   # rnnsym.check.target.KINDS
 
     @property
     def ok(self) -> bool:
         return self.passed
 
     @property
+    def verdict(self) -> str:
+        """OK, MISMATCH, UNSUPPORTED (nothing checked) or STRICT (see the module docstring)."""
+        if self.counterexample is not None:
+            return "MISMATCH"
+        if self.strict and self.unsupported:
+            return "STRICT"
+        if self.checked_nothing:
+            return "UNSUPPORTED"
+        return "OK" if self.passed else "MISMATCH"
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return {"OK": 0, "UNSUPPORTED": 3}.get(self.verdict, 1)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -92,25 +129,46 @@ class Report:
 
     def format(self) -> str:
         head = f"rnnsym check {self.target} --cell {self.cell} ({self.dtype})"
-        if self.passed:
+        verdict = self.verdict
+        if verdict == "MISMATCH":
+            lines = self._failure_lines(head)
+        elif verdict == "OK" or (verdict == "STRICT" and not self.checked_nothing):
             cov = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in self.coverage.items())
-            return "\n".join([
-                f"{head}: OK",
+            status = "OK" if verdict == "OK" else \
+                "UNSUPPORTED FEATURES (--strict: each is a failure)"
+            lines = [
+                f"{head}: {status}",
                 f"  {self.examples} examples, {self.configurations} configurations in "
                 f"{self.elapsed:.1f} s",
                 f"  covered {cov}",
                 f"  largest error: abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, "
                 f"{self.max_error_ratio:.3g} x tolerance ({self.tolerance})",
-                f"  replay: {self.command}"])
+                f"  replay: {self.command}"]
+        else:
+            lines = [f"{head}: UNSUPPORTED: nothing could be checked"
+                     + (" (--strict: a failure)" if self.strict else ""),
+                     f"  replay: {self.command}"]
+        features = [u for u in self.unsupported if isinstance(u, UnsupportedFeature)]
+        if features:   # (the ONNX report lists its own, as text)
+            lines.append("unsupported (the target raised NotImplementedError: left out of the "
+                         "search, " + ("failures with --strict):" if self.strict else
+                                       "not failures; --strict makes them failures):"))
+            lines += [f"  - {u}" for u in features]
+        return "\n".join(lines)
+
+    def _failure_lines(self, head: str) -> list[str]:
         lines = [f"{head}: MISMATCH after {self.examples} examples ({self.elapsed:.1f} s)",
                  "smallest counterexample found:"]
         if self.counterexample is not None:
             lines.append(self.counterexample.describe())
+        kind = f"{self.failure_kind}: " if self.failure_kind else ""
         if self.diagnosis:
-            lines.append(f"diagnosis: {self.diagnosis}")
+            lines.append(f"diagnosis: {kind}{self.diagnosis}")
             for other in self.diagnoses[1:]:
                 lines.append(f"  also fits: {other}")
+        elif self.failure_kind in (None, "wrong numbers"):
+            lines.append(f"diagnosis: {kind}none of the known variants reproduces this output")
         else:
-            lines.append("diagnosis: none of the known variants reproduces this output")
+            lines.append(f"diagnosis: {self.failure_kind} (see 'target failed' above)")
         lines.append(f"replay: {self.command}")
-        return "\n".join(lines)
+        return lines

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
@@ -47,7 +48,19 @@ class ContractError(UsageError):
 
 
 class OutputError(AssertionError):
-    """The target ran but returned something of the wrong structure or shape."""
+    """The target ran but returned something of the wrong structure, shape or dtype.
+    ``kind`` is the failure kind the checker reports: "wrong shape" (structure and shape)
+    or "wrong dtype"."""
+
+    def __init__(self, message: str, kind: str = "wrong shape"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Unsupported(NotImplementedError):
+    """Raised by a target (or a harness, for a framework's own "not supported" errors) that
+    does not implement an optional feature: the checker records the feature as unsupported and
+    checks the rest. Raising plain ``NotImplementedError`` means the same."""
 
 
 def canonical_cell(cell: str) -> str:
@@ -184,6 +197,12 @@ class Harness:
         """Context manager around a whole check run (e.g. thread settings)."""
         return contextlib.nullcontext()
 
+    def unsupported(self, exc: BaseException) -> bool:
+        """Whether an exception of the target means "this feature is not supported" (and
+        not a failure): ``NotImplementedError`` (``Unsupported`` included) by default; a
+        framework harness adds its framework's own not-supported errors."""
+        return isinstance(exc, NotImplementedError)
+
 
 @contextlib.contextmanager
 def torch_single_thread():
@@ -205,6 +224,41 @@ def torch_single_thread():
 # shapes and states
 
 
+def canonical_param_shapes(cell: str, dims: Mapping[str, int], *,
+                           projection: bool = False, peepholes: bool = False) -> dict:
+    """Canonical parameter names -> shapes for one layer of ``cell``, read off the shapes rnnsym
+    derives from the symbolic cell (so strategies and cells cannot disagree).
+
+    dims  needs d_in, d_h, and d_proj when ``projection`` (LSTM).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell={cell!r}: expected one of elman, lstm, gru")
+    if projection and cell != "lstm":
+        raise ValueError(f"projection=True is only defined for lstm, got cell={cell!r}")
+    params, table = _derived(cell, projection, peepholes)
+    shapes = table.concrete(**{str(d): dims[str(d)] for d in table.dims})
+    return {p: shapes[p] for p in params}
+
+
+@lru_cache(maxsize=None)
+def _derived(cell: str, projection: bool, peepholes: bool):
+    from rnnsym.cells import builtin
+    from rnnsym.shapes import derive
+    options = {"projection": projection, "peepholes": peepholes} if cell == "lstm" else {}
+    symbolic = builtin(cell, **options)
+    return symbolic.params, derive(symbolic)
+
+
+def state_shapes(cell: str, dims: Mapping[str, int], *, projection: bool = False) -> dict:
+    """Canonical state names -> shapes (B, d): {"h"} or {"h", "c"}."""
+    d_out = dims["d_proj"] if projection else dims["d_h"]
+    shapes = {"h": (dims["B"], d_out)}
+    if cell == "lstm":
+        shapes["c"] = (dims["B"], dims["d_h"])
+    return shapes
+
+
+
 def shape_in_symbols(shape, sizes: Mapping[str, int]) -> str:
     """(3, 5, 2) with sizes {"T": 3, "B": 5} -> '(T, B, 2)': names a size where unique."""
     by_value: dict[int, list[str]] = {}
@@ -219,11 +273,22 @@ def shape_in_symbols(shape, sizes: Mapping[str, int]) -> str:
 
 def check_shape(label: str, value, expected: tuple, symbols: str, config: Config) -> np.ndarray:
     """Return ``value`` as an array; raise OutputError naming the expected shape in
-    symbols and numbers and the one given (in symbols where they are unambiguous)."""
+    symbols and numbers and the one given (in symbols where they are unambiguous), or
+    (kind "wrong dtype") if its dtype is not the one the target was run in."""
     arr = np.asarray(value)
     if arr.shape != tuple(expected):
         raise OutputError(f"{label}: expected shape {symbols} = {tuple(expected)}, got "
                           f"{tuple(arr.shape)} = {shape_in_symbols(arr.shape, config.sizes())}")
+    return check_dtype(label, arr, config)
+
+
+def check_dtype(label: str, value, config: Config) -> np.ndarray:
+    """Return ``value`` as an array; raise OutputError (kind "wrong dtype") unless its dtype
+    is the one the target was run in (``config.dtype``)."""
+    arr = np.asarray(value)
+    if arr.dtype != np.dtype(config.dtype):
+        raise OutputError(f"{label}: expected dtype {config.dtype} (the input's), got {arr.dtype}",
+                          kind="wrong dtype")
     return arr
 
 

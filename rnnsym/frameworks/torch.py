@@ -248,7 +248,9 @@ class TorchHarness(Harness):
         call = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         try:
             module = self.factory(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - any failure is a contract failure
+        except NotImplementedError:
+            raise       # an optional feature the target declares unsupported
+        except Exception as exc:  # noqa: BLE001 - any other failure is a contract failure
             raise ContractError(f"{self.name}({call}) raised "
                                 f"{type(exc).__name__}: {exc}") from exc
         torch = _torch()

@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnsym.frameworks import (Capabilities, Config, ContractError, Harness, OutputError,
-                               UsageError, check_shape)
-from rnnsym.testing.strategies import canonical_param_shapes
+                               UsageError, canonical_param_shapes, check_shape)
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 TRUE = {"1", "true", "yes", "on"}

@@ -39,7 +39,7 @@ from rnnsym.check.onnx.strategy import onnx_cases
 from rnnsym.frameworks import UsageError, canonical_cell
 from rnnsym.frameworks.onnx import OP, is_onnx_target, onnx_target, parse_attribute_space, probe
 from rnnsym.onnx.readings import OPEN, READING_TEXT
-from rnnsym.testing.assertions import max_errors
+from rnnsym.check.compare import max_errors
 
 __all__ = ["check_onnx", "is_onnx_target", "parse_readings"]
 

@@ -17,7 +17,7 @@ from rnnsym.frameworks.onnx import OnnxCase
 from rnnsym.onnx import OnnxError, Readings
 from rnnsym.onnx.attributes import ONNX_ACTIVATIONS, SLOTS
 from rnnsym.onnx.readings import OPEN, READING_TEXT
-from rnnsym.testing.assertions import compare_flat
+from rnnsym.check.compare import compare_flat
 
 #: onnxruntime's values of activation parameters that are not given (rnn_helpers.cc)
 ORT_ACTIVATION_DEFAULTS = {"affine": (0.0, 0.0), "scaledtanh": (0.0, 0.0),

@@ -16,7 +16,7 @@ from rnnsym.frameworks.onnx import CELL, OnnxCase, OnnxTarget, Unsupported, firs
 from rnnsym.onnx import Readings, parse_attributes
 from rnnsym.onnx.driver import evaluate
 from rnnsym.onnx.readings import OPEN, open_points
-from rnnsym.testing.assertions import compare_flat, error_ratio
+from rnnsym.check.compare import compare_flat, error_ratio
 
 
 def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=()):

@@ -10,7 +10,7 @@ from rnnsym.cells.nodes import ACTIVATIONS
 from rnnsym.frameworks.onnx import OPTIONAL_INPUTS, OnnxCase
 from rnnsym.onnx import INPUTS, OUTPUTS
 from rnnsym.onnx.attributes import DEFAULT_ACTIVATIONS, GATES, ONNX_ACTIVATIONS, SLOTS
-from rnnsym.testing import strategies as rst
+from rnnsym.check import strategies as rst
 
 
 def _float32(x: float) -> float:

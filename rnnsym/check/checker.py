@@ -1,0 +1,215 @@
+"""``check(target, cell, ...)``: validate the options, resolve the target, survey what it
+supports, search, diagnose, report."""
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.check.compare import max_errors
+from rnnsym.check.probe import Probe
+from rnnsym.check.report import Counterexample, Report
+from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.space import CheckOptions, config_space, parse_bidirectional
+from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
+from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
+
+
+def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
+          dtype: Optional[str] = None, rtol: Optional[float] = None,
+          atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
+          cell_api: bool = False, progress: bool = False, max_size: int = 6,
+          attributes=None, features=None, without=None, strict: bool = False,
+          timeout: Optional[float] = 30.0) -> Report:
+    """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
+
+    target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
+                   class/function itself; ONNX runtimes: "onnxruntime", "onnx-reference",
+                   "onnx:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
+                   restricts the attribute space and ``variant`` fixes readings)
+    cell           "elman" (alias "rnn"), "lstm" or "gru"
+    examples       number of Hypothesis examples (default 500)
+    seed           replays a run exactly (default: a random seed, shown in the report)
+    dtype          "float32" (default for classes/frameworks) or "float64" (default for
+                   canonical NumPy functions)
+    rtol, atol     replace the principled tolerance (rnnsym.check.tolerance)
+    layers         num_layers values to explore, e.g. (1, 3); default all supported
+    bidirectional  "yes", "no" or "both" (default)
+    variant        math variant: "reset=before" / "reset_after=false" (GRU),
+                   "activation=relu" (elman), "projection=true" (LSTM functions);
+                   a dict or a comma-separated string
+    cell_api       torch target only: check RNNCell/LSTMCell/GRUCell instead
+    progress       write a progress line to stderr
+    features       explore only these optional features (names or "a,b"), see
+                   ``rnnsym.check.space.FEATURES``: lengths, unbatched, batch_first,
+                   bidirectional, layers, projection, initial_state, no_bias, NAME=VALUE
+    without        never explore these optional features (e.g. "lengths,unbatched")
+    strict         an unsupported feature is a failure (verdict STRICT, exit 1)
+    timeout        seconds one call of the target may take (None: no limit; see
+                   ``rnnsym.check.target`` for where it cannot be enforced)
+    Raises UsageError (CLI exit 2) when the target or options cannot be checked.
+    """
+    from rnnsym.check.onnx import check_onnx, is_onnx_target
+    from rnnsym.frameworks.user import parse_variant, resolve_harness
+
+    if is_onnx_target(target):
+        return check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
+                          atol=atol, attributes=attributes, variant=variant,
+                          bidirectional=bidirectional, max_size=max_size)
+    if attributes:
+        raise UsageError("--attributes is only defined for ONNX targets")
+
+    cell = canonical_cell(cell)
+    if dtype not in (None, "float32", "float64"):
+        raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
+    if examples < 1:
+        raise UsageError(f"--examples: expected a positive number, got {examples}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout: expected a positive number of seconds, got {timeout}")
+    options = CheckOptions(
+        examples=examples, seed=random.randrange(2**32) if seed is None else int(seed),
+        dtype=dtype, rtol=rtol, atol=atol,
+        layers=None if layers is None else tuple(int(n) for n in np.atleast_1d(layers)),
+        bidirectional=parse_bidirectional(bidirectional), variant=parse_variant(variant),
+        cell_api=cell_api, max_size=max_size, features=_names(features),
+        without=_names(without) or (), strict=strict, timeout=timeout)
+    harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
+    dtype = options.dtype or default_dtype
+    space = config_space(harness, options)
+    _contract(harness, space, dtype, options.timeout)
+
+    stats = new_stats()
+    label = f"rnnsym check {_target_label(target)} --cell {cell}"
+    bar = Progress(progress, label, options.examples)
+    start = time.monotonic()
+    # the target's own warnings (overflow in a naive sigmoid, deprecations) are not the
+    # report: its outputs are
+    with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
+        warnings.simplefilter("ignore")
+        probe = Probe(harness, space, dtype, default_dtype, options.timeout)
+        try:
+            stats["failure"] = probe.survey()
+            if stats["failure"] is None and not probe.nothing_left:
+                search(harness, probe, dtype, options, stats, bar)
+        finally:
+            bar.done()
+    return _report(target, cell, dtype, options, harness, probe, stats,
+                   time.monotonic() - start)
+
+
+def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Report:
+    from rnnsym.check.diagnose import diagnose
+
+    outcome: Optional[Outcome] = stats["failure"]
+    unsupported = probe.report_entries()
+    nothing = outcome is None and stats["examples"] == 0
+    tol_desc = ("explicit rtol/atol" if options.rtol is not None or options.atol is not None
+                else "backward-error estimate, see rnnsym.check.tolerance")
+    report = Report(target=_target_label(target), cell=cell, dtype=dtype, seed=options.seed,
+                    passed=outcome is None and not nothing and not (options.strict
+                                                                     and unsupported),
+                    examples=stats["examples"] + (outcome is not None),
+                    configurations=len(stats["configs"]), elapsed=elapsed,
+                    max_abs_error=stats["abs"], max_rel_error=stats["rel"],
+                    max_error_ratio=stats["ratio"], tolerance=tol_desc,
+                    command=_replay_command(target, cell, options, dtype),
+                    coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+                    unsupported=unsupported, strict=options.strict, checked_nothing=nothing)
+    if outcome is not None:
+        report.counterexample = _counterexample(outcome)
+        report.failure_kind = outcome.kind
+        with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
+            warnings.simplefilter("ignore")
+            report.diagnoses = diagnose(harness, outcome, probe.core)
+        report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+    return report
+
+
+def _names(value) -> Optional[tuple]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _contract(harness: Harness, space: dict, dtype: str, timeout) -> None:
+    """Build the target in the simplest configuration of the space; a contract failure is a
+    usage error. "Unsupported" here is left to the survey (it may be the dtype, or a
+    feature the user asked for: nothing to check, or core input: a failure)."""
+    simplest = Config(cell=harness.cell, T=2, B=3, d_in=4, d_h=5, dtype=dtype,
+                      num_layers=space["num_layers"][0],
+                      bidirectional=space["bidirectional"][0],
+                      variant=tuple(sorted((k, v[0]) for k, v in space["variants"].items())))
+    try:
+        call_with_limit(lambda: harness.probe(simplest), timeout)
+    except NotImplementedError:
+        pass
+    except TargetTimeout:
+        raise ContractError(f"{harness.name}: building it timed out after {timeout:g} s "
+                            "(--timeout)") from None
+
+
+@dataclass
+class LengthsCounterexample(Counterexample):
+    """A Counterexample on a variable-length batch: also shows the lengths."""
+
+    lengths: Optional[tuple] = None
+    length_mode: Optional[str] = None
+
+    def describe(self) -> str:
+        first, *rest = super().describe().split("\n")
+        line = (f"  lengths: {list(self.lengths)} ({self.length_mode}); x is zero and outputs "
+                "are padding past each length")
+        return "\n".join([first, line] + rest)
+
+
+def _counterexample(outcome: Outcome) -> Counterexample:
+    case = outcome.case
+    kind, extra = Counterexample, {}
+    if case.lengths is not None:
+        kind, extra = LengthsCounterexample, {"lengths": case.lengths,
+                                              "length_mode": case.length_mode}
+    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
+              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
+              expected=outcome.expected, **extra)
+    if outcome.got is not None:
+        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
+    return ce
+
+
+def _target_label(target) -> str:
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+
+
+def _replay_command(target, cell, options: CheckOptions, dtype: str) -> str:
+    parts = ["rnnsym", "check", _target_label(target), "--cell", cell,
+             "--examples", str(options.examples), "--seed", str(options.seed), "--dtype", dtype]
+    if options.cell_api:
+        parts.append("--cell-api")
+    if options.rtol is not None:
+        parts += ["--rtol", repr(options.rtol)]
+    if options.atol is not None:
+        parts += ["--atol", repr(options.atol)]
+    if options.layers is not None:
+        parts += ["--layers", ",".join(map(str, options.layers))]
+    bidir = {(True,): "yes", (False,): "no"}.get(tuple(options.bidirectional), "both")
+    if bidir != "both":
+        parts += ["--bidirectional", bidir]
+    if options.variant:
+        parts += ["--variant", ",".join(f"{k}={v}" for k, v in options.variant.items())]
+    if options.features is not None:
+        parts += ["--features", ",".join(options.features) or "none"]
+    if options.without:
+        parts += ["--without", ",".join(options.without)]
+    if options.strict:
+        parts.append("--strict")
+    if options.timeout != 30.0:
+        parts += ["--timeout", "none" if options.timeout is None else f"{options.timeout:g}"]
+    return " ".join(parts)

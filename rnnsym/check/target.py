@@ -1,0 +1,157 @@
+"""Calling the target on one case, and what came of it (an Outcome with a failure kind).
+
+Failure kinds, the first word of a diagnosis:
+
+``wrong numbers``  outputs of the right shape and dtype outside the tolerance
+``wrong shape``    an output (or a parameter) of the wrong shape or structure
+``wrong dtype``    an output not in the dtype the target was run in
+``raised``         the target raised (``NotImplementedError`` too, on core input)
+``timed out``      one call took longer than the time limit (``--timeout``)
+
+An exception the harness classes as "not supported" (``Harness.unsupported``:
+``NotImplementedError`` and ``rnnsym.check.Unsupported``) is not a failure by itself: the
+Outcome carries it in ``unsupported`` and ``rnnsym.check.probe`` decides which feature it
+belongs to (on core input it is a failure after all).
+
+The time limit uses ``signal.setitimer`` / ``SIGALRM`` in the main thread: the target is
+interrupted where Python code runs next (a single long C call, e.g. one huge matmul, ends
+first). Where that is not available (Windows, or ``check`` called outside the main thread)
+calls are not limited: a target that never returns hangs the check.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.check.cases import Case
+from rnnsym.check.compare import compare_flat, error_ratio
+from rnnsym.check.oracle import oracle_flat
+from rnnsym.check.tolerance import backward_error_tolerance, explicit_tolerance
+from rnnsym.frameworks import ContractError, Harness, OutputError
+
+KINDS = ("wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out")
+
+
+class TargetTimeout(BaseException):
+    """Raised inside a target call that ran past its time limit. A BaseException, so that a
+    target's own ``except Exception`` cannot swallow it."""
+
+
+def can_limit_time() -> bool:
+    """Whether calls can be time-limited here (SIGALRM, main thread)."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def call_with_limit(fn, seconds: Optional[float]):
+    """``fn()``, raising TargetTimeout after ``seconds`` (None or 0: no limit, as where
+    :func:`can_limit_time` is False)."""
+    if not seconds or not can_limit_time():
+        return fn()
+    armed = [True]
+
+    def expire(signum, frame):
+        if armed[0]:
+            raise TargetTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn()
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class Outcome:
+    """Result of one case: got (None if the target failed), expected, tolerance, and the
+    failure ``kind`` (None when it agrees). ``unsupported`` is the error text when the target
+    declared something unsupported (then ``kind`` is "raised" until the probe says which
+    feature it was, see ``rnnsym.check.probe``)."""
+
+    case: Case
+    expected: dict
+    tolerance: object
+    got: Optional[dict] = None
+    error: Optional[str] = None
+    mismatches: list = field(default_factory=list)
+    ratio: float = 0.0
+    kind: Optional[str] = None
+    unsupported: Optional[str] = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error or self.mismatches)
+
+
+def representable(expected: dict, dtype: str) -> bool:
+    """False if the exact result does not fit the target dtype (an exploding relu
+    stack): no implementation in that dtype could produce it."""
+    limit = np.finfo(np.dtype(dtype)).max * 1e-6
+    return all(np.all(np.abs(v) < limit) for v in expected.values())
+
+
+def call_target(harness: Harness, case: Case, timeout: Optional[float] = None):
+    """Run the target on ``case``: ``(flat outputs, None)`` or ``(None, (kind, error text,
+    unsupported text or None))``."""
+    kwargs = {}
+    if case.lengths is not None:
+        kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}
+    try:
+        got = call_with_limit(lambda: harness.run(case.config, case.values, case.x,
+                                                  case.state0, **kwargs), timeout)
+    except TargetTimeout:
+        return None, ("timed out", f"timed out after {timeout:g} s (--timeout)", None)
+    except OutputError as exc:
+        return None, (exc.kind, str(exc), None)
+    except ContractError as exc:
+        return None, ("wrong shape", str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
+        text = f"{type(exc).__name__}: {exc}"
+        return None, ("raised", f"raised {text}", text if harness.unsupported(exc) else None)
+    return got, None
+
+
+def expected_outputs(harness: Harness, case: Case, *, rtol=None, atol=None):
+    """``(expected flat outputs, Tolerance)``, or None if not representable in the dtype."""
+    config = case.config
+    params = harness.to_canonical(config, case.values)
+
+    def run_oracle(p, x, s, wrap=None):
+        return oracle_flat(config, p, x, s, wrap=wrap)
+
+    if case.lengths is not None:
+        from rnnsym.check.diagnose import lengths_oracle
+        run_oracle = lengths_oracle(harness, case)
+    expected = run_oracle(params, case.x, case.state0)
+    if not representable(expected, config.dtype):
+        return None
+    if rtol is None and atol is None:
+        tol = backward_error_tolerance(config, run_oracle, params, case.x, case.state0, expected)
+    else:
+        tol = explicit_tolerance(expected, rtol or 0.0, atol or 0.0)
+    return expected, tol
+
+
+def run_case(harness: Harness, case: Case, *, rtol=None, atol=None,
+             timeout: Optional[float] = None) -> Optional[Outcome]:
+    """Run target and oracle on one case; None if the case is not representable."""
+    oracle = expected_outputs(harness, case, rtol=rtol, atol=atol)
+    if oracle is None:
+        return None
+    outcome = Outcome(case, *oracle)
+    got, failure = call_target(harness, case, timeout)
+    if failure is not None:
+        outcome.kind, outcome.error, outcome.unsupported = failure
+        return outcome
+    outcome.got = got
+    outcome.mismatches = compare_flat(outcome.expected, got, outcome.tolerance.arrays)
+    outcome.ratio = error_ratio(outcome.expected, got, outcome.tolerance.arrays)
+    if outcome.mismatches:
+        outcome.kind = "wrong numbers"
+    return outcome

@@ -1,0 +1,151 @@
+"""Verdicts: "unsupported" is not "wrong", the space is the user's to narrow, and each
+failure says its kind (tests/broken/unsupported.py)."""
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rnnsym.check import KINDS, UsageError, check
+from rnnsym.check.cli import main
+from rnnsym.check.target import TargetTimeout, call_with_limit, can_limit_time
+
+BROKEN_DIR = Path(__file__).parent / "broken"
+sys.path.insert(0, str(BROKEN_DIR))
+
+from unsupported import UNSUPPORTED  # noqa: E402
+
+TARGET = f"{BROKEN_DIR / 'unsupported.py'}"
+
+
+@pytest.mark.parametrize("cell,cls", UNSUPPORTED, ids=[c.__name__ for _, c in UNSUPPORTED])
+def test_correct_drop_in_lacking_a_feature_passes_with_the_feature_listed(cell, cls):
+    report = check(f"{TARGET}:{cls.__name__}", cell, examples=20, seed=0)
+    assert report.passed and report.exit_code == 0 and report.verdict == "OK", report.format()
+    assert [u.feature for u in report.unsupported] == [cls.LACKS], report.format()
+    assert "NotImplementedError" in report.unsupported[0].error or \
+        "Unsupported" in report.unsupported[0].error
+    text = report.format()
+    assert text.count(f"  - {cls.LACKS} (") == 1 and "--strict makes them failures" in text
+
+    strict = check(f"{TARGET}:{cls.__name__}", cell, examples=3, seed=0, strict=True)
+    assert not strict.passed and strict.exit_code == 1 and strict.verdict == "STRICT"
+    assert "--strict" in strict.format() and "--strict" in strict.command
+
+
+def test_unsupported_feature_is_left_out_of_the_search():
+    report = check(f"{TARGET}:LSTMNoPacked", "lstm", examples=30, seed=1)
+    assert report.passed, report.format()
+    assert report.coverage["lengths"] == ["fixed"]
+    assert report.coverage["bidirectional"] == [False, True]     # the rest is still explored
+
+
+def test_unsupported_combination_is_found_and_named():
+    """Each feature alone works; only bidirectional packed input raises."""
+    report = check(f"{TARGET}:LSTMPackedOneDirection", "lstm", examples=60, seed=0)
+    assert report.passed, report.format()
+    assert [u.feature for u in report.unsupported] == ["lengths + bidirectional"], report.format()
+    assert "packed, " in " ".join(report.coverage["lengths"])   # lengths still checked
+
+
+def test_unsupported_dtype_means_nothing_could_be_checked():
+    report = check(f"{TARGET}:GRUFloat32Only", "gru", examples=10, seed=0, dtype="float64")
+    assert report.exit_code == 3 and report.verdict == "UNSUPPORTED" and not report.passed
+    assert report.checked_nothing and report.counterexample is None
+    assert [u.feature for u in report.unsupported] == ["dtype=float64"]
+    assert "UNSUPPORTED: nothing could be checked" in report.format()
+    assert check(f"{TARGET}:GRUFloat32Only", "gru", examples=10, seed=0).passed
+
+
+def test_not_implemented_on_core_input_is_a_failure():
+    report = check(f"{TARGET}:GRUNotImplemented", "gru", examples=10, seed=0)
+    assert report.exit_code == 1 and report.failure_kind == "raised" and not report.unsupported
+    assert "NotImplementedError on core input" in report.diagnosis
+    assert "target failed: raised NotImplementedError: forward" in report.format()
+
+
+def test_not_implemented_that_no_feature_explains_is_a_failure():
+    """Raises for T > 3 only: found in the search, no feature needed to make it raise."""
+    report = check(f"{TARGET}:GRUNotImplementedLong", "gru", examples=60, seed=0)
+    assert report.exit_code == 1 and report.failure_kind == "raised", report.format()
+    assert report.counterexample.config.T > 3 and not report.unsupported
+
+
+@pytest.mark.skipif(not can_limit_time(), reason="no SIGALRM here: calls are not time-limited")
+def test_a_hanging_call_times_out():
+    report = check(f"{TARGET}:GRUHangsBatchFirst", "gru", examples=10, seed=0, timeout=0.3)
+    assert report.exit_code == 1 and report.failure_kind == "timed out", report.format()
+    assert report.counterexample.config.batch_first
+    assert "timed out after 0.3 s (--timeout)" in report.format()
+    assert "--timeout 0.3" in report.command
+
+
+@pytest.mark.skipif(not can_limit_time(), reason="no SIGALRM here: calls are not time-limited")
+def test_time_limit_cannot_be_swallowed_and_is_disarmed_after_the_call():
+    def stubborn():
+        try:
+            time.sleep(5)
+        except Exception:  # noqa: BLE001 - what a careless target does
+            return "swallowed"
+    with pytest.raises(TargetTimeout):
+        call_with_limit(stubborn, 0.05)
+    assert call_with_limit(lambda: 42, 0.05) == 42
+    time.sleep(0.1)                     # the timer of the call above is off: no late alarm
+
+
+def test_wrong_dtype_is_its_own_kind():
+    report = check(f"{TARGET}:GRUReturnsFloat64", "gru", examples=10, seed=0)
+    assert report.failure_kind == "wrong dtype" and report.exit_code == 1
+    assert "expected dtype float32 (the input's), got float64" in report.format()
+
+
+def test_failure_kinds_of_broken_drop_ins():
+    impls = f"{BROKEN_DIR / 'impls.py'}"
+    numbers = check(f"{impls}:GRUResetBefore", "gru", examples=50, seed=0)
+    assert numbers.failure_kind == "wrong numbers"
+    assert "diagnosis: wrong numbers: matches rnnsym's GRU with reset applied before" in \
+        numbers.format()
+    shape = check(f"{impls}:GRUIgnoresBatchFirst", "gru", examples=50, seed=0)
+    assert shape.failure_kind == "wrong shape" and "batch_first ignored" in shape.diagnosis
+    assert set(KINDS) == {"wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out"}
+
+
+def test_without_and_features_narrow_the_space():
+    report = check("torch", "gru", examples=20, seed=2, without="packed,unbatched,bidirectional")
+    assert report.passed, report.format()
+    assert report.coverage["lengths"] == ["fixed"] and report.coverage["unbatched"] == [False]
+    assert report.coverage["bidirectional"] == [False]
+    assert "--without packed,unbatched,bidirectional" in report.command
+    only = check("torch", "elman", examples=15, seed=2, features=["layers"])
+    assert only.passed and only.coverage["bidirectional"] == [False]
+    assert only.coverage["activation"] == ["tanh"] and len(only.coverage["layers"]) > 1
+    relu = check("torch", "elman", examples=10, seed=2, features="activation=relu")
+    assert relu.coverage["activation"] == ["relu", "tanh"] and relu.coverage["layers"] == [1]
+
+
+def test_unknown_feature_is_a_usage_error_naming_the_valid_ones():
+    with pytest.raises(UsageError, match="--without sideways: not a feature .valid: lengths, "
+                                         "unbatched, batch_first, bidirectional, layers"):
+        check("torch", "gru", examples=1, without="sideways")
+    with pytest.raises(UsageError, match="leave no value of num_layers"):
+        check("torch", "gru", examples=1, layers=2, without="layers")
+
+
+def test_cli_verdicts_and_exit_codes(capsys):
+    lstm = f"{TARGET}:LSTMNoPacked"
+    args = ["--cell", "lstm", "--examples", "10", "--seed", "0", "--no-progress"]
+    assert main([lstm] + args) == 0
+    out = capsys.readouterr().out
+    assert ": OK" in out and "  - lengths (variable-length batches" in out
+    assert "NotImplementedError: packed sequences" in out
+    assert main([lstm, "--strict"] + args) == 1
+    assert "UNSUPPORTED FEATURES (--strict" in capsys.readouterr().out
+    assert main([lstm, "--no-lengths"] + args) == 0
+    out = capsys.readouterr().out
+    assert "unsupported (" not in out and "--without lengths" in out
+    assert main([f"{TARGET}:GRUFloat32Only", "--cell", "gru", "--dtype", "float64",
+                 "--examples", "5", "--no-progress"]) == 3
+    assert main([lstm, "--without", "nope"] + args) == 2
+    err = capsys.readouterr().err
+    assert "--without nope: not a feature (valid: lengths," in err and len(err.splitlines()) == 1
+    assert main([lstm, "--timeout", "-1"] + args) == 2
