@@ -149,3 +149,15 @@ def test_cli_verdicts_and_exit_codes(capsys):
     err = capsys.readouterr().err
     assert "--without nope: not a feature (valid: lengths," in err and len(err.splitlines()) == 1
     assert main([lstm, "--timeout", "-1"] + args) == 2
+
+
+def test_onnx_targets_share_the_verdicts():
+    """ONNX load-time rejections are its unsupported features: exit 0 with them listed, 1 with
+    --strict, 3 when every model is rejected (tests/test_onnx_dtypes.py)."""
+    space = "activations=default,clip=none,sequence_lens=absent"
+    report = check("onnxruntime", "gru", examples=5, seed=0, attributes=space)
+    assert report.exit_code == 0 and any("layout=1" in u for u in report.unsupported)
+    strict = check("onnxruntime", "gru", examples=5, seed=0, attributes=space, strict=True)
+    assert strict.exit_code == 1 and strict.verdict == "STRICT" and "--strict" in strict.command
+    with pytest.raises(UsageError, match="narrowed with --attributes"):
+        check("onnxruntime", "gru", examples=5, without="lengths")

@@ -5,7 +5,7 @@ from rnnsym.check import check
 
 def test_a_target_that_loads_nothing_is_unsupported_not_passed():
     report = check("onnxruntime", "rnn", dtype="float64", examples=5, seed=0)
-    assert not report.passed and report.exit_code == 2
+    assert not report.passed and report.exit_code == 3
     assert "UNSUPPORTED: the target rejected every model" in report.format()
 
 

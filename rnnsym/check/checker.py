@@ -57,9 +57,16 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     from rnnsym.frameworks.user import parse_variant, resolve_harness
 
     if is_onnx_target(target):
-        return check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
-                          atol=atol, attributes=attributes, variant=variant,
-                          bidirectional=bidirectional, max_size=max_size)
+        if features is not None or without:
+            raise UsageError("--without/--features: an ONNX target's space is narrowed with "
+                             "--attributes, e.g. sequence_lens=absent,direction=forward")
+        report = check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
+                            atol=atol, attributes=attributes, variant=variant,
+                            bidirectional=bidirectional, max_size=max_size)
+        if strict:
+            report.strict, report.command = True, report.command + " --strict"
+            report.passed = report.passed and not report.unsupported
+        return report
     if attributes:
         raise UsageError("--attributes is only defined for ONNX targets")
 

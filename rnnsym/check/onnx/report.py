@@ -50,16 +50,13 @@ def _short(arr, limit: int = 12) -> str:
 @dataclass
 class OnnxReport(Report):
     """A Report with the ONNX-specific sections: notes (open points of the spec where the
-    target follows another reading) and unsupported attribute values."""
+    target follows another reading) and unsupported attribute values (load-time rejections,
+    as text). Verdicts and exit codes are the Report's: nothing checked (every model
+    rejected) is UNSUPPORTED, exit 3; with ``strict`` an unsupported value fails."""
 
     notes: list = field(default_factory=list)
     unsupported: list = field(default_factory=list)
     checked_nothing: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """2 when nothing could be checked (every model rejected): not a pass, not a bug found."""
-        return 2 if self.checked_nothing else super().exit_code
 
     def format(self) -> str:
         if self.checked_nothing:
