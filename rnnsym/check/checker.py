@@ -13,7 +13,7 @@ import numpy as np
 from rnnsym.check.compare import max_errors
 from rnnsym.check.probe import Probe
 from rnnsym.check.report import Counterexample, Report
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.search import HarnessSubject, Progress, new_stats, search
 from rnnsym.check.space import CheckOptions, config_space, parse_bidirectional
 from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
@@ -62,7 +62,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                              "--attributes, e.g. sequence_lens=absent,direction=forward")
         report = check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                             atol=atol, attributes=attributes, variant=variant,
-                            bidirectional=bidirectional, max_size=max_size)
+                            bidirectional=bidirectional, max_size=max_size, progress=progress)
         if strict:
             report.strict, report.command = True, report.command + " --strict"
             report.passed = report.passed and not report.unsupported
@@ -101,7 +101,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         try:
             stats["failure"] = probe.survey()
             if stats["failure"] is None and not probe.nothing_left:
-                search(harness, probe, dtype, options, stats, bar)
+                search(HarnessSubject(harness, probe, dtype, options),
+                       examples=options.examples, seed=options.seed, stats=stats, bar=bar)
         finally:
             bar.done()
     return _report(target, cell, dtype, options, harness, probe, stats,

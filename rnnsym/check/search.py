@@ -12,6 +12,11 @@ One property, run once per drawn case:
 - a pass feeds the statistics and ``hypothesis.target`` (error / tolerance), which steers the
   search towards examples near the tolerance.
 
+What is searched is a :class:`Subject`: its strategy, how one case runs, what "unsupported"
+means for it and what a pass covers. :class:`HarnessSubject` is the one for framework and user
+targets (``rnnsym.check.cases``, ``rnnsym.check.target``, ``rnnsym.check.probe``); ONNX targets
+have theirs in ``rnnsym.check.onnx``. Both run through this one loop.
+
 To add a dimension to the search: a value in the space (``rnnsym.check.space``), drawn in
 ``rnnsym.check.cases.cases``; to add a kind of check per case: ``rnnsym.check.target``.
 """
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Optional, Protocol
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import target as hypothesis_target
 from hypothesis.errors import HypothesisException
+from hypothesis.strategies import SearchStrategy
 
 from rnnsym.check.cases import cases
 from rnnsym.check.compare import max_errors
@@ -83,17 +90,68 @@ def cover(coverage: dict, c: Config, length_mode) -> None:
     coverage.setdefault("lengths", set()).add(length_mode or "fixed")
 
 
-def search(harness: Harness, probe: Probe, dtype: str, options: CheckOptions, stats: dict,
-           bar: Progress) -> None:
-    """Run the Hypothesis search over ``probe.space``, filling ``stats`` (the failing
-    Outcome, if any, in ``stats["failure"]``)."""
+class Subject(Protocol):
+    """What the loop searches. A case has ``key()`` (the same for the same drawn example); an
+    outcome has ``failed``, ``kind``, ``ratio``, ``expected``, ``got`` and ``unsupported``."""
 
-    @settings(max_examples=options.examples, deadline=None, database=None,
+    nothing_left: bool           # set by ``unsupported`` when no value of an option is left
+
+    def cases(self) -> SearchStrategy:
+        """The Hypothesis strategy of the cases."""
+
+    def excluded(self, case) -> bool:
+        """Skip this case (it holds a combination found unsupported)."""
+
+    def run(self, case) -> Optional[object]:
+        """Run the target on one case: an outcome, or None to skip the case."""
+
+    def unsupported(self, outcome) -> bool:
+        """The target declared the case unsupported: True to skip it (recorded), False when
+        it is a failure after all."""
+
+    def cover(self, stats: dict, case, outcome) -> None:
+        """Record what a passing case covered in ``stats`` (configs, coverage, ...)."""
+
+
+class HarnessSubject:
+    """Framework and user targets: cases from the configuration space, run through their
+    harness, unsupported features identified by the :class:`Probe`."""
+
+    def __init__(self, harness: Harness, probe: Probe, dtype: str, options: CheckOptions):
+        self.harness, self.probe, self.dtype, self.options = harness, probe, dtype, options
+
+    @property
+    def nothing_left(self) -> bool:
+        return self.probe.nothing_left
+
+    def cases(self) -> SearchStrategy:
+        return cases(self.harness, self.probe.space, self.dtype, self.options.max_size)
+
+    def excluded(self, case) -> bool:
+        return self.probe.excluded(case)
+
+    def run(self, case):
+        return run_case(self.harness, case, rtol=self.options.rtol, atol=self.options.atol,
+                        timeout=self.options.timeout)
+
+    def unsupported(self, outcome) -> bool:
+        return self.probe.identify(outcome)
+
+    def cover(self, stats: dict, case, outcome) -> None:
+        stats["configs"].add(case.config.coverage_key())
+        cover(stats["coverage"], case.config, case.length_mode)
+
+
+def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Progress) -> None:
+    """Run the Hypothesis search over ``subject``'s cases, filling ``stats`` (the failing
+    outcome, if any, in ``stats["failure"]``)."""
+
+    @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
               phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
               verbosity=Verbosity.quiet, print_blob=False)
-    @hypothesis_seed(options.seed)
-    @given(case=cases(harness, probe.space, dtype, options.max_size))
+    @hypothesis_seed(seed)
+    @given(case=subject.cases())
     def property_(case):
         failure = stats["failure"]
         if failure is not None:
@@ -103,14 +161,13 @@ def search(harness: Harness, probe: Probe, dtype: str, options: CheckOptions, st
             over_budget = time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S
             if over_budget or failure.kind == "timed out":
                 return                  # stop shrinking: only the best counterexample fails
-        if probe.excluded(case):
+        if subject.excluded(case):
             reject()
-        outcome = run_case(harness, case, rtol=options.rtol, atol=options.atol,
-                           timeout=options.timeout)
+        outcome = subject.run(case)
         if outcome is None:
             reject()
-        if outcome.unsupported and probe.identify(outcome):
-            if probe.nothing_left:
+        if outcome.unsupported and subject.unsupported(outcome):
+            if subject.nothing_left:
                 raise _NothingLeft()
             reject()
         if outcome.failed:
@@ -121,8 +178,7 @@ def search(harness: Harness, probe: Probe, dtype: str, options: CheckOptions, st
             raise _Failure()
         if failure is None:
             stats["examples"] += 1
-            stats["configs"].add(case.config.coverage_key())
-            cover(stats["coverage"], case.config, case.length_mode)
+            subject.cover(stats, case, outcome)
             stats["ratio"] = max(stats["ratio"], outcome.ratio)
             a, r = max_errors(outcome.expected, outcome.got)
             stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)

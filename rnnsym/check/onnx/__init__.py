@@ -17,9 +17,9 @@ documented reading of each; when it does not follow rnnsym's default one, the re
 *note* (not a failure). ``--variant clip_before_h=false`` (etc.) fixes a reading: then only that
 one is compared.
 
-Here: the search loop (:func:`check_onnx`); :mod:`~.strategy` draws the nodes,
-:mod:`~.oracle` compares one case, :mod:`~.diagnose` names the bug model, :mod:`~.report`
-formats the result.
+Here: :func:`check_onnx` and :class:`OnnxSubject`, what the checker's common search loop
+(:mod:`rnnsym.check.search`) runs for ONNX; :mod:`~.strategy` draws the nodes, :mod:`~.oracle`
+compares one case, :mod:`~.diagnose` names the bug model, :mod:`~.report` formats the result.
 """
 from __future__ import annotations
 
@@ -28,18 +28,17 @@ import time
 import warnings
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import HypothesisException
 
+from rnnsym.check.compare import max_errors
 from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
 from rnnsym.check.onnx.strategy import onnx_cases
+from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.frameworks import UsageError, canonical_cell
-from rnnsym.frameworks.onnx import OP, is_onnx_target, onnx_target, parse_attribute_space, probe
+from rnnsym.frameworks.onnx import (OP, OnnxTarget, is_onnx_target, onnx_target,
+                                    parse_attribute_space, probe)
 from rnnsym.onnx.readings import OPEN, READING_TEXT
-from rnnsym.check.compare import max_errors
 
 __all__ = ["check_onnx", "is_onnx_target", "parse_readings"]
 
@@ -68,13 +67,46 @@ def parse_readings(variant) -> dict:
     return fixed
 
 
+class OnnxSubject:
+    """What the common search loop (:func:`rnnsym.check.search.search`) needs of an ONNX
+    target: one-node models drawn from the attribute space, run against rnnsym.onnx under every
+    admissible reading; a load-time rejection met during the search is listed (by the drawn
+    choices that are not defaults) and the case skipped."""
 
-class _Failure(Exception):
-    pass
+    nothing_left = False     # the probe before the search empties options, never the search
 
+    def __init__(self, target: OnnxTarget, op: str, space: dict, dtype: str, fixed: dict, *,
+                 rtol=None, atol=None, max_size: int = 6):
+        self.target, self.op, self.space, self.dtype, self.fixed = target, op, space, dtype, fixed
+        self.rtol, self.atol, self.max_size = rtol, atol, max_size
+        self.rejected: dict = {}      # load-time error -> the choices of the first case
+        self.notes: dict = {}         # (open point, reading) -> (size, smallest case)
 
-SHRINK_BUDGET_S = 40.0
+    def cases(self):
+        return onnx_cases(self.op, self.space, self.dtype, self.max_size)
 
+    def excluded(self, case) -> bool:
+        return False
+
+    def run(self, case):
+        return run_case(self.target, case, self.dtype, self.fixed, rtol=self.rtol,
+                        atol=self.atol)
+
+    def unsupported(self, outcome) -> bool:
+        where = ", ".join(f"{k}={v}" for k, v in outcome.case.choices.items()
+                          if v not in ("absent", "default", 0, "none", "forward"))
+        self.rejected.setdefault(outcome.unsupported, where)
+        return True
+
+    def cover(self, stats: dict, case, outcome) -> None:
+        stats["configs"].add(tuple(sorted(case.choices.items(), key=str)))
+        for k, v in case.choices.items():
+            stats["coverage"].setdefault(k, set()).add(v)
+        for point, reading in outcome.readings.items():
+            size = int(np.prod(list(case.sizes().values())))
+            known = self.notes.get((point, reading))
+            if known is None or size < known[0]:
+                self.notes[(point, reading)] = (size, case)
 
 
 def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol) -> str:
@@ -94,7 +126,7 @@ def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol
 
 def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
-               max_size: int = 6, **_ignored) -> OnnxReport:
+               max_size: int = 6, progress: bool = False) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring)."""
     cell = canonical_cell(cell)
     op = OP[cell]
@@ -114,70 +146,28 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         space, unsupported, empty = probe(tgt, op, space, dtype)
-    stats = {"examples": 0, "failure": None, "first_failure_at": None, "ratio": 0.0,
-             "abs": 0.0, "rel": 0.0, "coverage": {}, "notes": {}, "configs": set(),
-             "rejected": {}}
+    subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol, max_size=max_size)
+    stats = new_stats()
     command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol)
+    bar = Progress(progress, f"rnnsym check {target} --cell {cell}", examples)
     start = time.monotonic()
-
     if not empty:
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-                  phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
-                  verbosity=Verbosity.quiet, print_blob=False)
-        @hypothesis_seed(seed)
-        @given(case=onnx_cases(op, space, dtype, max_size))
-        def property_(case):
-            failure = stats["failure"]
-            if failure is not None and \
-                    time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S:
-                return
-            outcome = run_case(tgt, case, dtype, fixed, rtol=rtol, atol=atol)
-            if outcome is None:
-                reject()
-            if outcome.unsupported:
-                key = ", ".join(f"{k}={v}" for k, v in case.choices.items()
-                                if v not in ("absent", "default", 0, "none", "forward"))
-                stats["rejected"].setdefault(outcome.unsupported, key)
-                reject()
-            if outcome.failed:
-                if stats["failure"] is None:
-                    stats["first_failure_at"] = time.monotonic()
-                stats["failure"] = outcome
-                raise _Failure()
-            if failure is None:
-                stats["examples"] += 1
-                stats["configs"].add(tuple(sorted(case.choices.items(), key=str)))
-                for k, v in case.choices.items():
-                    stats["coverage"].setdefault(k, set()).add(v)
-                stats["ratio"] = max(stats["ratio"], outcome.ratio)
-                a, r = max_errors(outcome.expected, outcome.got)
-                stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)
-                for point, reading in outcome.readings.items():
-                    size = int(np.prod(list(case.sizes().values())))
-                    prev = stats["notes"].get((point, reading))
-                    if prev is None or size < prev[0]:
-                        stats["notes"][(point, reading)] = (size, case)
-
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                property_()
-        except _Failure:
-            pass
-        except HypothesisException:
-            if stats["failure"] is None and not stats["rejected"]:
-                raise
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
+            finally:
+                bar.done()
     elapsed = time.monotonic() - start
 
     notes = []
-    for (point, reading), (_, case) in stats["notes"].items():
+    for (point, reading), (_, case) in subject.notes.items():
         default = fixed.get(point, OPEN[point][0][0])
         notes.append(f"{OPEN[point][1]}: the target follows '{READING_TEXT[(point, reading)]}',"
                      f" not rnnsym's default '{READING_TEXT[(point, default)]}' (select it "
                      f"with --variant {point}={str(reading).lower()}); e.g. {case.describe()}")
     unsupported += [f"{where or 'a combination of defaults'}: {why}"
-                    for why, where in stats["rejected"].items()]
+                    for why, where in subject.rejected.items()]
     unsupported += [f"every value of {n} (nothing left to draw)" for n in empty]
     report = OnnxReport(
         target=target, cell=cell, dtype=dtype, seed=seed,

@@ -94,6 +94,13 @@ class OnnxOutcome:
     def failed(self) -> bool:
         return bool(self.error or self.mismatches)
 
+    @property
+    def kind(self) -> Optional[str]:
+        """The failure kind (``rnnsym.check.target.KINDS``), None when it agrees."""
+        if self.error:
+            return "wrong shape" if self.got is not None else "raised"
+        return "wrong numbers" if self.mismatches else None
+
 
 def shape_error(expected: dict, got: dict) -> Optional[str]:
     """The first output whose shape differs from the oracle's, in words; None if all agree."""

@@ -1,7 +1,10 @@
 """One RNN/GRU/LSTM node as a model: :class:`OnnxCase` (what was drawn) and :func:`build_model`."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from rnnsym.onnx import INPUTS, OUTPUTS
 
@@ -22,6 +25,14 @@ class OnnxCase:
     inputs: dict
     outputs: tuple
     choices: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        """The same for the same drawn node and input values."""
+        h = hashlib.sha1(repr((self.op, self.attributes, self.outputs)).encode())
+        for name, value in self.inputs.items():
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        return h.hexdigest()
 
     def model_bytes(self) -> bytes:
         return build_model(self.op, self.attributes, self.inputs, self.outputs)
