@@ -219,7 +219,8 @@ def resolve_harness(target, cell: str, *, cell_api: bool = False) -> tuple[Harne
     obj = load_object(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else getattr(obj, "__qualname__", repr(obj))
     if inspect.isclass(obj):
-        from rnnsym.frameworks.torch import TorchCellHarness, TorchHarness
+        from rnnsym.frameworks.torch import TorchHarness
+        from rnnsym.frameworks.torch_cell import TorchCellHarness
         cls = TorchCellHarness if cell_api else TorchHarness
         return cls(obj, cell, name), "float32"
     if callable(obj):

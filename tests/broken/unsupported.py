@@ -50,44 +50,38 @@ class GRUNoUnbatched(GRU):
         return super().forward(input, hx)
 
 
-class RNNNoBatchFirst(RNN):
+def refusing(base, arg, allowed, error, lacks):
+    """A correct ``base`` whose constructor raises ``error(value)`` when ``arg`` is given and
+    not ``allowed`` (the harness passes every constructor argument by keyword)."""
+    class Refusing(base):
+        LACKS = lacks
+
+        def __init__(self, *args, **kwargs):
+            if kwargs.get(arg, allowed) != allowed:
+                raise error(kwargs[arg])
+            super().__init__(*args, **kwargs)
+    return Refusing
+
+
+class RNNNoBatchFirst(refusing(RNN, "batch_first", False,
+                               lambda v: NotImplementedError("batch_first=True"), "batch_first")):
     """batch_first=True refused by the constructor."""
-    LACKS = "batch_first"
-
-    def __init__(self, *args, batch_first=False, **kwargs):
-        if batch_first:
-            raise NotImplementedError("batch_first=True")
-        super().__init__(*args, **kwargs)
 
 
-class LSTMUnidirectional(LSTM):
+class LSTMUnidirectional(refusing(LSTM, "bidirectional", False,
+                                  lambda v: NotImplementedError("only one direction"),
+                                  "bidirectional")):
     """bidirectional=True refused by the constructor."""
-    LACKS = "bidirectional"
-
-    def __init__(self, *args, bidirectional=False, **kwargs):
-        if bidirectional:
-            raise NotImplementedError("only one direction")
-        super().__init__(*args, **kwargs)
 
 
-class GRUOneLayer(GRU):
+class GRUOneLayer(refusing(GRU, "num_layers", 1, lambda n: Unsupported(
+        f"num_layers={n}: stack GRUOneLayer modules yourself"), "layers")):
     """num_layers > 1 refused by the constructor, with rnnsym's own signal."""
-    LACKS = "layers"
-
-    def __init__(self, *args, num_layers=1, **kwargs):
-        if num_layers != 1:
-            raise Unsupported(f"num_layers={num_layers}: stack GRUOneLayer modules yourself")
-        super().__init__(*args, **kwargs)
 
 
-class LSTMNoProjection(LSTM):
+class LSTMNoProjection(refusing(LSTM, "proj_size", 0,
+                                lambda v: NotImplementedError("proj_size"), "projection")):
     """proj_size > 0 refused by the constructor."""
-    LACKS = "projection"
-
-    def __init__(self, *args, proj_size=0, **kwargs):
-        if proj_size:
-            raise NotImplementedError("proj_size")
-        super().__init__(*args, **kwargs)
 
 
 class RNNNoInitialState(RNN):
@@ -100,24 +94,15 @@ class RNNNoInitialState(RNN):
         return super().forward(input, hx)
 
 
-class GRUAlwaysBias(GRU):
+class GRUAlwaysBias(refusing(GRU, "bias", True, lambda v: NotImplementedError("bias=False"),
+                             "no_bias")):
     """bias=False refused by the constructor."""
-    LACKS = "no_bias"
-
-    def __init__(self, *args, bias=True, **kwargs):
-        if not bias:
-            raise NotImplementedError("bias=False")
-        super().__init__(*args, **kwargs)
 
 
-class RNNTanhOnly(RNN):
+class RNNTanhOnly(refusing(RNN, "nonlinearity", "tanh",
+                           lambda v: NotImplementedError(f"nonlinearity={v!r}"),
+                           "activation=relu")):
     """nonlinearity='relu' refused by the constructor."""
-    LACKS = "activation=relu"
-
-    def __init__(self, *args, nonlinearity="tanh", **kwargs):
-        if nonlinearity != "tanh":
-            raise NotImplementedError(f"nonlinearity={nonlinearity!r}")
-        super().__init__(*args, **kwargs)
 
 
 class LSTMPackedOneDirection(LSTM):
