@@ -157,6 +157,55 @@ def cmd_jacobian(args):
     return 0
 
 
+def _floats(text, flag):
+    try:
+        return tuple(float(a) for a in _split(text))
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated numbers, e.g. 0.9,1.1; got {text!r}") from None
+
+
+def _fills(text):
+    out = {}
+    for pair in _split(text):
+        k, sep, v = pair.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            sep = ""
+        if not sep or not k.strip():
+            raise UsageError(f"--set takes NAME=NUMBER pairs, e.g. b_xf=1; got {pair!r}")
+    return out
+
+
+def cmd_gradients(args):
+    from rnnsym import vanishing
+    cells = cells_from_args(args, many=True)
+    if not cells:
+        raise UsageError("name a CELL (elman, lstm, gru; several for one picture) or give --define")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.every is not None and args.every < 1:
+        raise UsageError(f"--every must be at least 1, got {args.every}")
+    radii = _floats(args.radius, "--radius") if args.radius is not None else None
+    if args.weights is None and not radii:
+        radii = (1.0,)
+    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+        raise UsageError(f"--plot: the file must end in .png or .svg, got {args.plot}")
+    result = vanishing.curves(cells, args.steps, radii=radii or (), sizes=_sizes(args.sizes),
+                              seed=args.seed, weights=args.weights, fill=_fills(args.set))
+    print(vanishing.table(result, every=args.every))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"rnnsym gradients: --plot needs matplotlib (pip install 'rnnsym[plot]'); "
+                  f"{args.plot} not written, the table above has the numbers", file=sys.stderr)
+            return 1
+        vanishing.plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_generate(args):
     from rnnsym.codegen.files import diff, expected_files, write
     from rnnsym.codegen.generator import render
@@ -223,6 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--latex", action="store_true", help="LaTeX (the default)")
     fmt.add_argument("--text", action="store_true", help="plain text")
     s.set_defaults(func=cmd_jacobian)
+
+    s = sub.add_parser("gradients", help="‖∂h_t/∂h_0‖ for t = 1..N: vanishing and exploding "
+                                         "gradients, as a table and a plot")
+    add_cell_arguments(s, many=True)
+    s.add_argument("--steps", type=int, required=True, metavar="N")
+    s.add_argument("--radius", metavar="R1,R2,...",
+                   help="spectral radii of the recurrent matrices (default: 1; with --weights: "
+                        "the loaded weights as they are)")
+    s.add_argument("--weights", metavar="FILE.npz",
+                   help="parameters in rnnsym's canonical names instead of random ones")
+    s.add_argument("--sizes", default="", help="sizes, e.g. d_h=32,d_in=16 (default: d_h=32, "
+                                               "16 for the others)")
+    s.add_argument("--set", default="", metavar="NAME=V,...",
+                   help="set every entry of a parameter, e.g. b_xf=1 (LSTM forget bias)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights and input")
+    s.add_argument("--every", type=int, default=None, metavar="K",
+                   help="table: every K-th step (default: about 20 rows)")
+    s.add_argument("--plot", metavar="FILE", help="draw the curves into FILE.png or FILE.svg "
+                                                  "(needs matplotlib: pip install 'rnnsym[plot]')")
+    s.set_defaults(func=cmd_gradients)
 
     s = sub.add_parser("generate", help="write NumPy forward modules (default: every built-in "
                                         "variant into generated/)")
