@@ -122,7 +122,10 @@ def test_plain_drop_in_handles_packed_input(cell):
 def test_broken_lengths_drop_in_is_rejected(cell, cls):
     # only a padded (and for the reverse-direction bug, bidirectional) batch shows these:
     # a few percent of the drawn cases, so more examples than test_check_broken's 100
-    report = check(f"{BROKEN_DIR / 'impls.py'}:{cls.__name__}", cell, examples=400, seed=0)
+    # (the reverse-direction bug is searched among bidirectional runs only: over the whole space
+    # whether 400 examples hit it depended on the allocation/timing state of the process)
+    extra = {"bidirectional": "yes"} if "Reverse" in cls.__name__ else {}
+    report = check(f"{BROKEN_DIR / 'impls.py'}:{cls.__name__}", cell, examples=400, seed=0, **extra)
     assert not report.passed, f"{cls.__name__} ({cls.__doc__.strip()}) was accepted"
     ce = report.counterexample
     assert ce.lengths is not None and min(ce.lengths) < ce.config.T
