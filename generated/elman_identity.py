@@ -3,7 +3,7 @@
 # template: rnnsym/codegen/templates/forward.py.tmpl
 # Do NOT modify by hand. Regenerate with: rnnsym generate --out generated
 # ruff: noqa
-"""Elman RNN (identity): NumPy forward pass.
+"""Elman RNN (identity): NumPy forward pass and its backward (BPTT).
 
 One step, in order (``@`` is the matrix product, ``*`` the elementwise product, ``[t-1]`` the
 value from the previous step):
@@ -26,6 +26,9 @@ Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a di
 applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
+
+Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cache=True)``, then
+``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)``.
 """
 import numpy as np
 
@@ -41,12 +44,15 @@ INPUT_SHAPE = ('d_in',)
 OUTPUT_SHAPE = ('d_h',)
 
 
-def forward(params, x, state0=None):
+def forward(params, x, state0=None, *, return_cache=False):
     """Run the cell over ``x`` (T, B, d_in) from ``state0`` (zeros when omitted).
 
     Returns ``(outputs, final_state)``: outputs is (T, B, d_h), final_state
-    {"h": (B, d_h)}.
+    {"h": (B, d_h)}. With ``return_cache=True``: ``(outputs, final_state, cache)``,
+    where cache holds every step's quantities for ``backward``.
     """
+    if return_cache:
+        return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = x.shape[0], x.shape[1]
     dtype = x.dtype
@@ -79,6 +85,125 @@ def step(params, x_t, state):
     """One step: ``x_t`` (B, d_in) and ``state`` → the new state dict."""
     _, new_state = forward(params, np.asarray(x_t)[None], state)
     return new_state
+
+
+def _forward_cached(params, x, state0=None):
+    """``forward``, keeping every quantity of every step for ``backward``."""
+    x, state, size = _check(params, x, state0)
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+
+    # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)
+    W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
+    b_xW = np.concatenate([params["b_h"]]).astype(dtype)
+    xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
+    W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
+
+    # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
+    W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
+    hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
+    W_hh_h = hW[:, :, 0:d_h]  # W_hh @ h[t-1]
+
+    # every quantity of every step, for the backward; states (T + 1, B, d), initial first
+    h_all = np.empty((T + 1, B, d_h), dtype=dtype)
+    h_all[0] = state["h"]
+    for t in range(T):
+        h = h_all[t]
+        np.matmul(h, W_hW, out=hW[t])
+        h = h_all[t + 1] = W_xh_x[t] + W_hh_h[t]  # state h
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
+    return h_all[1:], {"h": h_all[T].copy()}, cache
+
+
+def backward(params, cache, d_outputs, d_final_state=None):
+    """Backpropagation through time over the steps ``forward(..., return_cache=True)`` ran.
+
+    ``d_outputs`` (T, B, d_h) is the gradient of the loss with respect to the outputs,
+    ``d_final_state`` (optional, zeros when omitted) with respect to the final state
+    {"h": (B, d_h)}. Returns ``(d_params, d_x, d_state0)``: the gradient with respect to every
+    parameter (a dict, shapes as PARAM_SHAPES), to ``x`` (T, B, d_in) and to the initial
+    state (a dict), in ``x``'s dtype.
+
+    The step's derivatives, as rnnsym derives them (``rnnsym show CELL --backward``):
+
+    dh[t] = dL/dh[t] + d_next(h[t])
+    d_next(h[t-1]) = W_hh.T @ dh[t]
+    dL/dx[t] = W_xh.T @ dh[t]
+    dL/dW_xh = sum_t(dh[t] @ x[t].T)
+    dL/dW_hh = sum_t(dh[t] @ h[t-1].T)
+    dL/db_h = sum_t(dh[t])
+    """
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+    d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
+    # parameters read by the step's derivatives, in the input's dtype
+    W_hh = np.asarray(params["W_hh"], dtype=dtype)
+    # what the forward kept
+    xW = cache["xW"]
+    W_xh_x = xW[:, :, 0:d_h]
+    hW = cache["hW"]
+    W_hh_h = hW[:, :, 0:d_h]
+    h_all = cache["h_all"]
+
+    # adjoints of the products, every step, side by side per GEMM group as in the forward
+    W_hW = np.asarray(params["W_hh"], dtype=dtype)  # [W_hh]
+    d_hW = np.zeros((T, B, W_hW.shape[0]), dtype=dtype)
+    dW_hh_h = d_hW[:, :, 0:d_h]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
+    W_xW = np.asarray(params["W_xh"], dtype=dtype)  # [W_xh]
+    d_x = np.zeros_like(x)
+    # what step t+1 sends back to each state; at T, the final state's gradient
+    dh_next = d_final["h"]
+    for t in reversed(range(T)):
+        h = h_all[t + 1]
+        dW_hh_h[t] = d_outputs[t] + dh_next
+        d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
+        dh_next = d_hW_u
+
+    # after the loop: each group's weight gradient (and a hoisted group's input
+    # gradient) in one GEMM over all T steps
+    dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
+    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
+    d_params = {
+        "W_xh": dW_xW[0:d_h],
+        "W_hh": dW_hW[0:d_h],
+        "b_h": dW_hh_h.sum(axis=(0, 1)),
+    }
+    d_state0 = {"h": dh_next}
+    return d_params, d_x, d_state0
+
+
+def _check_grads(cache, d_outputs, d_final_state):
+    """Validate the upstream gradients against the cached run; zeros for an omitted state."""
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    want = (T, B) + tuple(size[s] for s in OUTPUT_SHAPE)
+    d_outputs = np.asarray(d_outputs)
+    if d_outputs.shape != want:
+        raise ValueError(f"d_outputs: expected shape (T, B, {', '.join(OUTPUT_SHAPE)}) = {want}, "
+                         f"got {d_outputs.shape}")
+    d_final_state = {} if d_final_state is None else dict(d_final_state)
+    unknown = [k for k in d_final_state if k not in STATE_SHAPES]
+    if unknown:
+        raise ValueError("d_final_state: unknown state(s) " + ", ".join(unknown)
+                         + " (expected " + ", ".join(STATE_SHAPES) + ")")
+    d_final = {}
+    for k, syms in STATE_SHAPES.items():
+        shape = (B,) + tuple(size[s] for s in syms)
+        if k in d_final_state:
+            if np.shape(d_final_state[k]) != shape:
+                raise ValueError(f"d_final_state[{k!r}]: expected shape (B, {', '.join(syms)}) = "
+                                 f"{shape}, got {np.shape(d_final_state[k])}")
+            d_final[k] = np.array(d_final_state[k], dtype=x.dtype)
+        else:
+            d_final[k] = np.zeros(shape, dtype=x.dtype)
+    return d_outputs.astype(x.dtype, copy=False), d_final
 
 
 def _check(params, x, state0):

@@ -3,7 +3,7 @@
 # template: rnnsym/codegen/templates/forward.py.tmpl
 # Do NOT modify by hand. Regenerate with: rnnsym generate --out generated
 # ruff: noqa
-"""GRU (reset before the recurrent matmul): NumPy forward pass.
+"""GRU (reset before the recurrent matmul): NumPy forward pass and its backward (BPTT).
 
 One step, in order (``@`` is the matrix product, ``*`` the elementwise product, ``[t-1]`` the
 value from the previous step):
@@ -41,6 +41,9 @@ Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a di
 applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
+
+Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cache=True)``, then
+``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)``.
 """
 import numpy as np
 
@@ -65,12 +68,15 @@ INPUT_SHAPE = ('d_in',)
 OUTPUT_SHAPE = ('d_h',)
 
 
-def forward(params, x, state0=None):
+def forward(params, x, state0=None, *, return_cache=False):
     """Run the cell over ``x`` (T, B, d_in) from ``state0`` (zeros when omitted).
 
     Returns ``(outputs, final_state)``: outputs is (T, B, d_h), final_state
-    {"h": (B, d_h)}.
+    {"h": (B, d_h)}. With ``return_cache=True``: ``(outputs, final_state, cache)``,
+    where cache holds every step's quantities for ``backward``.
     """
+    if return_cache:
+        return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = x.shape[0], x.shape[1]
     dtype = x.dtype
@@ -116,6 +122,210 @@ def step(params, x_t, state):
     """One step: ``x_t`` (B, d_in) and ``state`` → the new state dict."""
     _, new_state = forward(params, np.asarray(x_t)[None], state)
     return new_state
+
+
+def _forward_cached(params, x, state0=None):
+    """``forward``, keeping every quantity of every step for ``backward``."""
+    x, state, size = _check(params, x, state0)
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+
+    # input projection of all T steps in one GEMM: x[t] times W_xr, W_xz, W_xn (biases folded in)
+    W_xW = np.ascontiguousarray(np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype).T)
+    b_xW = np.concatenate([params["b_xr"] + params["b_hr"], params["b_xz"] + params["b_hz"], params["b_xn"] + params["b_hn"]]).astype(dtype)
+    xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
+    W_xr_x = xW[:, :, 0:d_h]  # W_xr @ x[t] + b_xr + b_hr
+    W_xz_x = xW[:, :, d_h:2*d_h]  # W_xz @ x[t] + b_xz + b_hz
+    W_xn_x = xW[:, :, 2*d_h:3*d_h]  # W_xn @ x[t] + b_xn + b_hn
+
+    # one fused GEMM per step for W_hr, W_hz (all applied to h[t-1]); its buffer is reused
+    W_hW = np.ascontiguousarray(np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype).T)
+    hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
+    W_hr_h = hW[:, :, 0:d_h]  # W_hr @ h[t-1]
+    W_hz_h = hW[:, :, d_h:2*d_h]  # W_hz @ h[t-1]
+
+    # one fused GEMM per step for W_hn (all applied to r[t] * h[t-1]); its buffer is reused
+    W_uW = np.ascontiguousarray(np.asarray(params["W_hn"], dtype=dtype).T)
+    uW = np.empty((T, B, W_uW.shape[1]), dtype=dtype)
+    W_hn_u = uW[:, :, 0:d_h]  # W_hn @ (r[t] * h[t-1])
+    uW_in = np.empty((T, B, d_h), dtype=dtype)  # its operand, every step
+
+    # every quantity of every step, for the backward; states (T + 1, B, d), initial first
+    r_all = np.empty((T, B, d_h), dtype=dtype)
+    z_all = np.empty((T, B, d_h), dtype=dtype)
+    n_all = np.empty((T, B, d_h), dtype=dtype)
+    h_all = np.empty((T + 1, B, d_h), dtype=dtype)
+    h_all[0] = state["h"]
+    for t in range(T):
+        h = h_all[t]
+        np.matmul(h, W_hW, out=hW[t])
+        r = r_all[t] = _sigmoid(W_xr_x[t] + W_hr_h[t])  # gate r
+        z = z_all[t] = _sigmoid(W_xz_x[t] + W_hz_h[t])  # gate z
+        uW_in[t] = r * h
+        np.matmul(uW_in[t], W_uW, out=uW[t])
+        n = n_all[t] = np.tanh(W_xn_x[t] + W_hn_u[t])  # gate n
+        h = h_all[t + 1] = (1 - z) * n + z * h  # state h
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "r_all": r_all, "z_all": z_all, "n_all": n_all, "h_all": h_all}
+    return h_all[1:], {"h": h_all[T].copy()}, cache
+
+
+def backward(params, cache, d_outputs, d_final_state=None):
+    """Backpropagation through time over the steps ``forward(..., return_cache=True)`` ran.
+
+    ``d_outputs`` (T, B, d_h) is the gradient of the loss with respect to the outputs,
+    ``d_final_state`` (optional, zeros when omitted) with respect to the final state
+    {"h": (B, d_h)}. Returns ``(d_params, d_x, d_state0)``: the gradient with respect to every
+    parameter (a dict, shapes as PARAM_SHAPES), to ``x`` (T, B, d_in) and to the initial
+    state (a dict), in ``x``'s dtype.
+
+    The step's derivatives, as rnnsym derives them (``rnnsym show CELL --backward``):
+
+    dh[t] = dL/dh[t] + d_next(h[t])
+    dn[t] = dh[t] * (1 - z[t])
+    da_n[t] = dn[t] * (1 - n[t] * n[t])
+    da2_n[t] = W_hn.T @ da_n[t]
+    dz[t] = - dh[t] * n[t] + dh[t] * h[t-1]
+    da_z[t] = dz[t] * z[t] * (1 - z[t])
+    dr[t] = da2_n[t] * h[t-1]
+    da_r[t] = dr[t] * r[t] * (1 - r[t])
+    d_next(h[t-1]) = dh[t] * z[t] + da2_n[t] * r[t] + W_hz.T @ da_z[t] + W_hr.T @ da_r[t]
+    dL/dx[t] = W_xn.T @ da_n[t] + W_xz.T @ da_z[t] + W_xr.T @ da_r[t]
+    dL/dW_xr = sum_t(da_r[t] @ x[t].T)
+    dL/dW_hr = sum_t(da_r[t] @ h[t-1].T)
+    dL/dW_xz = sum_t(da_z[t] @ x[t].T)
+    dL/dW_hz = sum_t(da_z[t] @ h[t-1].T)
+    dL/dW_xn = sum_t(da_n[t] @ x[t].T)
+    dL/dW_hn = sum_t(da_n[t] @ (r[t] * h[t-1]).T)
+    dL/db_xr = sum_t(da_r[t])
+    dL/db_hr = sum_t(da_r[t])
+    dL/db_xz = sum_t(da_z[t])
+    dL/db_hz = sum_t(da_z[t])
+    dL/db_xn = sum_t(da_n[t])
+    dL/db_hn = sum_t(da_n[t])
+    """
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+    d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
+    # parameters read by the step's derivatives, in the input's dtype
+    W_hr = np.asarray(params["W_hr"], dtype=dtype)
+    W_hz = np.asarray(params["W_hz"], dtype=dtype)
+    W_hn = np.asarray(params["W_hn"], dtype=dtype)
+    # what the forward kept
+    xW = cache["xW"]
+    W_xr_x = xW[:, :, 0:d_h]
+    W_xz_x = xW[:, :, d_h:2*d_h]
+    W_xn_x = xW[:, :, 2*d_h:3*d_h]
+    hW = cache["hW"]
+    W_hr_h = hW[:, :, 0:d_h]
+    W_hz_h = hW[:, :, d_h:2*d_h]
+    uW = cache["uW"]
+    uW_in = cache["uW_in"]
+    W_hn_u = uW[:, :, 0:d_h]
+    r_all = cache["r_all"]
+    z_all = cache["z_all"]
+    n_all = cache["n_all"]
+    h_all = cache["h_all"]
+
+    # adjoints of the products, every step, side by side per GEMM group as in the forward
+    W_xW = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype)  # [W_xr; W_xz; W_xn]
+    d_xW = np.zeros((T, B, W_xW.shape[0]), dtype=dtype)
+    dW_xr_x = d_xW[:, :, 0:d_h]
+    dW_xz_x = d_xW[:, :, d_h:2*d_h]
+    dW_xn_x = d_xW[:, :, 2*d_h:3*d_h]
+    W_hW = np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype)  # [W_hr; W_hz]
+    d_hW = np.zeros((T, B, W_hW.shape[0]), dtype=dtype)
+    dW_hr_h = d_hW[:, :, 0:d_h]
+    dW_hz_h = d_hW[:, :, d_h:2*d_h]
+    W_uW = np.asarray(params["W_hn"], dtype=dtype)  # [W_hn]
+    d_uW = np.zeros((T, B, W_uW.shape[0]), dtype=dtype)
+    dW_hn_u = d_uW[:, :, 0:d_h]
+    d_x = np.zeros_like(x)
+    # what step t+1 sends back to each state; at T, the final state's gradient
+    dh_next = d_final["h"]
+    for t in reversed(range(T)):
+        r = r_all[t]
+        z = z_all[t]
+        n = n_all[t]
+        h = h_all[t + 1]
+        h_prev = h_all[t]
+        dh = d_outputs[t] + dh_next
+        dn = dh * (1 - z)
+        dW_hn_u[t] = dn * (1 - n * n)
+        d_uW_u = d_uW[t] @ W_uW  # δ(r[t] * h[t-1]) from W_hn
+        dz = - dh * n + dh * h_prev
+        dW_hz_h[t] = dz * z * (1 - z)
+        dr = d_uW_u * h_prev
+        dW_hr_h[t] = dr * r * (1 - r)
+        d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hr, W_hz
+        dh_next = dh * z + d_uW_u * r + d_hW_u
+
+    # after the loop: each group's weight gradient (and a hoisted group's input
+    # gradient) in one GEMM over all T steps
+    dW_xr_x[...] = dW_hr_h
+    dW_xz_x[...] = dW_hz_h
+    dW_xn_x[...] = dW_hn_u
+    dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
+    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
+    dW_uW = d_uW.reshape(T * B, W_uW.shape[0]).T @ uW_in.reshape(T * B, d_h)
+    d_params = {
+        "W_xr": dW_xW[0:d_h],
+        "W_hr": dW_hW[0:d_h],
+        "W_xz": dW_xW[d_h:2*d_h],
+        "W_hz": dW_hW[d_h:2*d_h],
+        "W_xn": dW_xW[2*d_h:3*d_h],
+        "W_hn": dW_uW[0:d_h],
+        "b_xr": dW_xr_x.sum(axis=(0, 1)),
+        "b_hr": dW_xr_x.sum(axis=(0, 1)),
+        "b_xz": dW_xz_x.sum(axis=(0, 1)),
+        "b_hz": dW_xz_x.sum(axis=(0, 1)),
+        "b_xn": dW_xn_x.sum(axis=(0, 1)),
+        "b_hn": dW_xn_x.sum(axis=(0, 1)),
+    }
+    d_state0 = {"h": dh_next}
+    return d_params, d_x, d_state0
+
+
+def _check_grads(cache, d_outputs, d_final_state):
+    """Validate the upstream gradients against the cached run; zeros for an omitted state."""
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    want = (T, B) + tuple(size[s] for s in OUTPUT_SHAPE)
+    d_outputs = np.asarray(d_outputs)
+    if d_outputs.shape != want:
+        raise ValueError(f"d_outputs: expected shape (T, B, {', '.join(OUTPUT_SHAPE)}) = {want}, "
+                         f"got {d_outputs.shape}")
+    d_final_state = {} if d_final_state is None else dict(d_final_state)
+    unknown = [k for k in d_final_state if k not in STATE_SHAPES]
+    if unknown:
+        raise ValueError("d_final_state: unknown state(s) " + ", ".join(unknown)
+                         + " (expected " + ", ".join(STATE_SHAPES) + ")")
+    d_final = {}
+    for k, syms in STATE_SHAPES.items():
+        shape = (B,) + tuple(size[s] for s in syms)
+        if k in d_final_state:
+            if np.shape(d_final_state[k]) != shape:
+                raise ValueError(f"d_final_state[{k!r}]: expected shape (B, {', '.join(syms)}) = "
+                                 f"{shape}, got {np.shape(d_final_state[k])}")
+            d_final[k] = np.array(d_final_state[k], dtype=x.dtype)
+        else:
+            d_final[k] = np.zeros(shape, dtype=x.dtype)
+    return d_outputs.astype(x.dtype, copy=False), d_final
+
+
+def _sigmoid(u):
+    """Logistic function without overflow for any finite u (1/(1+exp(-u)) overflows past
+    |u| ~ 88 in float32). float32: (1 + tanh(u/2)) / 2, the fastest form there, absolute error
+    of a rounding unit; otherwise e^min(u,0) / (1 + e^-|u|), which also keeps full relative
+    accuracy for tiny values."""
+    if u.dtype == np.float32:
+        return 0.5 * np.tanh(0.5 * u) + 0.5
+    return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
 
 
 def _sigmoid_(u):

@@ -3,7 +3,7 @@
 # template: rnnsym/codegen/templates/forward.py.tmpl
 # Do NOT modify by hand. Regenerate with: rnnsym generate --out generated
 # ruff: noqa
-"""LSTM (peepholes): NumPy forward pass.
+"""LSTM (peepholes): NumPy forward pass and its backward (BPTT).
 
 One step, in order (``@`` is the matrix product, ``*`` the elementwise product, ``[t-1]`` the
 value from the previous step):
@@ -52,6 +52,9 @@ Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a di
 applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
+
+Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cache=True)``, then
+``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)``.
 """
 import numpy as np
 
@@ -84,12 +87,15 @@ INPUT_SHAPE = ('d_in',)
 OUTPUT_SHAPE = ('d_h',)
 
 
-def forward(params, x, state0=None):
+def forward(params, x, state0=None, *, return_cache=False):
     """Run the cell over ``x`` (T, B, d_in) from ``state0`` (zeros when omitted).
 
     Returns ``(outputs, final_state)``: outputs is (T, B, d_h), final_state
-    {"c": (B, d_h), "h": (B, d_h)}.
+    {"c": (B, d_h), "h": (B, d_h)}. With ``return_cache=True``: ``(outputs, final_state, cache)``,
+    where cache holds every step's quantities for ``backward``.
     """
+    if return_cache:
+        return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = x.shape[0], x.shape[1]
     dtype = x.dtype
@@ -139,6 +145,229 @@ def step(params, x_t, state):
     """One step: ``x_t`` (B, d_in) and ``state`` → the new state dict."""
     _, new_state = forward(params, np.asarray(x_t)[None], state)
     return new_state
+
+
+def _forward_cached(params, x, state0=None):
+    """``forward``, keeping every quantity of every step for ``backward``."""
+    x, state, size = _check(params, x, state0)
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+    # parameters read inside the loop, in the input's dtype
+    p_i = np.asarray(params["p_i"], dtype=dtype)
+    p_f = np.asarray(params["p_f"], dtype=dtype)
+    p_o = np.asarray(params["p_o"], dtype=dtype)
+
+    # input projection of all T steps in one GEMM: x[t] times W_xi, W_xf, W_xg, W_xo (biases folded in)
+    W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
+    b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
+    xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
+    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
+    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
+    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
+    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
+
+    # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
+    W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
+    hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
+    W_hi_h = hW[:, :, 0:d_h]  # W_hi @ h[t-1]
+    W_hf_h = hW[:, :, d_h:2*d_h]  # W_hf @ h[t-1]
+    W_hg_h = hW[:, :, 2*d_h:3*d_h]  # W_hg @ h[t-1]
+    W_ho_h = hW[:, :, 3*d_h:4*d_h]  # W_ho @ h[t-1]
+
+    # every quantity of every step, for the backward; states (T + 1, B, d), initial first
+    i_all = np.empty((T, B, d_h), dtype=dtype)
+    f_all = np.empty((T, B, d_h), dtype=dtype)
+    g_all = np.empty((T, B, d_h), dtype=dtype)
+    c_all = np.empty((T + 1, B, d_h), dtype=dtype)
+    c_all[0] = state["c"]
+    o_all = np.empty((T, B, d_h), dtype=dtype)
+    h_all = np.empty((T + 1, B, d_h), dtype=dtype)
+    h_all[0] = state["h"]
+    for t in range(T):
+        c = c_all[t]
+        h = h_all[t]
+        np.matmul(h, W_hW, out=hW[t])
+        i = i_all[t] = _sigmoid(W_xi_x[t] + W_hi_h[t] + p_i * c)  # gate i
+        f = f_all[t] = _sigmoid(W_xf_x[t] + W_hf_h[t] + p_f * c)  # gate f
+        g = g_all[t] = np.tanh(W_xg_x[t] + W_hg_h[t])  # gate g
+        c = c_all[t + 1] = f * c + i * g  # state c
+        o = o_all[t] = _sigmoid(W_xo_x[t] + W_ho_h[t] + p_o * c)  # gate o
+        h = h_all[t + 1] = o * np.tanh(c)  # state h
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "i_all": i_all, "f_all": f_all, "g_all": g_all, "c_all": c_all, "o_all": o_all, "h_all": h_all}
+    return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
+
+
+def backward(params, cache, d_outputs, d_final_state=None):
+    """Backpropagation through time over the steps ``forward(..., return_cache=True)`` ran.
+
+    ``d_outputs`` (T, B, d_h) is the gradient of the loss with respect to the outputs,
+    ``d_final_state`` (optional, zeros when omitted) with respect to the final state
+    {"c": (B, d_h), "h": (B, d_h)}. Returns ``(d_params, d_x, d_state0)``: the gradient with respect to every
+    parameter (a dict, shapes as PARAM_SHAPES), to ``x`` (T, B, d_in) and to the initial
+    state (a dict), in ``x``'s dtype.
+
+    The step's derivatives, as rnnsym derives them (``rnnsym show CELL --backward``):
+
+    dh[t] = dL/dh[t] + d_next(h[t])
+    do[t] = dh[t] * tanh(c[t])
+    da_o[t] = do[t] * o[t] * (1 - o[t])
+    dc[t] = d_next(c[t]) + dh[t] * o[t] * (1 - tanh(c[t]) * tanh(c[t])) + da_o[t] * p_o
+    dg[t] = dc[t] * i[t]
+    da_g[t] = dg[t] * (1 - g[t] * g[t])
+    df[t] = dc[t] * c[t-1]
+    da_f[t] = df[t] * f[t] * (1 - f[t])
+    di[t] = dc[t] * g[t]
+    da_i[t] = di[t] * i[t] * (1 - i[t])
+    d_next(c[t-1]) = dc[t] * f[t] + da_f[t] * p_f + da_i[t] * p_i
+    d_next(h[t-1]) = W_ho.T @ da_o[t] + W_hg.T @ da_g[t] + W_hf.T @ da_f[t] + W_hi.T @ da_i[t]
+    dL/dx[t] = W_xo.T @ da_o[t] + W_xg.T @ da_g[t] + W_xf.T @ da_f[t] + W_xi.T @ da_i[t]
+    dL/dW_xi = sum_t(da_i[t] @ x[t].T)
+    dL/dW_xf = sum_t(da_f[t] @ x[t].T)
+    dL/dW_xg = sum_t(da_g[t] @ x[t].T)
+    dL/dW_xo = sum_t(da_o[t] @ x[t].T)
+    dL/dW_hi = sum_t(da_i[t] @ h[t-1].T)
+    dL/dW_hf = sum_t(da_f[t] @ h[t-1].T)
+    dL/dW_hg = sum_t(da_g[t] @ h[t-1].T)
+    dL/dW_ho = sum_t(da_o[t] @ h[t-1].T)
+    dL/db_xi = sum_t(da_i[t])
+    dL/db_xf = sum_t(da_f[t])
+    dL/db_xg = sum_t(da_g[t])
+    dL/db_xo = sum_t(da_o[t])
+    dL/db_hi = sum_t(da_i[t])
+    dL/db_hf = sum_t(da_f[t])
+    dL/db_hg = sum_t(da_g[t])
+    dL/db_ho = sum_t(da_o[t])
+    dL/dp_i = sum_t(da_i[t] * c[t-1])
+    dL/dp_f = sum_t(da_f[t] * c[t-1])
+    dL/dp_o = sum_t(da_o[t] * c[t])
+    """
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    dtype = x.dtype
+    # sizes, read off the arrays by _check
+    d_h, d_in = size["d_h"], size["d_in"]
+    d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
+    # parameters read by the step's derivatives, in the input's dtype
+    W_hi = np.asarray(params["W_hi"], dtype=dtype)
+    W_hf = np.asarray(params["W_hf"], dtype=dtype)
+    W_hg = np.asarray(params["W_hg"], dtype=dtype)
+    W_ho = np.asarray(params["W_ho"], dtype=dtype)
+    p_i = np.asarray(params["p_i"], dtype=dtype)
+    p_f = np.asarray(params["p_f"], dtype=dtype)
+    p_o = np.asarray(params["p_o"], dtype=dtype)
+    # what the forward kept
+    xW = cache["xW"]
+    W_xi_x = xW[:, :, 0:d_h]
+    W_xf_x = xW[:, :, d_h:2*d_h]
+    W_xg_x = xW[:, :, 2*d_h:3*d_h]
+    W_xo_x = xW[:, :, 3*d_h:4*d_h]
+    hW = cache["hW"]
+    W_hi_h = hW[:, :, 0:d_h]
+    W_hf_h = hW[:, :, d_h:2*d_h]
+    W_hg_h = hW[:, :, 2*d_h:3*d_h]
+    W_ho_h = hW[:, :, 3*d_h:4*d_h]
+    i_all = cache["i_all"]
+    f_all = cache["f_all"]
+    g_all = cache["g_all"]
+    c_all = cache["c_all"]
+    o_all = cache["o_all"]
+    h_all = cache["h_all"]
+
+    # adjoints of the products, every step, side by side per GEMM group as in the forward
+    W_hW = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype)  # [W_hi; W_hf; W_hg; W_ho]
+    d_hW = np.zeros((T, B, W_hW.shape[0]), dtype=dtype)
+    dW_hi_h = d_hW[:, :, 0:d_h]
+    dW_hf_h = d_hW[:, :, d_h:2*d_h]
+    dW_hg_h = d_hW[:, :, 2*d_h:3*d_h]
+    dW_ho_h = d_hW[:, :, 3*d_h:4*d_h]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
+    W_xW = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype)  # [W_xi; W_xf; W_xg; W_xo]
+    d_x = np.zeros_like(x)
+    # what step t+1 sends back to each state; at T, the final state's gradient
+    dc_next = d_final["c"]
+    dh_next = d_final["h"]
+    for t in reversed(range(T)):
+        i = i_all[t]
+        f = f_all[t]
+        g = g_all[t]
+        c = c_all[t + 1]
+        o = o_all[t]
+        h = h_all[t + 1]
+        c_prev = c_all[t]
+        dh = d_outputs[t] + dh_next
+        do = dh * np.tanh(c)
+        dW_ho_h[t] = do * o * (1 - o)
+        da_o = dW_ho_h[t]
+        dc = dc_next + dh * o * (1 - np.tanh(c) * np.tanh(c)) + da_o * p_o
+        dg = dc * i
+        dW_hg_h[t] = dg * (1 - g * g)
+        df = dc * c_prev
+        dW_hf_h[t] = df * f * (1 - f)
+        da_f = dW_hf_h[t]
+        di = dc * g
+        dW_hi_h[t] = di * i * (1 - i)
+        da_i = dW_hi_h[t]
+        d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hi, W_hf, W_hg, W_ho
+        dc_next = dc * f + da_f * p_f + da_i * p_i
+        dh_next = d_hW_u
+
+    # after the loop: each group's weight gradient (and a hoisted group's input
+    # gradient) in one GEMM over all T steps
+    dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
+    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
+    d_params = {
+        "W_xi": dW_xW[0:d_h],
+        "W_xf": dW_xW[d_h:2*d_h],
+        "W_xg": dW_xW[2*d_h:3*d_h],
+        "W_xo": dW_xW[3*d_h:4*d_h],
+        "W_hi": dW_hW[0:d_h],
+        "W_hf": dW_hW[d_h:2*d_h],
+        "W_hg": dW_hW[2*d_h:3*d_h],
+        "W_ho": dW_hW[3*d_h:4*d_h],
+        "b_xi": dW_hi_h.sum(axis=(0, 1)),
+        "b_xf": dW_hf_h.sum(axis=(0, 1)),
+        "b_xg": dW_hg_h.sum(axis=(0, 1)),
+        "b_xo": dW_ho_h.sum(axis=(0, 1)),
+        "b_hi": dW_hi_h.sum(axis=(0, 1)),
+        "b_hf": dW_hf_h.sum(axis=(0, 1)),
+        "b_hg": dW_hg_h.sum(axis=(0, 1)),
+        "b_ho": dW_ho_h.sum(axis=(0, 1)),
+        "p_i": (dW_hi_h * c_all[:-1]).sum(axis=(0, 1)),
+        "p_f": (dW_hf_h * c_all[:-1]).sum(axis=(0, 1)),
+        "p_o": (dW_ho_h * c_all[1:]).sum(axis=(0, 1)),
+    }
+    d_state0 = {"c": dc_next, "h": dh_next}
+    return d_params, d_x, d_state0
+
+
+def _check_grads(cache, d_outputs, d_final_state):
+    """Validate the upstream gradients against the cached run; zeros for an omitted state."""
+    x, size = cache["x"], cache["size"]
+    T, B = x.shape[0], x.shape[1]
+    want = (T, B) + tuple(size[s] for s in OUTPUT_SHAPE)
+    d_outputs = np.asarray(d_outputs)
+    if d_outputs.shape != want:
+        raise ValueError(f"d_outputs: expected shape (T, B, {', '.join(OUTPUT_SHAPE)}) = {want}, "
+                         f"got {d_outputs.shape}")
+    d_final_state = {} if d_final_state is None else dict(d_final_state)
+    unknown = [k for k in d_final_state if k not in STATE_SHAPES]
+    if unknown:
+        raise ValueError("d_final_state: unknown state(s) " + ", ".join(unknown)
+                         + " (expected " + ", ".join(STATE_SHAPES) + ")")
+    d_final = {}
+    for k, syms in STATE_SHAPES.items():
+        shape = (B,) + tuple(size[s] for s in syms)
+        if k in d_final_state:
+            if np.shape(d_final_state[k]) != shape:
+                raise ValueError(f"d_final_state[{k!r}]: expected shape (B, {', '.join(syms)}) = "
+                                 f"{shape}, got {np.shape(d_final_state[k])}")
+            d_final[k] = np.array(d_final_state[k], dtype=x.dtype)
+        else:
+            d_final[k] = np.zeros(shape, dtype=x.dtype)
+    return d_outputs.astype(x.dtype, copy=False), d_final
 
 
 def _sigmoid(u):

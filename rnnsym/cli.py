@@ -110,6 +110,10 @@ def cmd_cells(args):
 
 def cmd_show(args):
     cell = cells_from_args(args)[0]
+    if args.backward:
+        from rnnsym.gradients import backward_latex, backward_text
+        print(backward_latex(cell) if args.latex else backward_text(cell))
+        return 0
     print(cell.latex() if args.latex else cell.text())
     return 0
 
@@ -249,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a cell's equations (text or --latex)")
     add_cell_arguments(s)
     s.add_argument("--latex", action="store_true", help="LaTeX instead of text")
+    s.add_argument("--backward", action="store_true",
+                   help="the backward step (BPTT): the gradients flowing into the previous states, "
+                        "the input and every parameter")
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser("shapes", help="derive the shape of every parameter")

@@ -10,17 +10,31 @@ from __future__ import annotations
 import linecache
 import types
 
+import sympy as sp
+
 from rnnsym.cells.cell import Cell
 from rnnsym.codegen.generator import render
 
 _CACHE: dict = {}
+_BY_CELL: dict = {}
+
+
+def _key(cell: Cell) -> str:
+    """Everything the source depends on, exactly (``srepr`` keeps the terms' written order)."""
+    eqs = tuple((e.name, e.kind, sp.srepr(e.rhs)) for e in cell.equations)
+    return repr((cell.name, cell.title, cell.inputs, eqs, cell.params, cell.dim_names,
+                 cell.soft_dim_names, cell.equal_dims, cell.options))
 
 
 def compile_cell(cell: Cell) -> types.ModuleType:
     """A module object with ``forward``, ``step``, ``PARAM_SHAPES``, ``STATE_SHAPES`` and the
-    source as ``__source__``."""
+    source as ``__source__``; also ``backward`` (see the module's docstring)."""
+    key = _key(cell)                # cells are immutable: the same key renders the same source
+    if key in _BY_CELL:
+        return _BY_CELL[key]
     source = render(cell, regen="rnnsym.compile(cell)")
     if source in _CACHE:
+        _BY_CELL[key] = _CACHE[source]
         return _CACHE[source]
     filename = f"<rnnsym generated {cell.name} {len(_CACHE)}>"
     module = types.ModuleType(f"rnnsym_generated_{cell.name}")
@@ -28,5 +42,5 @@ def compile_cell(cell: Cell) -> types.ModuleType:
     module.__source__ = source
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated code
-    _CACHE[source] = module
+    _CACHE[source] = _BY_CELL[key] = module
     return module

@@ -76,7 +76,10 @@ def _operand_name(operand) -> str:
     return "u"
 
 
-def plan(cell: Cell) -> StepPlan:
+def plan(cell: Cell, fuse: bool = True) -> StepPlan:
+    """The step plan of ``cell``; ``fuse=False`` leaves out step 4 (hoisted slices added into
+    the in-loop buffers, activations in place), so that every product keeps its own value: the
+    forward that caches for the backward reads them."""
     table = derive(cell)
     table.check_determined()
     # 1. every (parameter) @ (operand) product, in written order
@@ -141,7 +144,8 @@ def plan(cell: Cell) -> StepPlan:
     # 4. per step, add the hoisted slices to the in-loop GEMM's buffer in one operation where
     #    every pre-activation is `W_x* x + W_h* h` (LSTM, GRU's r and z), then apply runs of
     #    the same activation in place on adjacent gate slices (one call for i and f)
-    equations = _pair_and_fuse(cell, table, groups, equations)
+    if fuse:
+        equations = _pair_and_fuse(cell, table, groups, equations)
 
     # 5. common sub-expressions across equations, computed once
     equations, temps = _cse(equations, used_names | {g.name for g in groups})
