@@ -141,8 +141,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
-    # parameters read by the step's derivatives, in the input's dtype
-    W_hh = np.asarray(params["W_hh"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
     W_xh_x = xW[:, :, 0:d_h]
@@ -160,7 +158,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        h = h_all[t + 1]
         dW_hh_h[t] = d_outputs[t] + dh_next
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
         dh_next = d_hW_u

@@ -169,9 +169,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
-    # parameters read by the step's derivatives, in the input's dtype
-    W_hh = np.asarray(params["W_hh"], dtype=dtype)
-    W_hy = np.asarray(params["W_hy"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
     W_xh_x = xW[:, :, 0:d_h]
@@ -195,7 +192,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        h = h_all[t + 1]
         dW_hy_h[t] = d_outputs[t]
         d_hW2_u = d_hW2[t] @ W_hW2  # δ(h[t]) from W_hy
         dW_hh_h[t] = dh_next + d_hW2_u

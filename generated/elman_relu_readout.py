@@ -170,9 +170,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
-    # parameters read by the step's derivatives, in the input's dtype
-    W_hh = np.asarray(params["W_hh"], dtype=dtype)
-    W_hy = np.asarray(params["W_hy"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
     W_xh_x = xW[:, :, 0:d_h]

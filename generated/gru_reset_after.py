@@ -204,9 +204,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # parameters read by the step's derivatives, in the input's dtype
-    W_hr = np.asarray(params["W_hr"], dtype=dtype)
-    W_hz = np.asarray(params["W_hz"], dtype=dtype)
-    W_hn = np.asarray(params["W_hn"], dtype=dtype)
     b_hn = np.asarray(params["b_hn"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
@@ -240,7 +237,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
         r = r_all[t]
         z = z_all[t]
         n = n_all[t]
-        h = h_all[t + 1]
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next
         dn = dh * (1 - z)

@@ -250,10 +250,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # parameters read by the step's derivatives, in the input's dtype
-    W_hi = np.asarray(params["W_hi"], dtype=dtype)
-    W_hf = np.asarray(params["W_hf"], dtype=dtype)
-    W_hg = np.asarray(params["W_hg"], dtype=dtype)
-    W_ho = np.asarray(params["W_ho"], dtype=dtype)
     p_i = np.asarray(params["p_i"], dtype=dtype)
     p_f = np.asarray(params["p_f"], dtype=dtype)
     p_o = np.asarray(params["p_o"], dtype=dtype)
@@ -294,7 +290,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
         g = g_all[t]
         c = c_all[t + 1]
         o = o_all[t]
-        h = h_all[t + 1]
         c_prev = c_all[t]
         dh = d_outputs[t] + dh_next
         do = dh * np.tanh(c)

@@ -231,9 +231,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # parameters read by the step's derivatives, in the input's dtype
-    W_hi = np.asarray(params["W_hi"], dtype=dtype)
-    W_hg = np.asarray(params["W_hg"], dtype=dtype)
-    W_ho = np.asarray(params["W_ho"], dtype=dtype)
     p_i = np.asarray(params["p_i"], dtype=dtype)
     p_o = np.asarray(params["p_o"], dtype=dtype)
     # what the forward kept
@@ -270,7 +267,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
         g = g_all[t]
         c = c_all[t + 1]
         o = o_all[t]
-        h = h_all[t + 1]
         c_prev = c_all[t]
         dh = d_outputs[t] + dh_next
         da_h = dh * o * (1 - np.tanh(np.clip(c, -3.0, 3.0)) * np.tanh(np.clip(c, -3.0, 3.0)))

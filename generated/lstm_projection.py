@@ -252,12 +252,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # sizes, read off the arrays by _check
     d_h, d_in, d_proj = size["d_h"], size["d_in"], size["d_proj"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
-    # parameters read by the step's derivatives, in the input's dtype
-    W_hi = np.asarray(params["W_hi"], dtype=dtype)
-    W_hf = np.asarray(params["W_hf"], dtype=dtype)
-    W_hg = np.asarray(params["W_hg"], dtype=dtype)
-    W_ho = np.asarray(params["W_ho"], dtype=dtype)
-    W_hr = np.asarray(params["W_hr"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
     W_xi_x = xW[:, :, 0:d_h]
@@ -301,7 +295,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
         g = g_all[t]
         c = c_all[t + 1]
         o = o_all[t]
-        h = h_all[t + 1]
         c_prev = c_all[t]
         dW_hr_u[t] = d_outputs[t] + dh_next
         d_uW_u = d_uW[t] @ W_uW  # δ(o[t] * tanh(c[t])) from W_hr

@@ -36,6 +36,9 @@ def add_arguments(p):
     p.add_argument("--no-torch", action="store_true", help="leave torch out")
     p.add_argument("--unroll", action="store_true",
                    help="time the symbolic chain/nested unrolls instead of forward passes")
+    p.add_argument("--backward", action="store_true",
+                   help="time forward + backward (BPTT): generated vs the hand-written reference "
+                        "vs torch autograd")
 
 
 # --- hand-optimised NumPy baselines ------------------------------------------------------------
@@ -209,6 +212,82 @@ def contenders(cell_name, params, x, use_torch=True):
     return out
 
 
+def backward_contenders(cell_name, params, x, use_torch=True):
+    """Forward + backward over all T steps, from an upstream gradient of the outputs."""
+    from rnnsym import compile as rnn_compile
+    from rnnsym import reference
+    from rnnsym.cells import builtin
+    gen = rnn_compile(builtin(cell_name))
+    d_out = np.random.default_rng(1).standard_normal(gen.forward(params, x[:1])[0].shape[1:])
+    d_out = np.broadcast_to(d_out, (x.shape[0],) + d_out.shape).astype(x.dtype)
+
+    def generated():
+        _, _, cache = gen.forward(params, x, return_cache=True)
+        return gen.backward(params, cache, d_out)
+    ref = {"elman": reference.elman_backward, "lstm": reference.lstm_backward,
+           "gru": reference.gru_backward}[cell_name]
+    out = {"generated": generated, "reference": lambda: ref(params, x, None, d_out)}
+    if use_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            d_h = params["W_hh" if cell_name == "elman" else "W_hi" if cell_name == "lstm"
+                         else "W_hr"].shape[0]
+            m = _torch_module(cell_name, params, x.shape[2], d_h, str(x.dtype))
+            xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_()
+            gt = torch.from_numpy(np.ascontiguousarray(d_out))
+
+            def run_torch():
+                m.zero_grad(set_to_none=True)
+                xt.grad = None
+                y, _ = m(xt)
+                y.backward(gt)
+                return xt.grad
+            out["torch"] = run_torch
+    return out
+
+
+def run_backward(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7,
+                 use_torch=True, log=None):
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell_name in cells:
+        for (T, B, d_in, d_h) in shapes:
+            for dtype in dtypes:
+                _, params = _params(cell_name, d_in, d_h, dtype, rng)
+                x = rng.standard_normal((T, B, d_in)).astype(dtype)
+                fns = backward_contenders(cell_name, params, x, use_torch)
+                torch_fn = {k: fns.pop(k) for k in ("torch",) if k in fns}
+                med = time_all(fns, repeats)
+                if torch_fn:
+                    med.update(time_all(torch_fn, repeats))
+                rows.append({"cell": cell_name, "shape": (T, B, d_in, d_h), "dtype": dtype, **med})
+                if log:
+                    log(format_backward_rows([rows[-1]], header=len(rows) == 1))
+    return rows
+
+
+BACKWARD_COLUMNS = ("generated", "reference", "torch")
+
+
+def format_backward_rows(rows, header=True) -> str:
+    lines = []
+    if header:
+        lines.append(f"{'cell':<6} {'(T,B,d_in,d_h)':<18} {'dtype':<8} "
+                     + " ".join(f"{c:>11}" for c in BACKWARD_COLUMNS)
+                     + f" {'gen/ref':>8} {'gen/torch':>9}")
+    for r in rows:
+        cells = " ".join(f"{r[c] * 1e3:>9.2f}ms" if c in r else f"{'-':>11}" for c in BACKWARD_COLUMNS)
+
+        def ratio(a, b):
+            return f"{r[a] / r[b]:>8.2f}" if a in r and b in r else f"{'-':>8}"
+        lines.append(f"{r['cell']:<6} {str(r['shape']):<18} {r['dtype']:<8} {cells} "
+                     f"{ratio('generated', 'reference')} {ratio('generated', 'torch'):>9}")
+    return "\n".join(lines)
+
+
 def time_all(fns: dict, repeats: int) -> dict:
     """Median seconds per contender; rounds interleave the contenders to share the noise."""
     for f in fns.values():
@@ -287,6 +366,12 @@ def main(args) -> int:
                 raise ValueError(f"--shape takes T,B,D_IN,D_H (positive integers), got {s!r}")
             shapes.append(tuple(int(p) for p in parts))
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    if args.backward:
+        print(f"median of {args.repeats} interleaved rounds; times per forward + backward pass "
+              "over T steps (torch: autograd, CPU)", file=sys.stderr)
+        run_backward(cells, shapes, dtypes, args.repeats, not args.no_torch,
+                     log=lambda s: print(s, flush=True))
+        return 0
     print(f"median of {args.repeats} interleaved rounds; times per forward pass over T steps",
           file=sys.stderr)
     run(cells, shapes, dtypes, args.repeats, not args.no_torch,

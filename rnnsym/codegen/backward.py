@@ -18,6 +18,7 @@ value) and the symbolic backward walk of :mod:`rnnsym.gradients` over the planne
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import sympy as sp
@@ -106,9 +107,14 @@ class _PlannedVJP(StepVJP):
                     changed = True
 
 
+@functools.lru_cache(maxsize=4096)
+def _word(name):
+    return re.compile(rf"(?<![\w.\"]){re.escape(name)}(?![\w\"])")
+
+
 def _word_used(name, lines) -> bool:
-    pat = re.compile(rf"(?<![\w.\"]){re.escape(name)}(?![\w\"])")
-    return any(pat.search(line) for line in lines)
+    pat = _word(name)
+    return any(pat.search(line.split("  # ")[0]) for line in lines)
 
 
 class _Alloc:
@@ -129,7 +135,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     """Source pieces for the template: ``cached_body`` and ``backward_body`` (indented lines)."""
     from rnnsym.codegen.generator import group_lines, _shape_tuple
 
-    sp_ = plan(cell, fuse=False)
+    sp_ = plan(cell, fuse=False, table=table)
     kinds = {e.name: e.kind for e in cell.equations}
     alloc = _Alloc(set(names.var.values()) | set(names.param.values()) | set(names.prev.values())
                    | {g.name for g in sp_.groups} | {f"W_{g.name}" for g in sp_.groups}

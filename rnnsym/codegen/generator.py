@@ -62,9 +62,9 @@ def _shape_tuple(table, name) -> tuple:
 class _Names:
     """Python variable names of the quantities in the loop body."""
 
-    def __init__(self, cell: Cell, step_plan):
+    def __init__(self, cell: Cell, step_plan, table=None):
         taken = (set(RESERVED) | {g.name for g in step_plan.groups} | {t[0] for t in step_plan.temps}
-                 | {str(d) for d in derive(cell).dims} | {f"W_{g.name}" for g in step_plan.groups}
+                 | {str(d) for d in (table or derive(cell)).dims} | {f"W_{g.name}" for g in step_plan.groups}
                  | {p.slot.name for g in step_plan.groups for p in g.products})
         self.var = {}
         self.param = {}             # local names of parameters read in the loop
@@ -163,8 +163,8 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     if len(cell.inputs) != 1:
         raise ValueError(f"code generation needs exactly one input, {cell.name} has "
                          f"{len(cell.inputs)}: {', '.join(cell.inputs)}")
-    sp_ = plan(cell)
-    names = _Names(cell, sp_)
+    sp_ = plan(cell, table=table)
+    names = _Names(cell, sp_, table)
     code = names.mapping(cell, sp_)
 
     def dims_code(name):

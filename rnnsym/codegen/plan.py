@@ -76,7 +76,7 @@ def _operand_name(operand) -> str:
     return "u"
 
 
-def plan(cell: Cell, fuse: bool = True) -> StepPlan:
+def plan(cell: Cell, fuse: bool = True, table=None) -> StepPlan:
     """The step plan of ``cell``; ``fuse=False`` leaves out step 4 (hoisted slices added into
     the in-loop buffers, activations in place), so that every product keeps its own value: the
     forward that caches for the backward reads them."""
