@@ -112,7 +112,9 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        h = h_all[t + 1] = np.maximum(W_xh_x[t] + W_hh_h[t], 0)  # state h
+        np.add(W_xh_x[t], W_hh_h[t], out=h_all[t + 1])
+        np.maximum(h_all[t + 1], 0, out=h_all[t + 1])  # state h
+        h = h_all[t + 1]
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
@@ -161,7 +163,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     for t in reversed(range(T)):
         h = h_all[t + 1]
         dh = d_outputs[t] + dh_next
-        dW_hh_h[t] = dh * (h > 0)
+        np.multiply(dh, (h > 0), out=dW_hh_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
         dh_next = d_hW_u
 

@@ -135,7 +135,9 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        h = h_all[t + 1] = np.maximum(W_xh_x[t] + W_hh_h[t], 0)  # state h
+        np.add(W_xh_x[t], W_hh_h[t], out=h_all[t + 1])
+        np.maximum(h_all[t + 1], 0, out=h_all[t + 1])  # state h
+        h = h_all[t + 1]
         np.matmul(h, W_hW2, out=hW2[t])
         y = y_all[t] = W_hy_h[t] + b_y  # output y
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "hW2": hW2, "h_all": h_all, "y_all": y_all}
@@ -197,7 +199,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
         dW_hy_h[t] = d_outputs[t]
         d_hW2_u = d_hW2[t] @ W_hW2  # δ(h[t]) from W_hy
         dh = dh_next + d_hW2_u
-        dW_hh_h[t] = dh * (h > 0)
+        np.multiply(dh, (h > 0), out=dW_hh_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
         dh_next = d_hW_u
 

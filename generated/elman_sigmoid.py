@@ -112,7 +112,9 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        h = h_all[t + 1] = _sigmoid(W_xh_x[t] + W_hh_h[t])  # state h
+        np.add(W_xh_x[t], W_hh_h[t], out=h_all[t + 1])
+        _sigmoid_(h_all[t + 1])  # state h
+        h = h_all[t + 1]
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
@@ -161,7 +163,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     for t in reversed(range(T)):
         h = h_all[t + 1]
         dh = d_outputs[t] + dh_next
-        dW_hh_h[t] = dh * h * (1 - h)
+        np.multiply(dh * h, 1 - h, out=dW_hh_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
         dh_next = d_hW_u
 
@@ -214,6 +216,23 @@ def _sigmoid(u):
     if u.dtype == np.float32:
         return 0.5 * np.tanh(0.5 * u) + 0.5
     return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
+
+
+def _sigmoid_(u):
+    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    if u.dtype == np.float32:
+        u *= 0.5
+        np.tanh(u, out=u)
+        u *= 0.5
+        u += 0.5
+        return
+    e = np.abs(u)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    e += 1
+    np.minimum(u, 0, out=u)
+    np.exp(u, out=u)
+    u /= e
 
 
 def _check(params, x, state0):

@@ -155,9 +155,15 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        r = r_all[t] = _sigmoid(W_xr_x[t] + W_hr_h[t])  # gate r
-        z = z_all[t] = _sigmoid(W_xz_x[t] + W_hz_h[t])  # gate z
-        n = n_all[t] = np.tanh(W_xn_x[t] + r * (W_hn_h[t] + b_hn))  # gate n
+        r = r_all[t]  # gate r
+        np.add(W_xr_x[t], W_hr_h[t], out=r)
+        _sigmoid_(r)
+        z = z_all[t]  # gate z
+        np.add(W_xz_x[t], W_hz_h[t], out=z)
+        _sigmoid_(z)
+        n = n_all[t]  # gate n
+        np.add(W_xn_x[t], r * (W_hn_h[t] + b_hn), out=n)
+        np.tanh(n, out=n)
         h = h_all[t + 1] = (1 - z) * n + z * h  # state h
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "r_all": r_all, "z_all": z_all, "n_all": n_all, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
@@ -178,7 +184,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dn[t] = dh[t] * (1 - z[t])
     da_n[t] = dn[t] * (1 - n[t] * n[t])
     da2_n[t] = da_n[t] * r[t]
-    dz[t] = - dh[t] * n[t] + dh[t] * h[t-1]
+    dz[t] = dh[t] * (h[t-1] - n[t])
     da_z[t] = dz[t] * z[t] * (1 - z[t])
     dr[t] = da_n[t] * (W_hn @ h[t-1] + b_hn)
     da_r[t] = dr[t] * r[t] * (1 - r[t])
@@ -240,13 +246,13 @@ def backward(params, cache, d_outputs, d_final_state=None):
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next
         dn = dh * (1 - z)
-        dW_xn_x[t] = dn * (1 - n * n)
+        np.multiply(dn, 1 - n * n, out=dW_xn_x[t])
         da_n = dW_xn_x[t]
-        dW_hn_h[t] = da_n * r
-        dz = - dh * n + dh * h_prev
-        dW_hz_h[t] = dz * z * (1 - z)
+        np.multiply(da_n, r, out=dW_hn_h[t])
+        dz = dh * (h_prev - n)
+        np.multiply(dz * z, 1 - z, out=dW_hz_h[t])
         dr = da_n * (W_hn_h[t] + b_hn)
-        dW_hr_h[t] = dr * r * (1 - r)
+        np.multiply(dr * r, 1 - r, out=dW_hr_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hr, W_hz, W_hn
         dh_next = dh * z + d_hW_u
 
@@ -300,16 +306,6 @@ def _check_grads(cache, d_outputs, d_final_state):
         else:
             d_final[k] = np.zeros(shape, dtype=x.dtype)
     return d_outputs.astype(x.dtype, copy=False), d_final
-
-
-def _sigmoid(u):
-    """Logistic function without overflow for any finite u (1/(1+exp(-u)) overflows past
-    |u| ~ 88 in float32). float32: (1 + tanh(u/2)) / 2, the fastest form there, absolute error
-    of a rounding unit; otherwise e^min(u,0) / (1 + e^-|u|), which also keeps full relative
-    accuracy for tiny values."""
-    if u.dtype == np.float32:
-        return 0.5 * np.tanh(0.5 * u) + 0.5
-    return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
 
 
 def _sigmoid_(u):

@@ -161,11 +161,17 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        r = r_all[t] = _sigmoid(W_xr_x[t] + W_hr_h[t])  # gate r
-        z = z_all[t] = _sigmoid(W_xz_x[t] + W_hz_h[t])  # gate z
+        r = r_all[t]  # gate r
+        np.add(W_xr_x[t], W_hr_h[t], out=r)
+        _sigmoid_(r)
+        z = z_all[t]  # gate z
+        np.add(W_xz_x[t], W_hz_h[t], out=z)
+        _sigmoid_(z)
         uW_in[t] = r * h
         np.matmul(uW_in[t], W_uW, out=uW[t])
-        n = n_all[t] = np.tanh(W_xn_x[t] + W_hn_u[t])  # gate n
+        n = n_all[t]  # gate n
+        np.add(W_xn_x[t], W_hn_u[t], out=n)
+        np.tanh(n, out=n)
         h = h_all[t + 1] = (1 - z) * n + z * h  # state h
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "r_all": r_all, "z_all": z_all, "n_all": n_all, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
@@ -186,7 +192,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dn[t] = dh[t] * (1 - z[t])
     da_n[t] = dn[t] * (1 - n[t] * n[t])
     da2_n[t] = W_hn.T @ da_n[t]
-    dz[t] = - dh[t] * n[t] + dh[t] * h[t-1]
+    dz[t] = dh[t] * (h[t-1] - n[t])
     da_z[t] = dz[t] * z[t] * (1 - z[t])
     dr[t] = da2_n[t] * h[t-1]
     da_r[t] = dr[t] * r[t] * (1 - r[t])
@@ -250,12 +256,12 @@ def backward(params, cache, d_outputs, d_final_state=None):
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next
         dn = dh * (1 - z)
-        dW_hn_u[t] = dn * (1 - n * n)
+        np.multiply(dn, 1 - n * n, out=dW_hn_u[t])
         d_uW_u = d_uW[t] @ W_uW  # δ(r[t] * h[t-1]) from W_hn
-        dz = - dh * n + dh * h_prev
-        dW_hz_h[t] = dz * z * (1 - z)
+        dz = dh * (h_prev - n)
+        np.multiply(dz * z, 1 - z, out=dW_hz_h[t])
         dr = d_uW_u * h_prev
-        dW_hr_h[t] = dr * r * (1 - r)
+        np.multiply(dr * r, 1 - r, out=dW_hr_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hr, W_hz
         dh_next = dh * z + d_uW_u * r + d_hW_u
 
@@ -311,16 +317,6 @@ def _check_grads(cache, d_outputs, d_final_state):
         else:
             d_final[k] = np.zeros(shape, dtype=x.dtype)
     return d_outputs.astype(x.dtype, copy=False), d_final
-
-
-def _sigmoid(u):
-    """Logistic function without overflow for any finite u (1/(1+exp(-u)) overflows past
-    |u| ~ 88 in float32). float32: (1 + tanh(u/2)) / 2, the fastest form there, absolute error
-    of a rounding unit; otherwise e^min(u,0) / (1 + e^-|u|), which also keeps full relative
-    accuracy for tiny values."""
-    if u.dtype == np.float32:
-        return 0.5 * np.tanh(0.5 * u) + 0.5
-    return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
 
 
 def _sigmoid_(u):

@@ -165,11 +165,17 @@ def _forward_cached(params, x, state0=None):
         c = c_all[t]
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        i = i_all[t] = _sigmoid(W_xi_x[t] + W_hi_h[t])  # gate i
+        i = i_all[t]  # gate i
+        np.add(W_xi_x[t], W_hi_h[t], out=i)
+        _sigmoid_(i)
         f = f_all[t] = 1 - i  # gate f
-        g = g_all[t] = np.tanh(W_xg_x[t] + W_hg_h[t])  # gate g
+        g = g_all[t]  # gate g
+        np.add(W_xg_x[t], W_hg_h[t], out=g)
+        np.tanh(g, out=g)
         c = c_all[t + 1] = f * c + i * g  # state c
-        o = o_all[t] = _sigmoid(W_xo_x[t] + W_ho_h[t])  # gate o
+        o = o_all[t]  # gate o
+        np.add(W_xo_x[t], W_ho_h[t], out=o)
+        _sigmoid_(o)
         h = h_all[t + 1] = o * np.tanh(c)  # state h
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "i_all": i_all, "f_all": f_all, "g_all": g_all, "c_all": c_all, "o_all": o_all, "h_all": h_all}
     return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
@@ -252,15 +258,16 @@ def backward(params, cache, d_outputs, d_final_state=None):
         c = c_all[t + 1]
         o = o_all[t]
         c_prev = c_all[t]
+        tanh_c = np.tanh(c)
         dh = d_outputs[t] + dh_next
-        do = dh * np.tanh(c)
-        dW_ho_h[t] = do * o * (1 - o)
-        dc = dc_next + dh * o * (1 - np.tanh(c) * np.tanh(c))
+        do = dh * tanh_c
+        np.multiply(do * o, 1 - o, out=dW_ho_h[t])
+        dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
         dg = dc * i
-        dW_hg_h[t] = dg * (1 - g * g)
+        np.multiply(dg, 1 - g * g, out=dW_hg_h[t])
         df = dc * c_prev
         di = dc * g - df
-        dW_hi_h[t] = di * i * (1 - i)
+        np.multiply(di * i, 1 - i, out=dW_hi_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hi, W_hg, W_ho
         dc_next = dc * f
         dh_next = d_hW_u
@@ -313,16 +320,6 @@ def _check_grads(cache, d_outputs, d_final_state):
         else:
             d_final[k] = np.zeros(shape, dtype=x.dtype)
     return d_outputs.astype(x.dtype, copy=False), d_final
-
-
-def _sigmoid(u):
-    """Logistic function without overflow for any finite u (1/(1+exp(-u)) overflows past
-    |u| ~ 88 in float32). float32: (1 + tanh(u/2)) / 2, the fastest form there, absolute error
-    of a rounding unit; otherwise e^min(u,0) / (1 + e^-|u|), which also keeps full relative
-    accuracy for tiny values."""
-    if u.dtype == np.float32:
-        return 0.5 * np.tanh(0.5 * u) + 0.5
-    return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
 
 
 def _sigmoid_(u):

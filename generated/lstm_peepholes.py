@@ -191,7 +191,9 @@ def _forward_cached(params, x, state0=None):
         np.matmul(h, W_hW, out=hW[t])
         i = i_all[t] = _sigmoid(W_xi_x[t] + W_hi_h[t] + p_i * c)  # gate i
         f = f_all[t] = _sigmoid(W_xf_x[t] + W_hf_h[t] + p_f * c)  # gate f
-        g = g_all[t] = np.tanh(W_xg_x[t] + W_hg_h[t])  # gate g
+        g = g_all[t]  # gate g
+        np.add(W_xg_x[t], W_hg_h[t], out=g)
+        np.tanh(g, out=g)
         c = c_all[t + 1] = f * c + i * g  # state c
         o = o_all[t] = _sigmoid(W_xo_x[t] + W_ho_h[t] + p_o * c)  # gate o
         h = h_all[t + 1] = o * np.tanh(c)  # state h
@@ -291,18 +293,19 @@ def backward(params, cache, d_outputs, d_final_state=None):
         c = c_all[t + 1]
         o = o_all[t]
         c_prev = c_all[t]
+        tanh_c = np.tanh(c)
         dh = d_outputs[t] + dh_next
-        do = dh * np.tanh(c)
-        dW_ho_h[t] = do * o * (1 - o)
+        do = dh * tanh_c
+        np.multiply(do * o, 1 - o, out=dW_ho_h[t])
         da_o = dW_ho_h[t]
-        dc = dc_next + dh * o * (1 - np.tanh(c) * np.tanh(c)) + da_o * p_o
+        dc = dc_next + dh * o * (1 - tanh_c * tanh_c) + da_o * p_o
         dg = dc * i
-        dW_hg_h[t] = dg * (1 - g * g)
+        np.multiply(dg, 1 - g * g, out=dW_hg_h[t])
         df = dc * c_prev
-        dW_hf_h[t] = df * f * (1 - f)
+        np.multiply(df * f, 1 - f, out=dW_hf_h[t])
         da_f = dW_hf_h[t]
         di = dc * g
-        dW_hi_h[t] = di * i * (1 - i)
+        np.multiply(di * i, 1 - i, out=dW_hi_h[t])
         da_i = dW_hi_h[t]
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hi, W_hf, W_hg, W_ho
         dc_next = dc * f + da_f * p_f + da_i * p_i

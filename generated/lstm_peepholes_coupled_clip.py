@@ -174,7 +174,8 @@ def _forward_cached(params, x, state0=None):
         np.matmul(h, W_hW, out=hW[t])
         i = i_all[t] = _sigmoid(np.clip(W_xi_x[t] + W_hi_h[t] + p_i * c, -3.0, 3.0))  # gate i
         f = f_all[t] = 1 - i  # gate f
-        g = g_all[t] = np.tanh(np.clip(W_xg_x[t] + W_hg_h[t], -3.0, 3.0))  # gate g
+        np.tanh(np.clip(W_xg_x[t] + W_hg_h[t], -3.0, 3.0), out=g_all[t])  # gate g
+        g = g_all[t]
         c = c_all[t + 1] = f * c + i * g  # state c
         o = o_all[t] = _sigmoid(np.clip(W_xo_x[t] + W_ho_h[t] + p_o * c, -3.0, 3.0))  # gate o
         h = h_all[t + 1] = o * np.tanh(np.clip(c, -3.0, 3.0))  # state h
@@ -268,20 +269,22 @@ def backward(params, cache, d_outputs, d_final_state=None):
         c = c_all[t + 1]
         o = o_all[t]
         c_prev = c_all[t]
+        clip_c_3_0 = np.clip(c, -3.0, 3.0)
+        tanh_clip_c_3_0 = np.tanh(clip_c_3_0)
         dh = d_outputs[t] + dh_next
-        da_h = dh * o * (1 - np.tanh(np.clip(c, -3.0, 3.0)) * np.tanh(np.clip(c, -3.0, 3.0)))
-        do = dh * np.tanh(np.clip(c, -3.0, 3.0))
+        da_h = dh * o * (1 - tanh_clip_c_3_0 * tanh_clip_c_3_0)
+        do = dh * tanh_clip_c_3_0
         da_o = do * o * (1 - o)
-        dW_ho_h[t] = da_o * (np.abs(np.clip(W_xo_x[t] + W_ho_h[t] + p_o * c, -3.0, 3.0)) < 3.0)
+        np.multiply(da_o, (np.abs(np.clip(W_xo_x[t] + W_ho_h[t] + p_o * c, -3.0, 3.0)) < 3.0), out=dW_ho_h[t])
         da2_o = dW_ho_h[t]
-        dc = dc_next + da_h * (np.abs(np.clip(c, -3.0, 3.0)) < 3.0) + da2_o * p_o
+        dc = dc_next + da_h * (np.abs(clip_c_3_0) < 3.0) + da2_o * p_o
         dg = dc * i
         da_g = dg * (1 - g * g)
-        dW_hg_h[t] = da_g * (np.abs(np.clip(W_xg_x[t] + W_hg_h[t], -3.0, 3.0)) < 3.0)
+        np.multiply(da_g, (np.abs(np.clip(W_xg_x[t] + W_hg_h[t], -3.0, 3.0)) < 3.0), out=dW_hg_h[t])
         df = dc * c_prev
         di = dc * g - df
         da_i = di * i * (1 - i)
-        dW_hi_h[t] = da_i * (np.abs(np.clip(W_xi_x[t] + W_hi_h[t] + p_i * c_prev, -3.0, 3.0)) < 3.0)
+        np.multiply(da_i, (np.abs(np.clip(W_xi_x[t] + W_hi_h[t] + p_i * c_prev, -3.0, 3.0)) < 3.0), out=dW_hi_h[t])
         da2_i = dW_hi_h[t]
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hi, W_hg, W_ho
         dc_next = dc * f + da2_i * p_i

@@ -10,6 +10,7 @@ import rnnsym
 from rnnsym.cells import parse_cell
 from rnnsym.codegen.files import VARIANTS, variant_cell
 from rnnsym.gradients import backward_latex, backward_text
+from rnnsym.testing.cells import cell_sizes
 from tests.test_codegen_random_cells import cell_texts
 
 
@@ -68,10 +69,12 @@ def check_against_fd(cell, sizes, T, B, seed, tol=1e-7):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_every_builtin_backward_equals_finite_differences(variant):
+@settings(max_examples=3)
+@given(data=st.data())
+def test_every_builtin_backward_equals_finite_differences(variant, data):
     cell = variant_cell(variant)
-    dims = {"d_in": 3, "d_h": 5, "d_out": 2, "d_proj": 4}
-    check_against_fd(cell, dims, T=3, B=2, seed=len(variant))
+    sizes = data.draw(cell_sizes(cell, max_value=4, max_T=3, max_B=2))   # distinct dimensions
+    check_against_fd(cell, sizes, T=sizes["T"], B=sizes["B"], seed=data.draw(st.integers(0, 99)))
 
 
 @settings(max_examples=100)
@@ -122,3 +125,13 @@ def test_backward_equations_in_the_conventional_form():
     text = backward_text(rnnsym.lstm(clip=3.0))
     assert "(abs(clip(W_xi @ x[t] + W_hi @ h[t-1] + b_xi + b_hi, 3.0)) < 3.0)" in text   # clip: 0 outside
     assert "d_next(c[t-1]) = dc[t] * f[t]" in text
+
+
+def test_show_backward_from_the_command_line(capsys):
+    from rnnsym.cli import main
+    assert main(["show", "--define", "h = relu(W @ h + U @ x)", "--backward"]) == 0
+    out = capsys.readouterr().out
+    assert "da_h[t] = dh[t] * (h[t] > 0)" in out
+    assert "dL/dW = sum_t(da_h[t] @ h[t-1].T)" in out
+    assert main(["show", "gru", "--backward", "--latex"]) == 0
+    assert r"\delta z_{t} &= \delta h_{t} \odot \left(h_{t-1} - n_{t}\right)" in capsys.readouterr().out

@@ -22,10 +22,10 @@ import functools
 import re
 
 import sympy as sp
-from sympy import MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatrixSymbol, Transpose
 
 from rnnsym.cells.cell import split_name
-from rnnsym.cells.nodes import madd
+from rnnsym.cells.nodes import Activation, hadamard, madd
 from rnnsym.codegen.plan import plan
 from rnnsym.gradients.nodes import AdjointSymbol
 from rnnsym.gradients.vjp import ParamTerm, StepVJP
@@ -54,6 +54,24 @@ class BackwardNumPyPrinter(RnnNumPyPrinter):
         if not isinstance(expr.y, MatrixSymbol) and not y.endswith(")"):
             y = f"({y})"
         return expr.form.numpy.format(y=y, a=a, b=b)
+
+
+    def _print_FeatureMean(self, expr):
+        """Mean over the feature (last) axis, kept for broadcasting."""
+        return f"{self._child(expr.arg, 5)}.mean(axis=-1, keepdims=True)"
+
+    def _print_InvStd(self, expr):
+        """1 / sqrt(var + eps) over the feature (last) axis, kept for broadcasting."""
+        return (f"(1 / np.sqrt({self._child(expr.arg, 5)}.var(axis=-1, keepdims=True) + "
+                f"{self._print(sp.Float(expr.eps))}))")
+
+    def _print_Unchunk(self, expr):
+        """Block k of n of a zero vector: the adjoint of ``chunk``."""
+        d = self._print(expr.arg)
+        zeros = [f"np.zeros_like({d})"]
+        return ("np.concatenate([" + ", ".join(zeros * expr.index + [d]
+                                              + zeros * (expr.count - expr.index - 1))
+                + "], axis=-1)")
 
 
 def bcode(expr, names) -> str:
@@ -133,7 +151,7 @@ class _Alloc:
 
 def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     """Source pieces for the template: ``cached_body`` and ``backward_body`` (indented lines)."""
-    from rnnsym.codegen.generator import group_lines, _shape_tuple
+    from rnnsym.codegen.generator import WRITE_INTO, _shape_tuple, group_lines
 
     sp_ = plan(cell, fuse=False, table=table)
     kinds = {e.name: e.kind for e in cell.equations}
@@ -219,7 +237,25 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
                     src = _ncode(g.operand, fcode)
                 loop.append(f"    np.matmul({src}, W_{g.name}, out={g.name}[t])")
         slot = f"{store[q]}[t + 1]" if q in cell.states else f"{store[q]}[t]"
-        loop.append(f"    {var[q]} = {slot} = {_ncode(rhs, fcode)}  # {kind} {q}")
+        if isinstance(rhs, Activation) and rhs.name in IN_PLACE and not rhs.params \
+                and isinstance(rhs.arg, MatAdd) and len(rhs.arg.args) == 2 \
+                and not any(_negative_term(a) for a in rhs.arg.args):
+            # the sum into the stored step, the activation in place: no temporary, no copy
+            a, b = (_ncode(a, fcode) for a in rhs.arg.args)
+            if q in cell.states:        # its previous value may be read on the right
+                loop.append(f"    np.add({a}, {b}, out={slot})")
+                loop.append("    " + IN_PLACE[rhs.name].format(v=slot) + f"  # {kind} {q}")
+                loop.append(f"    {var[q]} = {slot}")
+            else:
+                loop.append(f"    {var[q]} = {slot}  # {kind} {q}")
+                loop.append(f"    np.add({a}, {b}, out={var[q]})")
+                loop.append("    " + IN_PLACE[rhs.name].format(v=var[q]))
+        elif isinstance(rhs, Activation) and rhs.name in WRITE_INTO:   # no temporary, no copy
+            loop.append("    " + WRITE_INTO[rhs.name].format(u=_ncode(rhs.arg, fcode), o=slot)
+                        + f"  # {kind} {q}")
+            loop.append(f"    {var[q]} = {slot}")
+        else:
+            loop.append(f"    {var[q]} = {slot} = {_ncode(rhs, fcode)}  # {kind} {q}")
     for s in cell.states:
         if prev_name[s] != var[s]:
             loop.append(f"    {prev_name[s]} = {var[s]}")
@@ -248,6 +284,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     for s in cell.states:
         vjp.seed(f"{s}[t]", AdjointSymbol.of(MatrixSymbol(f"{s}[t]", *shape_of[s]), "dn"))
     vjp.run()
+    repeated = _repeated_activations(vjp)
 
     # names in the backward loop
     bcode_names = dict(forward_code)
@@ -328,6 +365,24 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         return all(s.name in whole_b for s in expr.atoms(MatrixSymbol))
 
     loop_b: list[str] = []
+    # activations the step reads more than once, computed once
+    act_sub = {}
+    for node in sorted(repeated, key=lambda n: sum(1 for _ in sp.preorder_traversal(n))):
+        label = re.sub(r"\W+", "_", text(node)).strip("_")
+        label = re.sub(r"_t(_1)?(?=_|$)", "", label)
+        if len(label) > 24:
+            label = "act"
+        sym = MatrixSymbol(f"{alloc(label)}[t]", *node.shape)
+        bcode_names[sym.name] = split_name(sym.name)[0]
+        loop_b.append(f"    {bcode_names[sym.name]} = {bcode(node.xreplace(act_sub), bcode_names)}")
+        act_sub[node] = sym
+    if act_sub:
+        for e in vjp.steps:
+            if not isinstance(e, tuple):
+                e.expr = e.expr.xreplace(act_sub)
+        for terms in (vjp.slot_terms, vjp.state_terms, vjp.input_terms):
+            for k in terms:
+                terms[k] = [t.xreplace(act_sub) for t in terms[k]]
     accum: dict = {}                 # param -> list of code terms after the loop
     per_step_params: dict = {}       # param -> list of code lines in the loop
     for entry in vjp.steps:
@@ -340,7 +395,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             if slot in secondary:
                 if vjp.slot_of[slot][0].hoisted:
                     continue         # filled after the loop from its primary buffer
-            loop_b.append(f"    {dslot[slot]}[t] = {bcode(madd(*terms), bcode_names)}")
+            loop_b.append("    " + _into(madd(*terms), f"{dslot[slot]}[t]", bcode_names))
         elif isinstance(entry, tuple) and entry[0] == "gemm":
             g = entry[1]
             loop_b.append(f"    {adjoint_names[f'd:{g.name}_u[t]']} = {dgroup[id(g)]}[t] @ W_{g.name}"
@@ -350,7 +405,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             rhs = bcode(entry.expr, bcode_names)
             if a in alias:
                 slot = alias[a]
-                loop_b.append(f"    {dslot[slot]}[t] = {rhs}")
+                loop_b.append("    " + _into(entry.expr, f"{dslot[slot]}[t]", bcode_names))
                 loop_b.append(f"    {adjoint_names[a.name]} = {dslot[slot]}[t]")
             else:
                 loop_b.append(f"    {adjoint_names[a.name]} = {rhs}")
@@ -526,6 +581,39 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
 
 def alloc_grad(pname):
     return f"d_{pname}"
+
+
+#: activations applied in place on a stored step
+IN_PLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})",
+            "relu": "np.maximum({v}, 0, out={v})"}
+
+
+def _negative_term(t) -> bool:
+    return isinstance(t, sp.MatMul) and t.args[0].is_number and t.args[0].is_negative
+
+
+def _into(expr, target, names) -> str:
+    """``target = expr`` for a slice of a buffer, the last product or sum written straight into
+    it (``np.multiply(a, b, out=…)``: no temporary to copy)."""
+    if isinstance(expr, HadamardProduct):
+        first = expr.args[0] if len(expr.args) == 2 else hadamard(*expr.args[:-1])
+        return f"np.multiply({bcode(first, names)}, {bcode(expr.args[-1], names)}, out={target})"
+    return f"{target} = {bcode(expr, names)}"
+
+
+def _repeated_activations(vjp):
+    """Activations of forward values the step's expressions read more than once (``tanh(c)``
+    in the LSTM's ``do`` and ``dc``): computed once at the top of the step."""
+    exprs = [e.expr for e in vjp.steps if not isinstance(e, tuple)]
+    exprs += [t for ts in vjp.slot_terms.values() for t in ts]
+    exprs += [t for ts in vjp.state_terms.values() for t in ts]
+    exprs += [t for ts in vjp.input_terms.values() for t in ts]
+    counts: dict = {}
+    for e in exprs:
+        for node in sp.preorder_traversal(e):
+            if isinstance(node, Activation):
+                counts[node] = counts.get(node, 0) + 1
+    return [n for n, c in counts.items() if c > 1]
 
 
 def _dim_code(n, table) -> str:

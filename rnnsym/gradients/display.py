@@ -49,6 +49,16 @@ class BackwardLatexPrinter(RnnLatexPrinter):
         return expr.form.latex.format(y=self._child(expr.y, 5), a=a, b=b)
 
 
+    def _print_FeatureMean(self, expr):
+        return rf"\overline{{{self._print(expr.arg)}}}"
+
+    def _print_InvStd(self, expr):
+        return rf"\frac{{1}}{{\sqrt{{\operatorname{{var}}\left({self._print(expr.arg)}\right) + \epsilon}}}}"
+
+    def _print_Unchunk(self, expr):
+        return rf"\operatorname{{unchunk}}_{{{expr.index},{expr.count}}}\left({self._print(expr.arg)}\right)"
+
+
 class BackwardTextPrinter(TextPrinter):
     """Adds ``dh[t]``, ``dL/dh[t]``, ``d_next(h[t])``, ``W.T`` and ``f'`` in text."""
 
@@ -67,6 +77,16 @@ class BackwardTextPrinter(TextPrinter):
     def _print_ActGrad(self, expr):
         a, b = (_params(self, expr) + ["", ""])[:2]
         return expr.form.text.format(y=self._child(expr.y, 5), a=a, b=b)
+
+
+    def _print_FeatureMean(self, expr):
+        return f"mean({self._print(expr.arg)})"
+
+    def _print_InvStd(self, expr):
+        return f"1/std({self._print(expr.arg)}, {self._print(expr.eps)})"
+
+    def _print_Unchunk(self, expr):
+        return f"unchunk({self._print(expr.arg)}, {expr.index}, {expr.count})"
 
 
 def _lines(vjp: StepVJP, printer, fmt):

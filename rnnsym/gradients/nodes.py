@@ -132,3 +132,64 @@ def derivative(name: str, y, params=()):
 
 def ones_like(v: MatrixExpr) -> OneMatrix:
     return OneMatrix(*v.shape)
+
+
+class FeatureMean(MatrixExpr):
+    """``mean(v)``: the mean of ``v`` over its feature axis (its rows), per sample, broadcast back
+    to ``v``'s shape (layer normalisation's backward)."""
+
+    def __new__(cls, arg):
+        return Basic.__new__(cls, arg)
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+class InvStd(MatrixExpr):
+    """``1 / sqrt(var(u) + eps)``: the inverse standard deviation of ``u`` over its feature axis,
+    per sample, broadcast to ``u``'s shape (layer normalisation's backward)."""
+
+    def __new__(cls, arg, eps):
+        return Basic.__new__(cls, arg, sp.sympify(eps))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def eps(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+class Unchunk(MatrixExpr):
+    """The adjoint of ``chunk(u, k, n)``: ``δ`` in block ``k`` of ``n`` of a vector of ``u``'s size,
+    zeros elsewhere."""
+
+    def __new__(cls, arg, index, count):
+        return Basic.__new__(cls, arg, sp.sympify(index), sp.sympify(count))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def index(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def count(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def shape(self):
+        rows, cols = self.arg.shape
+        return (rows * self.count, cols)
