@@ -186,8 +186,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_hW2 = np.asarray(params["W_hy"], dtype=dtype)  # [W_hy]
     d_hW2 = np.zeros((T, B, W_hW2.shape[0]), dtype=dtype)
     dW_hy_h = d_hW2[:, :, 0:d_out]
-    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     W_xW = np.asarray(params["W_xh"], dtype=dtype)  # [W_xh]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]

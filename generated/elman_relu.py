@@ -155,8 +155,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_hW = np.asarray(params["W_hh"], dtype=dtype)  # [W_hh]
     d_hW = np.zeros((T, B, W_hW.shape[0]), dtype=dtype)
     dW_hh_h = d_hW[:, :, 0:d_h]
-    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     W_xW = np.asarray(params["W_xh"], dtype=dtype)  # [W_xh]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]

@@ -267,8 +267,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dW_hf_h = d_hW[:, :, d_h:2*d_h]
     dW_hg_h = d_hW[:, :, 2*d_h:3*d_h]
     dW_ho_h = d_hW[:, :, 3*d_h:4*d_h]
-    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     W_xW = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype)  # [W_xi; W_xf; W_xg; W_xo]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dc_next = d_final["c"]

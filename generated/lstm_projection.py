@@ -291,8 +291,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_uW = np.asarray(params["W_hr"], dtype=dtype)  # [W_hr]
     d_uW = np.zeros((T, B, W_uW.shape[0]), dtype=dtype)
     dW_hr_u = d_uW[:, :, 0:d_proj]
-    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     W_xW = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype)  # [W_xi; W_xf; W_xg; W_xo]
+    d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dc_next = d_final["c"]

@@ -249,43 +249,8 @@ def backward_contenders(cell_name, params, x, use_torch=True):
     return out
 
 
-def run_backward(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7,
-                 use_torch=True, log=None):
-    rng = np.random.default_rng(0)
-    rows = []
-    for cell_name in cells:
-        for (T, B, d_in, d_h) in shapes:
-            for dtype in dtypes:
-                _, params = _params(cell_name, d_in, d_h, dtype, rng)
-                x = rng.standard_normal((T, B, d_in)).astype(dtype)
-                fns = backward_contenders(cell_name, params, x, use_torch)
-                torch_fn = {k: fns.pop(k) for k in ("torch",) if k in fns}
-                med = time_all(fns, repeats)
-                if torch_fn:
-                    med.update(time_all(torch_fn, repeats))
-                rows.append({"cell": cell_name, "shape": (T, B, d_in, d_h), "dtype": dtype, **med})
-                if log:
-                    log(format_backward_rows([rows[-1]], header=len(rows) == 1))
-    return rows
-
-
 BACKWARD_COLUMNS = ("generated", "reference", "torch")
-
-
-def format_backward_rows(rows, header=True) -> str:
-    lines = []
-    if header:
-        lines.append(f"{'cell':<6} {'(T,B,d_in,d_h)':<18} {'dtype':<8} "
-                     + " ".join(f"{c:>11}" for c in BACKWARD_COLUMNS)
-                     + f" {'gen/ref':>8} {'gen/torch':>9}")
-    for r in rows:
-        cells = " ".join(f"{r[c] * 1e3:>9.2f}ms" if c in r else f"{'-':>11}" for c in BACKWARD_COLUMNS)
-
-        def ratio(a, b):
-            return f"{r[a] / r[b]:>8.2f}" if a in r and b in r else f"{'-':>8}"
-        lines.append(f"{r['cell']:<6} {str(r['shape']):<18} {r['dtype']:<8} {cells} "
-                     f"{ratio('generated', 'reference')} {ratio('generated', 'torch'):>9}")
-    return "\n".join(lines)
+BACKWARD_RATIOS = (("gen/ref", "generated", "reference"), ("gen/torch", "generated", "torch"))
 
 
 def time_all(fns: dict, repeats: int) -> dict:
@@ -305,7 +270,10 @@ def time_all(fns: dict, repeats: int) -> dict:
 
 
 def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, use_torch=True,
-        log=None):
+        log=None, backward=False):
+    """One row per cell, shape and dtype: each contender's median seconds. ``backward``: forward
+    + backward passes (``backward_contenders``) instead of forward passes."""
+    make = backward_contenders if backward else contenders
     rng = np.random.default_rng(0)
     rows = []
     for cell_name in cells:
@@ -313,7 +281,7 @@ def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, us
             for dtype in dtypes:
                 _, params = _params(cell_name, d_in, d_h, dtype, rng)
                 x = rng.standard_normal((T, B, d_in)).astype(dtype)
-                fns = contenders(cell_name, params, x, use_torch)
+                fns = make(cell_name, params, x, use_torch)
                 # torch runs in its own rounds, after the NumPy contenders: its OpenMP threads
                 # keep spinning after a call and would slow whatever ran next on 2 cores
                 torch_fn = {k: fns.pop(k) for k in ("torch",) if k in fns}
@@ -322,27 +290,31 @@ def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, us
                     med.update(time_all(torch_fn, repeats))
                 rows.append({"cell": cell_name, "shape": (T, B, d_in, d_h), "dtype": dtype, **med})
                 if log:
-                    log(format_rows([rows[-1]], header=len(rows) == 1))
+                    log(format_rows([rows[-1]], header=len(rows) == 1, backward=backward))
     return rows
 
 
 COLUMNS = ("generated", "best-numpy", "reference", "seed-loop", "gemms-only", "torch")
 
 
-def format_rows(rows, header=True) -> str:
+RATIOS = (("gen/best", "generated", "best-numpy"), ("gen/torch", "generated", "torch"),
+          ("seed/gen", "seed-loop", "generated"))
+
+
+def format_rows(rows, header=True, backward=False) -> str:
+    columns, ratios = (BACKWARD_COLUMNS, BACKWARD_RATIOS) if backward else (COLUMNS, RATIOS)
     lines = []
     if header:
         lines.append(f"{'cell':<6} {'(T,B,d_in,d_h)':<18} {'dtype':<8} "
-                     + " ".join(f"{c:>11}" for c in COLUMNS)
-                     + f" {'gen/best':>9} {'gen/torch':>9} {'seed/gen':>9}")
+                     + " ".join(f"{c:>11}" for c in columns)
+                     + "".join(f" {name:>9}" for name, _, _ in ratios))
     for r in rows:
-        cells = " ".join(f"{r[c] * 1e3:>9.2f}ms" if c in r else f"{'-':>11}" for c in COLUMNS)
+        cells = " ".join(f"{r[c] * 1e3:>9.2f}ms" if c in r else f"{'-':>11}" for c in columns)
 
         def ratio(a, b):
             return f"{r[a] / r[b]:>9.2f}" if a in r and b in r else f"{'-':>9}"
-        lines.append(f"{r['cell']:<6} {str(r['shape']):<18} {r['dtype']:<8} {cells} "
-                     f"{ratio('generated', 'best-numpy')} {ratio('generated', 'torch')} "
-                     f"{ratio('seed-loop', 'generated')}")
+        lines.append(f"{r['cell']:<6} {str(r['shape']):<18} {r['dtype']:<8} {cells}"
+                     + "".join(f" {ratio(a, b)}" for _, a, b in ratios))
     return "\n".join(lines)
 
 
@@ -369,8 +341,8 @@ def main(args) -> int:
     if args.backward:
         print(f"median of {args.repeats} interleaved rounds; times per forward + backward pass "
               "over T steps (torch: autograd, CPU)", file=sys.stderr)
-        run_backward(cells, shapes, dtypes, args.repeats, not args.no_torch,
-                     log=lambda s: print(s, flush=True))
+        run(cells, shapes, dtypes, args.repeats, not args.no_torch,
+            log=lambda s: print(s, flush=True), backward=True)
         return 0
     print(f"median of {args.repeats} interleaved rounds; times per forward pass over T steps",
           file=sys.stderr)

@@ -104,6 +104,31 @@ def _elman_shapes(params):
     return shapes
 
 
+def _lstm_shapes(peepholes, coupled, projection):
+    """The gates, the size of h (d_r: d_proj with projection, else d_h) and the parameter shapes
+    of an LSTM layer with these options."""
+    gates = "igo" if coupled else "ifgo"
+    d_r = "d_proj" if projection else "d_h"
+    shapes = {}
+    for gate in gates:
+        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", d_r),
+                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
+        if peepholes and gate != "g":
+            shapes[f"p_{gate}"] = ("d_h",)
+    if projection:
+        shapes["W_hr"] = ("d_proj", "d_h")
+    return gates, d_r, shapes
+
+
+def _gru_shapes():
+    """Parameter shapes of a GRU layer."""
+    shapes = {}
+    for gate in "rzn":
+        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", "d_h"),
+                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
+    return shapes
+
+
 def elman_forward(params, x, state0=None, *, activation="tanh"):
     """Elman / SimpleRNN layer, batched.
 
@@ -158,16 +183,7 @@ def lstm_forward(params, x, state0=None, *, peepholes=False, coupled=False,
     """
     if clip is not None and not clip > 0:
         raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
-    gates = "igo" if coupled else "ifgo"
-    d_r = "d_proj" if projection else "d_h"
-    shapes = {}
-    for gate in gates:
-        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", d_r),
-                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
-        if peepholes and gate != "g":
-            shapes[f"p_{gate}"] = ("d_h",)
-    if projection:
-        shapes["W_hr"] = ("d_proj", "d_h")
+    gates, d_r, shapes = _lstm_shapes(peepholes, coupled, projection)
     p, x, state, n = _prepare(params, x, state0, shapes, {"h": ("B", d_r), "c": ("B", "d_h")},
                               {"d_h": "W_xi", "d_proj": "W_hr"})
 
@@ -209,10 +225,7 @@ def gru_forward(params, x, state0=None, *, reset="after"):
     """
     if reset not in ("after", "before"):
         raise ValueError(f"reset: expected 'after' or 'before', got {reset!r}")
-    shapes = {}
-    for gate in "rzn":
-        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", "d_h"),
-                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
+    shapes = _gru_shapes()
     p, x, state, n = _prepare(params, x, state0, shapes, {"h": ("B", "d_h")}, {"d_h": "W_xr"})
 
     h = state["h"]                                               # hidden state (B, d_h)
@@ -345,16 +358,7 @@ def lstm_backward(params, x, state0, d_outputs, d_final_state=None, *, peepholes
     """
     if clip is not None and not clip > 0:
         raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
-    gates = "igo" if coupled else "ifgo"
-    d_r = "d_proj" if projection else "d_h"
-    shapes = {}
-    for gate in gates:
-        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", d_r),
-                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
-        if peepholes and gate != "g":
-            shapes[f"p_{gate}"] = ("d_h",)
-    if projection:
-        shapes["W_hr"] = ("d_proj", "d_h")
+    gates, d_r, shapes = _lstm_shapes(peepholes, coupled, projection)
     p, x, state, n = _prepare(params, x, state0, shapes, {"h": ("B", d_r), "c": ("B", "d_h")},
                               {"d_h": "W_xi", "d_proj": "W_hr"})
     cl = (lambda u: np.clip(u, -clip, clip)) if clip is not None else (lambda u: u)
@@ -440,10 +444,7 @@ def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="aft
     """
     if reset not in ("after", "before"):
         raise ValueError(f"reset: expected 'after' or 'before', got {reset!r}")
-    shapes = {}
-    for gate in "rzn":
-        shapes.update({f"W_x{gate}": ("d_h", "d_in"), f"W_h{gate}": ("d_h", "d_h"),
-                       f"b_x{gate}": ("d_h",), f"b_h{gate}": ("d_h",)})
+    shapes = _gru_shapes()
     p, x, state, n_ = _prepare(params, x, state0, shapes, {"h": ("B", "d_h")}, {"d_h": "W_xr"})
 
     hs = {-1: state["h"]}

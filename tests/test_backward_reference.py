@@ -156,3 +156,20 @@ def test_generated_backward_equals_torch_autograd(variant, data):
             mine["weight_hr_l0"] = d_params["W_hr"]
     for k, v in g.items():
         assert normwise(mine[k], v) <= 1e-12, f"{k}: {normwise(mine[k], v):.1e}"
+
+
+def test_bench_backward_runs_every_contender_on_the_same_problem():
+    """``rnnsym bench --backward`` (no timing asserted): each contender computes the gradients."""
+    from rnnsym import bench
+    rng = np.random.default_rng(0)
+    _, params = bench._params("gru", 3, 4, "float64", rng)
+    x = rng.standard_normal((5, 2, 3))
+    fns = bench.backward_contenders("gru", params, x)
+    assert set(fns) == {"generated", "reference", "torch"}
+    (dp, dx, _), (rp, rx, _) = fns["generated"](), fns["reference"]()
+    np.testing.assert_allclose(dx, rx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fns["torch"]().numpy(), dx, rtol=1e-10, atol=1e-12)
+    rows = bench.run(("elman",), [(3, 2, 4, 5)], ("float32",), repeats=1, use_torch=False,
+                     backward=True)
+    table = bench.format_rows(rows, backward=True)
+    assert "gen/ref" in table.splitlines()[0] and "elman" in table.splitlines()[1]

@@ -528,19 +528,15 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     body.append("")
     body.append("# adjoints of the products, every step, side by side per GEMM group as in the forward")
     for g in sorted(groups, key=lambda g: id(g) in shared_buffer):
-        if id(g) in shared_buffer:
-            h = shared_buffer[id(g)]
-            body.append(f"{dgroup[id(g)]} = {dgroup[id(h)]}  # δ({text(g.operand)} products) = "
-                        f"δ({text(h.operand)} products), slice for slice")
-            ws = [p.weight for p in g.products]
-            body.append(f"W_{g.name} = " + (f'np.asarray(params["{ws[0]}"], dtype=dtype)' if len(ws) == 1
-                        else "np.concatenate([" + ", ".join(f'params["{w}"]' for w in ws)
-                        + "], axis=0).astype(dtype)") + f"  # [{'; '.join(ws)}]")
-            continue
         ws = [p.weight for p in g.products]
         body.append(f"W_{g.name} = " + (f'np.asarray(params["{ws[0]}"], dtype=dtype)' if len(ws) == 1
                     else "np.concatenate([" + ", ".join(f'params["{w}"]' for w in ws)
                     + "], axis=0).astype(dtype)") + f"  # [{'; '.join(ws)}]")
+        if id(g) in shared_buffer:
+            h = shared_buffer[id(g)]
+            body.append(f"{dgroup[id(g)]} = {dgroup[id(h)]}  # δ({text(g.operand)} products) = "
+                        f"δ({text(h.operand)} products), slice for slice")
+            continue
         body.append(f"{dgroup[id(g)]} = np.zeros((T, B, W_{g.name}.shape[0]), dtype=dtype)")
         off = sp.Integer(0)
         for p in g.products:
