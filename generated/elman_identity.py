@@ -112,7 +112,8 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        h = h_all[t + 1] = W_xh_x[t] + W_hh_h[t]  # state h
+        hW[t] += xW[t]
+        h = h_all[t + 1] = W_hh_h[t]  # state h
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 

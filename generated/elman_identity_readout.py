@@ -135,7 +135,8 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        h = h_all[t + 1] = W_xh_x[t] + W_hh_h[t]  # state h
+        hW[t] += xW[t]
+        h = h_all[t + 1] = W_hh_h[t]  # state h
         np.matmul(h, W_hW2, out=hW2[t])
         y = y_all[t] = W_hy_h[t] + b_y  # output y
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "hW2": hW2, "h_all": h_all, "y_all": y_all}

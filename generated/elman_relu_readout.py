@@ -135,8 +135,8 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        np.add(W_xh_x[t], W_hh_h[t], out=h_all[t + 1])
-        np.maximum(h_all[t + 1], 0, out=h_all[t + 1])  # state h
+        hW[t] += xW[t]
+        np.maximum(W_hh_h[t], 0, out=h_all[t + 1])  # state h
         h = h_all[t + 1]
         np.matmul(h, W_hW2, out=hW2[t])
         y = y_all[t] = W_hy_h[t] + b_y  # output y

@@ -112,9 +112,8 @@ def _forward_cached(params, x, state0=None):
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        np.add(W_xh_x[t], W_hh_h[t], out=h_all[t + 1])
-        _sigmoid_(h_all[t + 1])  # state h
-        h = h_all[t + 1]
+        hW[t] += xW[t]
+        h = h_all[t + 1] = _sigmoid(W_hh_h[t])  # state h
     cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
@@ -216,23 +215,6 @@ def _sigmoid(u):
     if u.dtype == np.float32:
         return 0.5 * np.tanh(0.5 * u) + 0.5
     return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
-
-
-def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
-    if u.dtype == np.float32:
-        u *= 0.5
-        np.tanh(u, out=u)
-        u *= 0.5
-        u += 0.5
-        return
-    e = np.abs(u)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    e += 1
-    np.minimum(u, 0, out=u)
-    np.exp(u, out=u)
-    u /= e
 
 
 def _check(params, x, state0):

@@ -147,25 +147,21 @@ def _forward_cached(params, x, state0=None):
     W_hn_h = hW[:, :, 2*d_h:3*d_h]  # W_hn @ h[t-1]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
-    r_all = np.empty((T, B, d_h), dtype=dtype)
-    z_all = np.empty((T, B, d_h), dtype=dtype)
     n_all = np.empty((T, B, d_h), dtype=dtype)
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
     h_all[0] = state["h"]
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        r = r_all[t]  # gate r
-        np.add(W_xr_x[t], W_hr_h[t], out=r)
-        _sigmoid_(r)
-        z = z_all[t]  # gate z
-        np.add(W_xz_x[t], W_hz_h[t], out=z)
-        _sigmoid_(z)
+        hW[t, :, :2*d_h] += xW[t, :, :2*d_h]
+        _sigmoid_(hW[t, :, 0:2*d_h])  # W_hr_h, W_hz_h in place
+        r = W_hr_h[t]  # gate r, activated in place
+        z = W_hz_h[t]  # gate z, activated in place
         n = n_all[t]  # gate n
         np.add(W_xn_x[t], r * (W_hn_h[t] + b_hn), out=n)
         np.tanh(n, out=n)
         h = h_all[t + 1] = (1 - z) * n + z * h  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "r_all": r_all, "z_all": z_all, "n_all": n_all, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "n_all": n_all, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
 
@@ -220,8 +216,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_hr_h = hW[:, :, 0:d_h]
     W_hz_h = hW[:, :, d_h:2*d_h]
     W_hn_h = hW[:, :, 2*d_h:3*d_h]
-    r_all = cache["r_all"]
-    z_all = cache["z_all"]
     n_all = cache["n_all"]
     h_all = cache["h_all"]
 
@@ -240,8 +234,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        r = r_all[t]
-        z = z_all[t]
+        r = W_hr_h[t]
+        z = W_hz_h[t]
         n = n_all[t]
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next

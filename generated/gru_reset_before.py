@@ -153,27 +153,23 @@ def _forward_cached(params, x, state0=None):
     uW_in = np.empty((T, B, d_h), dtype=dtype)  # its operand, every step
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
-    r_all = np.empty((T, B, d_h), dtype=dtype)
-    z_all = np.empty((T, B, d_h), dtype=dtype)
     n_all = np.empty((T, B, d_h), dtype=dtype)
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
     h_all[0] = state["h"]
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        r = r_all[t]  # gate r
-        np.add(W_xr_x[t], W_hr_h[t], out=r)
-        _sigmoid_(r)
-        z = z_all[t]  # gate z
-        np.add(W_xz_x[t], W_hz_h[t], out=z)
-        _sigmoid_(z)
+        hW[t, :, :2*d_h] += xW[t, :, :2*d_h]
+        _sigmoid_(hW[t])  # W_hr_h, W_hz_h in place
+        r = W_hr_h[t]  # gate r, activated in place
+        z = W_hz_h[t]  # gate z, activated in place
         uW_in[t] = r * h
         np.matmul(uW_in[t], W_uW, out=uW[t])
         n = n_all[t]  # gate n
         np.add(W_xn_x[t], W_hn_u[t], out=n)
         np.tanh(n, out=n)
         h = h_all[t + 1] = (1 - z) * n + z * h  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "r_all": r_all, "z_all": z_all, "n_all": n_all, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "n_all": n_all, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
 
@@ -228,8 +224,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     uW = cache["uW"]
     uW_in = cache["uW_in"]
     W_hn_u = uW[:, :, 0:d_h]
-    r_all = cache["r_all"]
-    z_all = cache["z_all"]
     n_all = cache["n_all"]
     h_all = cache["h_all"]
 
@@ -250,8 +244,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        r = r_all[t]
-        z = z_all[t]
+        r = W_hr_h[t]
+        z = W_hz_h[t]
         n = n_all[t]
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next

@@ -179,7 +179,6 @@ def _forward_cached(params, x, state0=None):
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     i_all = np.empty((T, B, d_h), dtype=dtype)
     f_all = np.empty((T, B, d_h), dtype=dtype)
-    g_all = np.empty((T, B, d_h), dtype=dtype)
     c_all = np.empty((T + 1, B, d_h), dtype=dtype)
     c_all[0] = state["c"]
     o_all = np.empty((T, B, d_h), dtype=dtype)
@@ -189,15 +188,21 @@ def _forward_cached(params, x, state0=None):
         c = c_all[t]
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        i = i_all[t] = _sigmoid(W_xi_x[t] + W_hi_h[t] + p_i * c)  # gate i
-        f = f_all[t] = _sigmoid(W_xf_x[t] + W_hf_h[t] + p_f * c)  # gate f
-        g = g_all[t]  # gate g
-        np.add(W_xg_x[t], W_hg_h[t], out=g)
-        np.tanh(g, out=g)
+        hW[t] += xW[t]
+        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # W_hg_h in place
+        i = i_all[t]  # gate i
+        np.add(W_hi_h[t], p_i * c, out=i)
+        _sigmoid_(i)
+        f = f_all[t]  # gate f
+        np.add(W_hf_h[t], p_f * c, out=f)
+        _sigmoid_(f)
+        g = W_hg_h[t]  # gate g, activated in place
         c = c_all[t + 1] = f * c + i * g  # state c
-        o = o_all[t] = _sigmoid(W_xo_x[t] + W_ho_h[t] + p_o * c)  # gate o
+        o = o_all[t]  # gate o
+        np.add(W_ho_h[t], p_o * c, out=o)
+        _sigmoid_(o)
         h = h_all[t + 1] = o * np.tanh(c)  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "i_all": i_all, "f_all": f_all, "g_all": g_all, "c_all": c_all, "o_all": o_all, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "i_all": i_all, "f_all": f_all, "c_all": c_all, "o_all": o_all, "h_all": h_all}
     return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
 
 
@@ -268,7 +273,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_ho_h = hW[:, :, 3*d_h:4*d_h]
     i_all = cache["i_all"]
     f_all = cache["f_all"]
-    g_all = cache["g_all"]
     c_all = cache["c_all"]
     o_all = cache["o_all"]
     h_all = cache["h_all"]
@@ -289,7 +293,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     for t in reversed(range(T)):
         i = i_all[t]
         f = f_all[t]
-        g = g_all[t]
+        g = W_hg_h[t]
         c = c_all[t + 1]
         o = o_all[t]
         c_prev = c_all[t]
@@ -376,6 +380,23 @@ def _sigmoid(u):
     if u.dtype == np.float32:
         return 0.5 * np.tanh(0.5 * u) + 0.5
     return np.exp(np.minimum(u, 0)) / (1 + np.exp(-np.abs(u)))
+
+
+def _sigmoid_(u):
+    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    if u.dtype == np.float32:
+        u *= 0.5
+        np.tanh(u, out=u)
+        u *= 0.5
+        u += 0.5
+        return
+    e = np.abs(u)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    e += 1
+    np.minimum(u, 0, out=u)
+    np.exp(u, out=u)
+    u /= e
 
 
 def _check(params, x, state0):

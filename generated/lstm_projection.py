@@ -179,35 +179,27 @@ def _forward_cached(params, x, state0=None):
     uW_in = np.empty((T, B, d_h), dtype=dtype)  # its operand, every step
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
-    i_all = np.empty((T, B, d_h), dtype=dtype)
-    f_all = np.empty((T, B, d_h), dtype=dtype)
-    g_all = np.empty((T, B, d_h), dtype=dtype)
     c_all = np.empty((T + 1, B, d_h), dtype=dtype)
     c_all[0] = state["c"]
-    o_all = np.empty((T, B, d_h), dtype=dtype)
     h_all = np.empty((T + 1, B, d_proj), dtype=dtype)
     h_all[0] = state["h"]
     for t in range(T):
         c = c_all[t]
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
-        i = i_all[t]  # gate i
-        np.add(W_xi_x[t], W_hi_h[t], out=i)
-        _sigmoid_(i)
-        f = f_all[t]  # gate f
-        np.add(W_xf_x[t], W_hf_h[t], out=f)
-        _sigmoid_(f)
-        g = g_all[t]  # gate g
-        np.add(W_xg_x[t], W_hg_h[t], out=g)
-        np.tanh(g, out=g)
+        hW[t] += xW[t]
+        _sigmoid_(hW[t, :, 0:2*d_h])  # W_hi_h, W_hf_h in place
+        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # W_hg_h in place
+        _sigmoid_(hW[t, :, 3*d_h:4*d_h])  # W_ho_h in place
+        i = W_hi_h[t]  # gate i, activated in place
+        f = W_hf_h[t]  # gate f, activated in place
+        g = W_hg_h[t]  # gate g, activated in place
         c = c_all[t + 1] = f * c + i * g  # state c
-        o = o_all[t]  # gate o
-        np.add(W_xo_x[t], W_ho_h[t], out=o)
-        _sigmoid_(o)
+        o = W_ho_h[t]  # gate o, activated in place
         uW_in[t] = o * np.tanh(c)
         np.matmul(uW_in[t], W_uW, out=uW[t])
         h = h_all[t + 1] = W_hr_u[t]  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "i_all": i_all, "f_all": f_all, "g_all": g_all, "c_all": c_all, "o_all": o_all, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "c_all": c_all, "h_all": h_all}
     return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
 
 
@@ -274,11 +266,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     uW = cache["uW"]
     uW_in = cache["uW_in"]
     W_hr_u = uW[:, :, 0:d_proj]
-    i_all = cache["i_all"]
-    f_all = cache["f_all"]
-    g_all = cache["g_all"]
     c_all = cache["c_all"]
-    o_all = cache["o_all"]
     h_all = cache["h_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward
@@ -298,11 +286,11 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dc_next = d_final["c"]
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        i = i_all[t]
-        f = f_all[t]
-        g = g_all[t]
+        i = W_hi_h[t]
+        f = W_hf_h[t]
+        g = W_hg_h[t]
         c = c_all[t + 1]
-        o = o_all[t]
+        o = W_ho_h[t]
         c_prev = c_all[t]
         tanh_c = np.tanh(c)
         dW_hr_u[t] = d_outputs[t] + dh_next

@@ -26,7 +26,7 @@ from sympy import HadamardProduct, MatAdd, MatrixSymbol, Transpose
 
 from rnnsym.cells.cell import split_name
 from rnnsym.cells.nodes import Activation, hadamard, madd
-from rnnsym.codegen.plan import plan
+from rnnsym.codegen.plan import INPLACE, plan
 from rnnsym.gradients.nodes import AdjointSymbol
 from rnnsym.gradients.vjp import ParamTerm, StepVJP
 from rnnsym.printing.numpy import RnnNumPyPrinter
@@ -180,15 +180,38 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         g.operand = g.operand.xreplace(tsym)
     shape_of = {q: rhs.shape for q, rhs, _ in quantities}
 
+    # --- the backward walk ------------------------------------------------------------------
+    slot_readers = {p.slot: {q for q, rhs, _ in quantities if p.slot in rhs.atoms(MatrixSymbol)}
+                    for g in groups for p in g.products}
+    group_readers = {p.slot: [h for h in groups if not h.hoisted and p.slot in h.operand.atoms(MatrixSymbol)]
+                     for g in groups for p in g.products}
+    vjp = _PlannedVJP([(q, rhs) for q, rhs, _ in quantities], cell, sp_, slot_readers, group_readers)
+    out = cell.output
+    vjp.seed(f"{out}[t]", AdjointSymbol.of(MatrixSymbol(f"{out}[t]", *shape_of[out]), "dL"))
+    for s in cell.states:
+        vjp.seed(f"{s}[t]", AdjointSymbol.of(MatrixSymbol(f"{s}[t]", *shape_of[s]), "dn"))
+    vjp.run()
+    repeated = _repeated_activations(vjp)
+
+    # the cached forward runs the forward's fused plan (hoisted slices added into the in-loop
+    # buffers, gates activated in place there) when the backward reads no product it overwrites
+    fused = _fused_plan(cell, table, sp_, vjp)
+    inplace_gate = {}                     # gate -> the product slot whose buffer holds its value
+    if fused is not None:
+        for name, rhs in fused.equations:
+            if isinstance(rhs, MatrixSymbol) and kinds.get(name) == "gate" and rhs in vjp.slot_of:
+                inplace_gate[name] = rhs
+
     # --- storage of every quantity over T ------------------------------------------------
     var = {}
     for q, _, kind in quantities:
         var[q] = names.var.get(q, q)
-    store = {q: alloc(f"{var[q]}_all") for q, _, _ in quantities}
+    store = {q: alloc(f"{var[q]}_all") for q, _, _ in quantities if q not in inplace_gate}
+    value_all = {q: store.get(q) or inplace_gate[q].name for q, _, _ in quantities}
     group_in = {}
     for g in groups:
         if not g.hoisted and not isinstance(g.operand, MatrixSymbol):
-            group_in[id(g)] = alloc(f"{g.name}_in")
+            group_in[g.name] = alloc(f"{g.name}_in")
 
     # code names in the cached forward's loop
     fcode = dict(forward_code)
@@ -208,14 +231,16 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         cached.append("# parameters read inside the loop, in the input's dtype")
         for p in direct:
             cached.append(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
-    for g in groups:
+    for g in (fused or sp_).groups:
         cached.extend(group_lines(g, table, forward_code, whole, train=True))
-        if id(g) in group_in:
-            cached.append(f"{group_in[id(g)]} = np.empty((T, B, {table.shape(g.products[0].weight)[-1]}), "
+        if g.name in group_in:
+            cached.append(f"{group_in[g.name]} = np.empty((T, B, {table.shape(g.products[0].weight)[-1]}), "
                           "dtype=dtype)  # its operand, every step")
     cached.append("")
     cached.append("# every quantity of every step, for the backward; states (T + 1, B, d), initial first")
     for q, _, kind in quantities:
+        if q in inplace_gate:
+            continue
         if q in cell.states:
             cached.append(f"{store[q]} = np.empty((T + 1, B, {dims(q)}), dtype=dtype)")
             cached.append(f'{store[q]}[0] = state["{q}"]')
@@ -226,16 +251,23 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     loop = ["for t in range(T):"]
     for s in cell.states:
         loop.append(f"    {prev_name[s]} = {store[s]}[t]")
-    eq_index = {name: k for k, (name, _) in enumerate(sp_.equations)}
-    for q, rhs, kind in quantities:
+    cplan = fused or sp_
+    eq_index = {name: k for k, (name, _) in enumerate(cplan.equations)}
+    crhs = dict(cplan.equations)
+    for q, _, kind in quantities:
+        rhs = crhs[q].xreplace(tsym) if kind != "temp" else dict((n, e) for n, e, _ in quantities)[q]
         if kind != "temp":
-            for g in sp_.gemm_before.get(eq_index[q], []):
-                if id(g) in group_in:
-                    loop.append(f"    {group_in[id(g)]}[t] = {_ncode(g.operand, fcode)}")
-                    src = f"{group_in[id(g)]}[t]"
+            for g in cplan.gemm_before.get(eq_index[q], []):
+                if g.name in group_in:
+                    loop.append(f"    {group_in[g.name]}[t] = {_ncode(g.operand, fcode)}")
+                    src = f"{group_in[g.name]}[t]"
                 else:
                     src = _ncode(g.operand, fcode)
                 loop.append(f"    np.matmul({src}, W_{g.name}, out={g.name}[t])")
+                loop.extend(_fused_lines(g, table))
+        if q in inplace_gate:
+            loop.append(f"    {var[q]} = {inplace_gate[q].name}[t]  # {kind} {q}, activated in place")
+            continue
         slot = f"{store[q]}[t + 1]" if q in cell.states else f"{store[q]}[t]"
         if isinstance(rhs, Activation) and rhs.name in IN_PLACE and not rhs.params \
                 and isinstance(rhs.arg, MatAdd) and len(rhs.arg.args) == 2 \
@@ -267,24 +299,13 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     cache_items = ['"x": x', '"size": size']
     for g in groups:
         cache_items.append(f'"{g.name}": {g.name}')
-        if id(g) in group_in:
-            cache_items.append(f'"{group_in[id(g)]}": {group_in[id(g)]}')
-    cache_items += [f'"{store[q]}": {store[q]}' for q, _, _ in quantities]
+        if g.name in group_in:
+            cache_items.append(f'"{group_in[g.name]}": {group_in[g.name]}')
+    cache_items += [f'"{store[q]}": {store[q]}' for q, _, _ in quantities if q in store]
     final = ", ".join(f'"{s}": {store[s]}[T].copy()' for s in cell.states)
     cached.append("cache = {" + ", ".join(cache_items) + "}")
     cached.append(f"return {outputs}, {{{final}}}, cache")
 
-    # --- the backward walk ------------------------------------------------------------------
-    slot_readers = {p.slot: {q for q, rhs, _ in quantities if p.slot in rhs.atoms(MatrixSymbol)}
-                    for g in groups for p in g.products}
-    group_readers = {p.slot: [h for h in groups if not h.hoisted and p.slot in h.operand.atoms(MatrixSymbol)]
-                     for g in groups for p in g.products}
-    vjp = _PlannedVJP([(q, rhs) for q, rhs, _ in quantities], cell, sp_, slot_readers, group_readers)
-    vjp.seed(f"{out}[t]", AdjointSymbol.of(MatrixSymbol(f"{out}[t]", *shape_of[out]), "dL"))
-    for s in cell.states:
-        vjp.seed(f"{s}[t]", AdjointSymbol.of(MatrixSymbol(f"{s}[t]", *shape_of[s]), "dn"))
-    vjp.run()
-    repeated = _repeated_activations(vjp)
 
     # names in the backward loop
     bcode_names = dict(forward_code)
@@ -353,7 +374,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             whole_b[f"{q}[t]"] = f"{store[q]}[1:]"
             whole_b[f"{q}[t-1]"] = f"{store[q]}[:-1]"
         else:
-            whole_b[f"{q}[t]"] = store[q]
+            whole_b[f"{q}[t]"] = value_all[q]
     for g in groups:
         for p in g.products:
             whole_b[p.slot.name] = p.slot.name
@@ -452,11 +473,11 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             elif base in cell.states:
                 u_all = f"{store[base]}[:-1]" if time == "t-1" else f"{store[base]}[1:]"
             elif f"{base}[t]" in whole_b and time == "t":
-                u_all = store[base]
+                u_all = value_all[base]
             else:
                 u_all = bcode(g.operand, whole_b)
-        elif id(g) in group_in:
-            u_all = group_in[id(g)]
+        elif g.name in group_in:
+            u_all = group_in[g.name]
         else:
             u_all = f"({bcode(g.operand, whole_b)})"
         gw = alloc(f"dW_{g.name}")
@@ -516,15 +537,16 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     body.append("# what the forward kept")
     for g in groups:
         body.append(f'{g.name} = cache["{g.name}"]')
-        if id(g) in group_in:
-            body.append(f'{group_in[id(g)]} = cache["{group_in[id(g)]}"]')
+        if g.name in group_in:
+            body.append(f'{group_in[g.name]} = cache["{group_in[g.name]}"]')
         off = sp.Integer(0)
         for p in g.products:
             end = off + table.shape(p.weight)[0]
             body.append(f"{p.slot.name} = {g.name}[:, :, {off}:{end}]")
             off = end
     for q, _, _ in quantities:
-        body.append(f'{store[q]} = cache["{store[q]}"]')
+        if q in store:
+            body.append(f'{store[q]} = cache["{store[q]}"]')
     body.append("")
     body.append("# adjoints of the products, every step, side by side per GEMM group as in the forward")
     for g in sorted(groups, key=lambda g: id(g) in shared_buffer):
@@ -558,7 +580,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             if _word_used(var[q], loop_b):
                 bind.append(f"    {var[q]} = {store[q]}[t + 1]")
         elif _word_used(var[q], loop_b):
-            bind.append(f"    {var[q]} = {store[q]}[t]")
+            bind.append(f"    {var[q]} = {value_all[q]}[t]")
     for s in cell.states:
         if _word_used(prev_b[s], loop_b):
             bind.append(f"    {prev_b[s]} = {store[s]}[t]")
@@ -586,6 +608,50 @@ IN_PLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})",
 
 def _negative_term(t) -> bool:
     return isinstance(t, sp.MatMul) and t.args[0].is_number and t.args[0].is_negative
+
+
+def _fused_plan(cell, table, unfused, vjp):
+    """The forward's own plan (``plan(cell)``) when the cached forward may run it: the same
+    products and temporaries as the unfused plan the backward walks, and no product whose buffer
+    the fused step overwrites (a hoisted slice added in, a gate activated in place) is read by
+    the backward. Else None."""
+    fused = plan(cell, table=table)
+    if [(n, e) for n, e, _ in fused.temps] != [(n, e) for n, e, _ in unfused.temps] or \
+            [[p.slot for p in g.products] for g in fused.groups] != \
+            [[p.slot for p in g.products] for g in unfused.groups]:
+        return None
+    overwritten = {p.slot for g in fused.groups if g.add_hoisted
+                   for p in g.products[:g.add_hoisted[1]]}
+    if not overwritten:
+        return None
+    read = set()
+    exprs = [e.expr for e in vjp.steps if not isinstance(e, tuple)]
+    exprs += [t for d in (vjp.slot_terms, vjp.state_terms, vjp.input_terms) for ts in d.values()
+              for t in ts]
+    exprs += [x for ts in vjp.param_terms.values() for t in ts for x in (t.left, t.right)
+              if x is not None]
+    exprs += [g.operand for g in unfused.groups]
+    for e in exprs:
+        read |= e.atoms(MatrixSymbol)
+    return None if read & overwritten else fused
+
+
+def _fused_lines(g, table):
+    """After an in-loop GEMM of the fused plan: the hoisted slices added in, gates in place."""
+    lines = []
+    if g.add_hoisted:
+        h, m = g.add_hoisted
+        end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
+        whole = m == len(g.products) == len(h.products)
+        lines.append(f"    {g.name}[t] += {h.name}[t]" if whole else
+                     f"    {g.name}[t, :, :{end}] += {h.name}[t, :, :{end}]")
+    for act, k0, k1 in g.inplace:
+        a = sum((table.shape(p.weight)[0] for p in g.products[:k0]), sp.Integer(0))
+        b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
+        view = f"{g.name}[t]" if (a == 0 and k1 == len(g.products)) else f"{g.name}[t, :, {a}:{b}]"
+        lines.append("    " + INPLACE[act].format(v=view)
+                     + f"  # {', '.join(p.slot.name for p in g.products[k0:k1])} in place")
+    return lines
 
 
 def _into(expr, target, names) -> str:
