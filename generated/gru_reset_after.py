@@ -230,7 +230,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dW_hr_h = d_hW[:, :, 0:d_h]
     dW_hz_h = d_hW[:, :, d_h:2*d_h]
     dW_hn_h = d_hW[:, :, 2*d_h:3*d_h]
-    d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
@@ -255,7 +254,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dW_xr_x[...] = dW_hr_h
     dW_xz_x[...] = dW_hz_h
     dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
-    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    d_x = (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
     dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
     d_params = {
         "W_xr": dW_xW[0:d_h],

@@ -240,7 +240,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_uW = np.asarray(params["W_hn"], dtype=dtype)  # [W_hn]
     d_uW = np.zeros((T, B, W_uW.shape[0]), dtype=dtype)
     dW_hn_u = d_uW[:, :, 0:d_h]
-    d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
@@ -265,7 +264,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dW_xz_x[...] = dW_hz_h
     dW_xn_x[...] = dW_hn_u
     dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
-    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    d_x = (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
     dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
     dW_uW = d_uW.reshape(T * B, W_uW.shape[0]).T @ uW_in.reshape(T * B, d_h)
     d_params = {

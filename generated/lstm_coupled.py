@@ -239,7 +239,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dW_ho_h = d_hW[:, :, 2*d_h:3*d_h]
     W_xW = np.concatenate([params["W_xi"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype)  # [W_xi; W_xg; W_xo]
     d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
-    d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dc_next = d_final["c"]
     dh_next = d_final["h"]
@@ -267,7 +266,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # after the loop: each group's weight gradient (and a hoisted group's input
     # gradient) in one GEMM over all T steps
     dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
-    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    d_x = (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
     dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
     d_params = {
         "W_xi": dW_xW[0:d_h],

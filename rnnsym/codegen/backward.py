@@ -456,6 +456,14 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
                                               else f"np.zeros_like({dnext[s]})"))
 
     post: list[str] = [""]
+    dx_per_step = bool(vjp.input_terms.get(cell.inputs[0]))
+    dx_started = []
+
+    def dx_op():
+        """``=`` for the first contribution to d_x after the loop (when none came per step)."""
+        op = "+=" if dx_per_step or dx_started else "="
+        dx_started.append(True)
+        return op
     post.append("# after the loop: each group's weight gradient (and a hoisted group's input")
     post.append("# gradient) in one GEMM over all T steps")
     grads: dict = {}
@@ -492,7 +500,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         if g.hoisted:
             du = f"({d}.reshape(T * B, W_{g.name}.shape[0]) @ W_{g.name}).reshape(T, B, {n_rows})"
             if isinstance(g.operand, MatrixSymbol) and split_name(g.operand.name)[0] in cell.inputs:
-                post.append(f"d_x += {du}")
+                post.append(f"d_x {dx_op()} {du}")
             else:
                 sub = StepVJP([("__u", g.operand)], set(cell.params), set(cell.inputs), ())
                 adj = AdjointSymbol.of(MatrixSymbol(f"{g.name}_u[t]", g.operand.shape[0], 1), "d")
@@ -505,7 +513,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
                     wb[e.target.name] = nm
                     post.append(f"{nm} = {bcode(e.expr, wb)}")
                 for xname, terms in sub.input_terms.items():
-                    post.append(f"d_x += {bcode(madd(*terms), wb)}")
+                    post.append(f"d_x {dx_op()} {bcode(madd(*terms), wb)}")
                 for pname, terms in sub.param_terms.items():
                     for term in terms:
                         if term.kind == "sum":
@@ -565,7 +573,8 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             end = off + table.shape(p.weight)[0]
             body.append(f"{dslot[p.slot]} = {dgroup[id(g)]}[:, :, {off}:{end}]")
             off = end
-    body.append("d_x = np.zeros_like(x)")
+    if dx_per_step or not dx_started:
+        body.append("d_x = np.zeros_like(x)")
     for pname in per_step_params:
         body.append(f"{alloc_grad(pname)} = np.zeros(np.shape(params[\"{pname}\"]), dtype=dtype)")
     body.append("# what step t+1 sends back to each state; at T, the final state's gradient")
