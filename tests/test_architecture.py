@@ -1,6 +1,7 @@
 """The import layers of pyproject.toml's [tool.importlinter] contract hold (README, "Layout"):
 ``lint-imports`` passes on the tree, and fails with a readable message on a back-arrow."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,3 +37,18 @@ def test_a_back_arrow_fails_with_a_readable_message(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rnnsym.shapes is not allowed to import rnnsym.codegen" in result.stdout
     assert "rnnsym.shapes -> rnnsym.codegen" in result.stdout
+
+
+def test_every_module_of_rnnsym_is_in_a_layer():
+    """A new top-level module or package must be placed in the layers contract: one that is
+    not would be checked by nothing."""
+    from importlinter.api import read_configuration
+
+    layers = next(c for c in read_configuration(str(ROOT / "pyproject.toml"))["contracts_options"]
+                  if c["type"] == "layers")["layers"]
+    listed = set(re.findall(r"rnnsym\.(\w+)", " ".join(layers)))
+    present = {p.stem if p.suffix == ".py" else p.name for p in (ROOT / "rnnsym").iterdir()
+               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    missing = sorted(present - listed)
+    assert not missing, (f"rnnsym.{', rnnsym.'.join(missing)}: not in any layer of "
+                         "[tool.importlinter] in pyproject.toml; place it (README, 'Layout')")
