@@ -8,7 +8,10 @@ constraints itself, the way ``_shape.is_matmul_valid``/``is_matadd_valid`` phras
 * a sum or elementwise product: all terms have one shape; an activation keeps its argument's shape;
 * an equation: the left side has the right side's shape, so a state keeps its shape from ``t-1``
   to ``t`` (``h[t-1]`` and ``h[t]`` share one pair of size placeholders);
-* inputs, states and readouts are column vectors.
+* inputs, states and readouts are column vectors;
+* ``layernorm(u, g, b)``: g and b have the shape of u; ``a / b`` elementwise: one shape;
+* ``chunk(u, k, n)``: u has n times the rows of the block (a *scaled* constraint, solved after the
+  unification: a class of rows may be labelled ``4*d_h``).
 
 The sizes are merged class by class (union-find). The rows of the anchored quantities (``x`` →
 ``d_in``, ``h`` → ``d_h``, readout → ``d_out``, LSTM projection → ``d_proj``) name the classes;
@@ -24,7 +27,7 @@ from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions import HadamardProduct, Transpose
 
 from rnnsym.cells.cell import Cell, cols, rows, split_name
-from rnnsym.cells.nodes import Activation, Diag
+from rnnsym.cells.nodes import Activation, Chunk, Diag, HadamardQuotient, LayerNorm
 
 
 class ShapeError(ValueError):
@@ -56,6 +59,7 @@ class _Classes:
         self.label: dict = {}       # root -> dimension name (Symbol) or Integer
         self.soft: dict = {}        # root -> soft name
         self.origin: dict = {}      # placeholder -> words (for undetermined reports)
+        self.scaled: list = []      # (big, n, small, context): size(big) = n * size(small)
 
     def find(self, a):
         self.parent.setdefault(a, a)
@@ -89,6 +93,27 @@ class _Classes:
             self.soft[ra] = self.soft[rb]
         self.label.pop(rb, None)
         self.soft.pop(rb, None)
+
+    def resolve_scaled(self):
+        """Label the classes tied by ``size(big) = n · size(small)`` (chunk) until nothing changes;
+        a class whose label cannot be n times the other's is a :class:`ShapeConflict`."""
+        changed = True
+        while changed:
+            changed = False
+            for big, n, small, context in self.scaled:
+                rb, rs = self.find(big), self.find(small)
+                lb, ls = self.label.get(rb), self.label.get(rs)
+                if ls is not None:
+                    want = n * ls
+                    if lb is None:
+                        self.label[rb] = want
+                        changed = True
+                    elif sp.simplify(lb - want) != 0:
+                        raise ShapeConflict(f"{context}: would need {lb} = {want}, but the rows of "
+                                            f"the chunked vector must be {n} times those of a chunk")
+                elif lb is not None:
+                    self.label[rs] = lb / n
+                    changed = True
 
     def anchor(self, a, value, soft=False):
         r = self.find(a)
@@ -259,6 +284,7 @@ def derive(cell: Cell) -> ShapeTable:
         r, c = _shape_of(eq.rhs, uf, context, expect=(rows(eq.name), cols(eq.name), f"{eq.name}[t]"))
         uf.union(rows(eq.name), r, f"{context}: the rows of {eq.name} (kept from t-1 to t)")
         uf.union(cols(eq.name), c, f"{context}: the columns of {eq.name}")
+    uf.resolve_scaled()
 
     # name the classes and build the table
     names = (*cell.params, *cell.inputs, *(e.name for e in cell.equations))
@@ -272,8 +298,8 @@ def derive(cell: Cell) -> ShapeTable:
                 lab = sp.Symbol(uf.soft[root], integer=True, positive=True)
             if lab is None:
                 undetermined.setdefault(n, f"the {what} of {n} are not fixed by any equation")
-            elif isinstance(lab, sp.Symbol) and lab not in dims:
-                dims.append(lab)
+            else:
+                dims.extend(d for d in sorted(lab.free_symbols, key=str) if d not in dims)
             out.append(lab)
         shapes[n] = tuple(out)
     return ShapeTable(cell, shapes, tuple(dims), undetermined)
@@ -293,6 +319,22 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
         return expr.shape
     if isinstance(expr, (Activation,)):
         return _shape_of(expr.arg, uf, context, expect)
+    if isinstance(expr, LayerNorm):
+        r, c = _shape_of(expr.arg, uf, context, expect)
+        for what, v in (("gain", expr.gain), ("bias", expr.bias)):
+            if v is not None:
+                rv, cv = _shape_of(v, uf, context)
+                where = (f"{context}: in {_fmt_term(expr)}, the {what} {_fmt_term(v)} must have the "
+                         f"shape of {_fmt_term(expr.arg)}")
+                uf.union(r, rv, where)
+                uf.union(c, cv, where)
+        return r, c
+    if isinstance(expr, Chunk):
+        r, c = _shape_of(expr.arg, uf, context)
+        block = ("chunk rows", expr)
+        uf.find(block)
+        uf.scaled.append((r, expr.count, block, f"{context}: in {_fmt_term(expr)}"))
+        return block, c
     if isinstance(expr, Diag):
         r, c = _shape_of(expr.arg, uf, context)
         uf.anchor(c, 1)
@@ -308,8 +350,8 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
                     f"{_fmt_term(a)} must equal the rows of {_fmt_term(b)}"
             uf.union(ca, rb, where)
         return shapes[0][0], shapes[-1][1]
-    if isinstance(expr, (MatAdd, HadamardProduct)):
-        kind = "sum" if isinstance(expr, MatAdd) else "elementwise product"
+    if isinstance(expr, (MatAdd, HadamardProduct, HadamardQuotient)):
+        kind = {MatAdd: "sum", HadamardProduct: "elementwise product"}.get(type(expr), "elementwise quotient")
         if expect is not None:
             r0, c0, label = expect
             terms = expr.args

@@ -28,7 +28,7 @@ from sympy import Basic, Expr, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatr
 from sympy.matrices.expressions import HadamardProduct
 
 from rnnsym.cells.cell import Cell, quantity, split_name
-from rnnsym.cells.nodes import Activation
+from rnnsym.cells.nodes import Activation, Chunk, HadamardQuotient, LayerNorm, layernorm_scalars
 from rnnsym.printing.latex import RnnLatexPrinter, aligned, symbol_latex
 from rnnsym.printing.text import TextPrinter
 
@@ -395,6 +395,20 @@ def _entries(expr, env: _ScalarEnv) -> list[list]:
         return env(expr)
     if isinstance(expr, Activation):
         return [[expr.spec.scalar(u, *expr.params) for u in row] for row in _entries(expr.arg, env)]
+    if isinstance(expr, LayerNorm):
+        u = _entries(expr.arg, env)
+        g = None if expr.gain is None else [row[0] for row in _entries(expr.gain, env)]
+        b = None if expr.bias is None else [row[0] for row in _entries(expr.bias, env)]
+        return [[v] for v in layernorm_scalars([row[0] for row in u], g, b, expr.eps)]
+    if isinstance(expr, Chunk):
+        u = _entries(expr.arg, env)
+        d = len(u) // expr.count
+        return u[expr.index * d:(expr.index + 1) * d]
+    if isinstance(expr, HadamardQuotient):
+        den = _entries(expr.denominator, env)
+        num = None if isinstance(expr.numerator, OneMatrix) else _entries(expr.numerator, env)
+        return [[(sp.S.One if num is None else num[i][j]) / e for j, e in enumerate(row)]
+                for i, row in enumerate(den)]
     if isinstance(expr, (MatAdd, HadamardProduct)):
         combine = _sum if isinstance(expr, MatAdd) else _prod
         parts = [_entries(a, env) if not isinstance(a, OneMatrix) else None for a in expr.args]

@@ -189,3 +189,151 @@ def sigmoid_(u) -> Activation:
 def relu(u) -> Activation:
     """``max(u, 0)`` elementwise, for cells written in Python."""
     return Activation("relu", u)
+
+
+# --- normalisation, division and block nodes (layer-norm LSTM, minLSTM, stacked gates) -------
+#: torch.nn.LayerNorm's default eps
+LAYERNORM_EPS = sp.Rational(1, 100000)
+
+
+class LayerNorm(MatrixExpr):
+    """``layernorm(u, g, b, eps)``: ``(u − mean(u)) / sqrt(var(u) + eps) ⊙ g + b``.
+
+    The mean and the (biased, population) variance are taken over the feature axis (the rows of
+    the column vector ``u``), per sample, as ``torch.nn.LayerNorm(d)`` does (Ba et al. 2016,
+    "Layer Normalization", eq. 4; eps defaults to torch's 1e-5). The gain ``g`` and bias ``b``
+    are optional: absent, they are stored as the scalars 1 and 0.
+
+    >>> from sympy import MatrixSymbol, symbols
+    >>> LayerNorm(MatrixSymbol("u", 3, 1)).shape
+    (3, 1)
+    """
+
+    def __new__(cls, arg, gain=None, bias=None, eps=None):
+        gain = sp.S.One if gain is None else sympify(gain)
+        bias = sp.S.Zero if bias is None else sympify(bias)
+        eps = LAYERNORM_EPS if eps is None else sympify(eps)
+        if not isinstance(arg, MatrixExpr):
+            raise ValueError(f"layernorm needs a vector argument, got the scalar {arg}")
+        if gain != 1 and not isinstance(gain, MatrixExpr):
+            raise ValueError(f"layernorm gain must be a vector (or absent), got {gain}")
+        if bias != 0 and not isinstance(bias, MatrixExpr):
+            raise ValueError(f"layernorm bias must be a vector (or absent), got {bias}")
+        if bias != 0 and gain == 1:
+            raise ValueError("layernorm with a bias needs a gain too (layernorm(u, g, b))")
+        if not (eps.is_number and eps.is_nonnegative):
+            raise ValueError(f"layernorm eps must be a number >= 0, got {eps}")
+        return Basic.__new__(cls, arg, gain, bias, eps)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def gain(self):
+        """The gain vector, or None."""
+        return None if self.args[1] == 1 else self.args[1]
+
+    @property
+    def bias(self):
+        """The bias vector, or None."""
+        return None if self.args[2] == 0 else self.args[2]
+
+    @property
+    def eps(self):
+        return self.args[3]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+def layernorm_scalars(column: list, gain=None, bias=None, eps=LAYERNORM_EPS) -> list:
+    """The entries of ``layernorm`` of one column, given as scalar SymPy expressions (unevaluated
+    enough to read): used by element-wise unrolls."""
+    n = len(column)
+    mean = sp.Add(*column, evaluate=False) / n
+    var = sp.Add(*[(u - mean) ** 2 for u in column], evaluate=False) / n
+    out = []
+    for i, u in enumerate(column):
+        v = (u - mean) / sp.sqrt(var + eps)
+        if gain is not None:
+            v = v * gain[i]
+        if bias is not None:
+            v = v + bias[i]
+        out.append(v)
+    return out
+
+
+class HadamardQuotient(MatrixExpr):
+    """``a ⊘ b``: the elementwise quotient of two vectors (or ``1 ⊘ b``, numerator all ones).
+
+    minLSTM's normalised gates ``f_t ⊘ (f_t + i_t)`` need it (Feng et al. 2024).
+    """
+
+    def __new__(cls, numerator, denominator):
+        for what, v in (("numerator", numerator), ("denominator", denominator)):
+            if not isinstance(v, MatrixExpr):
+                raise ValueError(f"elementwise division: the {what} must be a vector, got {v}")
+        return Basic.__new__(cls, numerator, denominator)
+
+    @property
+    def numerator(self):
+        return self.args[0]
+
+    @property
+    def denominator(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+    def _entry(self, i, j, **kwargs):
+        return self.args[0]._entry(i, j, **kwargs) / self.args[1]._entry(i, j, **kwargs)
+
+
+class Chunk(MatrixExpr):
+    """``chunk(u, k, n)``: the k-th (from 0) of n equal blocks of rows of ``u``, as
+    ``torch.chunk(u, n)[k]`` over the feature axis: stacked gate pre-activations
+    (``gates.chunk(4, 1)`` in PyTorch's LSTM cells). ``u`` has ``n`` times the rows of a block."""
+
+    def __new__(cls, arg, index, count):
+        index, count = sympify(index), sympify(count)
+        if not (count.is_Integer and count >= 1 and index.is_Integer and 0 <= index < count):
+            raise ValueError(f"chunk(u, k, n) needs integers 0 <= k < n, got k={index}, n={count}")
+        if not isinstance(arg, MatrixExpr):
+            raise ValueError(f"chunk needs a vector argument, got the scalar {arg}")
+        return Basic.__new__(cls, arg, index, count)
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def index(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def count(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def shape(self):
+        rows, cols = self.arg.shape
+        return (rows / self.count, cols)
+
+
+def layernorm(u, gain=None, bias=None, eps=None) -> LayerNorm:
+    """``layernorm(u, g, b)`` for cells written in Python."""
+    return LayerNorm(u, gain, bias, eps)
+
+
+def divide(a, b) -> HadamardQuotient:
+    """``a ⊘ b`` elementwise, for cells written in Python."""
+    return HadamardQuotient(a, b)
+
+
+def chunk(u, index: int, count: int) -> Chunk:
+    """The ``index``-th of ``count`` equal row blocks of ``u``, for cells written in Python."""
+    return Chunk(u, index, count)

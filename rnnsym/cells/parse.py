@@ -1,7 +1,8 @@
 """Cells from text: ``"h = tanh(W_h @ h + W_x @ x + b)"``, parsed, never evaluated.
 
 The text is read with :func:`ast.parse` and walked over a whitelist of node types: assignments to a
-plain name, ``+ - * @``, unary minus, numbers, names and calls of known activations. Anything else
+plain name, ``+ - * / @``, unary minus, numbers, names, calls of known activations and of the
+structural functions ``layernorm(u[, g, b][, eps])`` and ``chunk(u, k, n)``. Anything else
 (attribute access, subscripts, lambdas, keyword arguments, dunder names, unknown functions) is a
 :class:`DefinitionError` that says what was found and where.
 
@@ -9,7 +10,8 @@ Semantics, one step at a time, like Python: a name read *before* it is assigned 
 its own right-hand side) is its previous value, so it is a **state**; a name read after it is
 assigned is the value just computed. Assigned names whose previous value is never read are
 intermediate quantities (gates). ``inputs`` (default ``x``) are per-step inputs; every other name
-is a parameter. ``*`` is the elementwise product, ``@`` the matrix product.
+is a parameter. ``*`` is the elementwise product, ``/`` the elementwise quotient, ``@`` the matrix
+product.
 """
 from __future__ import annotations
 
@@ -19,11 +21,15 @@ from typing import Iterable
 import sympy as sp
 
 from rnnsym.cells.cell import IDENT, Cell, make_cell, now, param, prev
-from rnnsym.cells.nodes import ACTIVATIONS, Activation, hadamard, madd, mmul
+from rnnsym.cells.nodes import ACTIVATIONS, Activation, Chunk, HadamardQuotient, LayerNorm, hadamard, madd, mmul
 
 # activation names accepted in text, with their aliases
 FUNCTIONS = {name: name for name in ACTIVATIONS if name != "clip"}
 FUNCTIONS.update({"σ": "sigmoid", "sigma": "sigmoid"})
+#: functions that are not activations: how they are called, for error messages
+STRUCTURAL = {"layernorm": "layernorm(u), layernorm(u, g), layernorm(u, g, b), layernorm(u, g, b, eps)",
+              "chunk": "chunk(u, k, n) (block k of n equal blocks of rows, k from 0)"}
+CALLABLE = {**FUNCTIONS, **{f: f for f in STRUCTURAL}}
 
 
 class DefinitionError(ValueError):
@@ -129,7 +135,7 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
 
 
 _ALLOWED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
-            ast.Mult, ast.MatMult, ast.USub, ast.UAdd)
+            ast.Mult, ast.Div, ast.MatMult, ast.USub, ast.UAdd)
 
 
 def _validate(node, stmt, lines):
@@ -138,13 +144,13 @@ def _validate(node, stmt, lines):
     if not isinstance(node, _ALLOWED):
         raise DefinitionError(f"`{ast.unparse(node)}` ({type(node).__name__}) is not allowed in a "
                               f"cell definition {_where(stmt, lines)} (allowed: names, numbers, "
-                              f"+ - * @, and calls of {allowed})")
+                              f"+ - * / @, and calls of {allowed}, layernorm, chunk)")
     if isinstance(node, ast.Name):
-        _check_name(node.id, stmt, lines) if node.id not in FUNCTIONS else None
+        _check_name(node.id, stmt, lines) if node.id not in CALLABLE else None
     if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
-                                       or node.func.id not in FUNCTIONS):
+                                       or node.func.id not in CALLABLE):
         raise DefinitionError(f"the call `{ast.unparse(node)}` is not allowed {_where(stmt, lines)}"
-                              f": only the activations {allowed} can be called")
+                              f": only the activations {allowed} and layernorm, chunk can be called")
 
 
 def _check_name(name, node, lines):
@@ -162,8 +168,8 @@ class _Translator(ast.NodeVisitor):
 
     def fail(self, node, what):
         raise DefinitionError(f"{what} is not allowed in a cell definition {_where(self.stmt, self.lines)}"
-                              " (allowed: names, numbers, + - * @, and calls of "
-                              f"{', '.join(sorted(FUNCTIONS))})")
+                              " (allowed: names, numbers, + - * / @, and calls of "
+                              f"{', '.join(sorted(FUNCTIONS))}, layernorm, chunk)")
 
     def generic_visit(self, node):
         self.fail(node, f"`{ast.unparse(node)}` ({type(node).__name__})")
@@ -218,12 +224,22 @@ class _Translator(ast.NodeVisitor):
             if am or bm:
                 return mmul(a, b) if not am else mmul(b, a)
             return a * b
+        if isinstance(op, ast.Div):
+            if not bm:
+                if b == 0:
+                    self.fail(node, f"the division by zero in `{ast.unparse(node)}`")
+                return mmul(1 / b, a) if am else a / b
+            # scalar / vector: the scalar times a vector of ones, divided elementwise
+            num = a if am else (sp.OneMatrix(*b.shape) if a == 1 else mmul(a, sp.OneMatrix(*b.shape)))
+            return HadamardQuotient(num, b)
         self.fail(node, f"the operator `{type(op).__name__}` in `{ast.unparse(node)}`")
 
     def visit_Call(self, node):
         if not isinstance(node.func, ast.Name):
             self.fail(node, f"the call `{ast.unparse(node)}`")
         fname = node.func.id
+        if fname in STRUCTURAL:
+            return self._structural(node, fname)
         if fname not in FUNCTIONS:
             self.fail(node, f"the unknown function `{fname}`")
         if node.keywords or len(node.args) != 1:
@@ -233,3 +249,29 @@ class _Translator(ast.NodeVisitor):
             self.fail(node, f"`{ast.unparse(node)}` on a scalar")
         name = FUNCTIONS[fname]
         return arg if name == "identity" else Activation(name, arg)
+
+    def _structural(self, node, fname):
+        """``layernorm(u[, g, b][, eps])`` and ``chunk(u, k, n)``: checked argument by argument."""
+        usage = STRUCTURAL[fname]
+        if node.keywords:
+            self.fail(node, f"`{ast.unparse(node)}` (keyword arguments; write {usage})")
+        args = [self.visit(a) for a in node.args]
+        vector = [isinstance(a, sp.MatrixExpr) for a in args]
+        if not args or not vector[0]:
+            self.fail(node, f"`{ast.unparse(node)}` (the first argument must be a vector; write {usage})")
+        if fname == "chunk":
+            if len(args) != 3 or any(vector[1:]) or not all(sp.sympify(a).is_Integer for a in args[1:]):
+                self.fail(node, f"`{ast.unparse(node)}` (write {usage})")
+            k, n = int(args[1]), int(args[2])
+            if not 0 <= k < n:
+                self.fail(node, f"`{ast.unparse(node)}` (chunk(u, k, n) needs 0 <= k < n)")
+            return Chunk(args[0], k, n)
+        eps = None
+        if len(args) > 1 and not vector[-1]:
+            eps = args.pop()
+            vector.pop()
+            if not (eps.is_number and eps >= 0):
+                self.fail(node, f"`{ast.unparse(node)}` (eps must be a number >= 0)")
+        if len(args) > 3 or not all(vector):
+            self.fail(node, f"`{ast.unparse(node)}` (write {usage}: gain g and bias b are vectors)")
+        return LayerNorm(*args, eps=eps)

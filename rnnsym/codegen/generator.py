@@ -174,6 +174,18 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     emit = body.append
     emit("# sizes, read off the arrays by _check")
     emit(", ".join(map(str, table.dims)) + " = " + ", ".join(f'size["{d}"]' for d in table.dims))
+    # sizes that are formulas of the free ones (4*d_h of stacked gates): _check read them off
+    # the arrays as they are, so check them against the formula here
+    derived: dict = {}
+    for q in (*cell.params, *cell.states):
+        for s_ in table.shape(q):
+            if not (s_.is_Symbol or s_.is_Integer):
+                derived.setdefault(s_, []).append(q)
+    for expr_, users in derived.items():
+        emit(f'if size["{expr_}"] != {expr_}:')
+        emit(f'    raise ValueError(f"{", ".join(users)}: expected {expr_} = {{{expr_}}} '
+             f'({", ".join(f"{d} = {{{d}}}" for d in sorted(map(str, expr_.free_symbols)))}), '
+             f'got {{size[\'{expr_}\']}}")')
     # parameters used directly in the loop
     in_loop = ([e for _, e in sp_.equations] + [e for _, e, _ in sp_.temps]
                + [g.operand for g in sp_.groups])

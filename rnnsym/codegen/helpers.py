@@ -31,4 +31,17 @@ def _sigmoid_(u):
     np.exp(u, out=u)
     u /= e
 ''',
+    "_layernorm": '''
+def _layernorm(u, eps):
+    """(u - mean) / sqrt(var + eps) over the last (feature) axis, the biased variance as in
+    torch.nn.LayerNorm."""
+    d = u - u.mean(axis=-1, keepdims=True)
+    return d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps)
+''',
+    "_chunk": '''
+def _chunk(u, k, n):
+    """Block k of n equal blocks of the last (feature) axis, as torch.chunk(u, n, -1)[k]."""
+    d = u.shape[-1] // n
+    return u[..., k * d:(k + 1) * d]
+''',
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 from sympy import MatAdd, MatMul
 from sympy.matrices.expressions import HadamardProduct
 
+from rnnsym.cells.nodes import LAYERNORM_EPS, HadamardQuotient
+
 # binding strength, loosest first: a child looser than its parent gets parentheses
 # (a Hadamard product inside a matrix product, or the reverse, is always parenthesised: in the
 # definition language `W @ r * h` would read as `(W @ r) * h`)
@@ -20,7 +22,7 @@ def _strength(expr) -> int:
         return _SUM
     if isinstance(expr, MatMul) and expr.args and expr.args[0].is_number and expr.args[0].is_negative:
         return _NEG
-    if isinstance(expr, HadamardProduct):
+    if isinstance(expr, (HadamardProduct, HadamardQuotient)):
         return _HAD
     if isinstance(expr, MatMul):
         return _MUL
@@ -32,6 +34,7 @@ class OrderedMatrixPrinterMixin:
 
     matmul_sep = " @ "
     hadamard_sep = " * "
+    quotient_sep = " / "
     one = "1"
 
     def paren(self, s: str) -> str:          # pragma: no cover - overridden
@@ -96,3 +99,17 @@ class OrderedMatrixPrinterMixin:
 
     def _print_Diag(self, expr):
         return self.function("diag", self._print(expr.arg), [])
+
+    def _print_HadamardQuotient(self, expr):
+        """``a / b`` elementwise; both sides parenthesised unless atoms (``f / (f + i)``)."""
+        return self._child(expr.numerator, _ATOM) + self.quotient_sep + self._child(expr.denominator, _ATOM)
+
+    def _print_LayerNorm(self, expr):
+        """``layernorm(u, g, b)``; eps shown only when it is not torch's default 1e-5."""
+        params = [self._print(p) for p in (expr.gain, expr.bias) if p is not None]
+        if expr.eps != LAYERNORM_EPS:
+            params.append(self._print(expr.eps))
+        return self.function("layernorm", self._print(expr.arg), params)
+
+    def _print_Chunk(self, expr):
+        return self.function("chunk", self._print(expr.arg), [str(expr.index), str(expr.count)])

@@ -22,6 +22,9 @@ class RnnLatexPrinter(OrderedMatrixPrinterMixin, LatexPrinter):
     matmul_sep = " "
     scalar_sep = " "
     hadamard_sep = r" \odot "
+    quotient_sep = r" \oslash "      # elementwise division, the companion of \odot
+    #: LaTeX heads of the nodes that are not activations
+    heads = {"layernorm": r"\operatorname{LN}", "chunk": r"\operatorname{chunk}"}
 
     def paren(self, s):
         return rf"\left({s}\right)"
@@ -34,7 +37,8 @@ class RnnLatexPrinter(OrderedMatrixPrinterMixin, LatexPrinter):
         """``\\tanh``, ``\\sigma``; parametrised activations show their parameters as subscripts."""
         if name == "identity":
             return arg
-        head = ACTIVATIONS[name].latex if name in ACTIVATIONS else rf"\operatorname{{{name}}}"
+        head = ACTIVATIONS[name].latex if name in ACTIVATIONS else \
+            self.heads.get(name, rf"\operatorname{{{name}}}")
         if params:
             head += "_{" + ", ".join(params) + "}"
         return rf"{head}\left({arg}\right)"

@@ -79,6 +79,20 @@ class RnnNumPyPrinter(OrderedMatrixPrinterMixin, NumPyPrinter):
         pu = u if precedence(expr.arg) >= PRECEDENCE["Mul"] else f"({u})"
         return spec.numpy.format(u=u, pu=pu, **params)
 
+    def _print_LayerNorm(self, expr):
+        """``_layernorm(u, eps)`` (a helper of the generated module: mean and variance over the
+        feature axis), then ``* g + b``; parenthesised, so that it reads as one operand."""
+        body = f"_layernorm({self._print(expr.arg)}, {self._print(sp.Float(expr.eps))})"
+        if expr.gain is not None:
+            body = f"{body} * {self._child(expr.gain, 5)}"
+        if expr.bias is not None:
+            body = f"({body} + {self._child(expr.bias, 2)})"
+        return body
+
+    def _print_Chunk(self, expr):
+        """Block k of n of the last (feature) axis: ``_chunk(u, k, n)``, a generated helper."""
+        return f"_chunk({self._print(expr.arg)}, {expr.index}, {expr.count})"
+
     def _print_Float(self, expr):
         """Shortest round-tripping repr: byte-stable and exact (``3.0`` not ``3.00000000000000``)."""
         return repr(float(expr))
