@@ -323,11 +323,8 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
         r, c = _shape_of(expr.arg, uf, context, expect)
         for what, v in (("gain", expr.gain), ("bias", expr.bias)):
             if v is not None:
-                rv, cv = _shape_of(v, uf, context)
-                where = (f"{context}: in {_fmt_term(expr)}, the {what} {_fmt_term(v)} must have the "
-                         f"shape of {_fmt_term(expr.arg)}")
-                uf.union(r, rv, where)
-                uf.union(c, cv, where)
+                _same_shape(uf, (r, c), v, context, f"{context}: in {_fmt_term(expr)}, the {what} "
+                            f"{_fmt_term(v)} must have the shape of {_fmt_term(expr.arg)}")
         return r, c
     if isinstance(expr, Chunk):
         r, c = _shape_of(expr.arg, uf, context)
@@ -360,11 +357,15 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
             r0, c0 = _shape_of(expr.args[0], uf, context)
             terms = expr.args[1:]
         for term in terms:
-            r, c = _shape_of(term, uf, context)
-            where = (f"{context}: in the {kind} {_fmt_term(expr)}, the term {_fmt_term(term)} "
-                     f"must have the shape of {label}")
-            uf.union(r0, r, where)
-            uf.union(c0, c, where)
+            _same_shape(uf, (r0, c0), term, context, f"{context}: in the {kind} {_fmt_term(expr)}, "
+                        f"the term {_fmt_term(term)} must have the shape of {label}")
         return r0, c0
     raise ShapeError(f"{context}: rnnsym cannot derive the shape of {type(expr).__name__} "
                      f"`{_fmt_term(expr)}`")
+
+
+def _same_shape(uf: _Classes, shape, expr, context: str, where: str):
+    """Unify the shape of ``expr`` with ``shape`` (rows, cols); ``where`` names the place."""
+    r, c = _shape_of(expr, uf, context)
+    uf.union(shape[0], r, where)
+    uf.union(shape[1], c, where)

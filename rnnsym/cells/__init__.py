@@ -2,9 +2,11 @@
 from rnnsym.cells.builtin import BUILTINS, builtin, elman, gru, lstm
 from rnnsym.cells.cell import Cell, Equation, make_cell, now, param, prev
 from rnnsym.cells.nodes import ACTIVATIONS, Activation, hadamard, madd, mmul, one_minus, relu, tanh
+from rnnsym.cells.nodes import Chunk, HadamardQuotient, LayerNorm, chunk, divide, layernorm
 from rnnsym.cells.nodes import sigmoid_ as sigmoid
 from rnnsym.cells.parse import DefinitionError, parse_cell
 
-__all__ = ["ACTIVATIONS", "Activation", "BUILTINS", "Cell", "DefinitionError", "Equation",
-           "builtin", "elman", "gru", "hadamard", "lstm", "madd", "make_cell", "mmul", "now",
-           "one_minus", "param", "parse_cell", "prev", "relu", "sigmoid", "tanh"]
+__all__ = ["ACTIVATIONS", "Activation", "BUILTINS", "Cell", "Chunk", "DefinitionError", "Equation",
+           "HadamardQuotient", "LayerNorm", "builtin", "chunk", "divide", "elman", "gru", "hadamard",
+           "layernorm", "lstm", "madd", "make_cell", "mmul", "now", "one_minus", "param",
+           "parse_cell", "prev", "relu", "sigmoid", "tanh"]
