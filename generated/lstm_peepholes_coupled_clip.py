@@ -75,6 +75,8 @@ STATE_SHAPES = {
 }
 INPUT_SHAPE = ('d_in',)
 OUTPUT_SHAPE = ('d_h',)
+INPUT_SHAPES = {'x': ('d_in',)}
+OUTPUT_SHAPES = {'h': ('d_h',)}
 
 
 def forward(params, x, state0=None, *, return_cache=False):
@@ -87,8 +89,8 @@ def forward(params, x, state0=None, *, return_cache=False):
     if return_cache:
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -352,16 +354,15 @@ def _sigmoid(u):
 
 
 def _check(params, x, state0):
-    """Validate shapes against PARAM_SHAPES/STATE_SHAPES; read the sizes off the arrays.
+    """Validate shapes against PARAM_SHAPES, STATE_SHAPES and INPUT_SHAPES; read the sizes off
+    the arrays. ``x`` is the input array, or a dict of them when the cell has several inputs.
 
-    Every wrong array is named with its expected shape in symbols and numbers.
+    Every wrong array is named with its expected shape in symbols and numbers. Returns the
+    input(s) in one float dtype, the initial state in that dtype, and the sizes.
     """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    problems = []
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    problems = []
     missing = [k for k in PARAM_SHAPES if k not in params]
     unknown = [k for k in params if k not in PARAM_SHAPES]
     if missing:
@@ -374,17 +375,35 @@ def _check(params, x, state0):
     if bad_keys:
         problems.append("unknown state(s): " + ", ".join(bad_keys)
                         + " (expected " + ", ".join(STATE_SHAPES) + ")")
-    if x.ndim != 3:
-        raise ValueError(f"x: expected shape (T, B, {INPUT_SHAPE[0]}), got {x.shape}")
-    B = x.shape[1]
-    arrays = {"x": (("T", "B") + INPUT_SHAPE, x.shape)}
+    if len(INPUT_SHAPES) == 1:              # one input: x is its array
+        inputs = {"x": (x, INPUT_SHAPE)}
+    elif not isinstance(x, dict):
+        raise TypeError("x must be a dict of the inputs " + ", ".join(INPUT_SHAPES)
+                        + f" (each (T, B, d)), got {type(x).__name__}")
+    else:
+        lost = [k for k in INPUT_SHAPES if k not in x]
+        extra = [k for k in x if k not in INPUT_SHAPES]
+        if lost or extra:
+            raise ValueError("x: missing input(s) " + ", ".join(lost) + "; unknown input(s) "
+                             + ", ".join(extra) + " (expected " + ", ".join(INPUT_SHAPES) + ")")
+        inputs = {f"x[{k!r}]": (x[k], syms) for k, syms in INPUT_SHAPES.items()}
+    inputs = {k: (np.asarray(v), syms) for k, (v, syms) in inputs.items()}
+    dtype = np.result_type(*(v for v, _ in inputs.values()))
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    for name, (v, syms) in inputs.items():
+        if v.ndim != 3:
+            raise ValueError(f"{name}: expected shape (T, B, {syms[0]}), got {v.shape}")
+    first = next(iter(inputs.values()))[0]
+    T, B = first.shape[0], first.shape[1]
+    arrays = {name: (("T", "B") + syms, v.shape) for name, (v, syms) in inputs.items()}
     for k, syms in PARAM_SHAPES.items():
         if k in params:
             arrays[k] = (syms, np.shape(params[k]))
     for k, syms in STATE_SHAPES.items():
         if k in state0:
             arrays[f"state0[{k!r}]"] = (("B",) + syms, np.shape(state0[k]))
-    votes = {"T": [x.shape[0]], "B": [B]}
+    votes = {"T": [T], "B": [B]}
     for syms, shape in arrays.values():
         if len(syms) == len(shape):
             for s, n in zip(syms, shape):
@@ -396,7 +415,9 @@ def _check(params, x, state0):
             problems.append(f"{name}: expected shape ({', '.join(syms)}) = {want}, got {tuple(shape)}")
     if problems:
         raise ValueError("; ".join(problems))
-    state = {k: (np.array(state0[k], dtype=x.dtype) if k in state0
-                 else np.zeros((B,) + tuple(size[s] for s in syms), dtype=x.dtype))
+    state = {k: (np.array(state0[k], dtype=dtype) if k in state0
+                 else np.zeros((B,) + tuple(size[s] for s in syms), dtype=dtype))
              for k, syms in STATE_SHAPES.items()}
+    arrays = [v.astype(dtype, copy=False) for v, _ in inputs.values()]
+    x = arrays[0] if len(INPUT_SHAPES) == 1 else dict(zip(INPUT_SHAPES, arrays))
     return x, state, size

@@ -5,6 +5,7 @@ that isn't already ordered, so regenerating ``generated/`` is byte-stable.
 """
 from __future__ import annotations
 
+import re
 import string
 from importlib import resources
 
@@ -80,6 +81,30 @@ class _Names:
                 v += "_"
             self.var[q] = v
             taken.add(v)
+        # inputs: the whole (T, B, d) array and its value at step t; one input keeps the
+        # canonical x / x_t, several are x["u"] → u_seq / u_t
+        if len(cell.inputs) == 1:
+            self.seq, self.step = {cell.inputs[0]: "x"}, {cell.inputs[0]: "x_t"}
+        else:
+            self.seq, self.step = {}, {}
+            for i in cell.inputs:
+                for names, suffix in ((self.seq, "_seq"), (self.step, "_t")):
+                    v = i + suffix
+                    while v in taken:
+                        v += "_"
+                    names[i] = v
+                    taken.add(v)
+        # outputs: the (T, B, d) array of each quantity forward returns per step
+        if len(cell.readouts) > 1:
+            self.out = {}
+            for r in cell.readouts:
+                v = f"out_{r}"
+                while v in taken:
+                    v += "_"
+                self.out[r] = v
+                taken.add(v)
+        else:
+            self.out = {cell.output: "out"}
         # a state read (as t-1) after its own update needs its own name
         self.prev = {}
         for k, eq in enumerate(step_plan.equations):
@@ -92,7 +117,7 @@ class _Names:
     def mapping(self, cell, step_plan) -> dict:
         m = {}
         for i in cell.inputs:
-            m[f"{i}[t]"] = "x_t"
+            m[f"{i}[t]"] = self.step[i]
         for e in cell.equations:
             m[f"{e.name}[t]"] = self.var[e.name]
         for s, v in self.prev.items():
@@ -107,10 +132,11 @@ class _Names:
         return m
 
 
-def group_lines(g, table, code, whole, train: bool = False) -> list[str]:
+def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = None) -> list[str]:
     """Set-up of one GEMM group: its concatenated weights, the hoisted GEMM over all T steps or
     the in-loop buffer, and the named views of its products. ``train``: the in-loop buffer holds
-    every step, (T, B, ·), so that the backward reads each product's value."""
+    every step, (T, B, ·), so that the backward reads each product's value. ``seq``: the (T, B, d)
+    array of each input (default: the one input is ``x``)."""
     lines: list[str] = []
     emit = lines.append
     ws = [p.weight for p in g.products]
@@ -133,7 +159,7 @@ def group_lines(g, table, code, whole, train: bool = False) -> list[str]:
                              else f"np.zeros({sz})")
             emit(f"b_{g.name} = np.concatenate([" + ", ".join(parts) + "]).astype(dtype)")
         if inp is not None:
-            rows_code = f"x.reshape(T * B, {', '.join(_shape_tuple(table, inp))})"
+            rows_code = f"{(seq or {}).get(inp, 'x')}.reshape(T * B, {', '.join(_shape_tuple(table, inp))})"
         else:   # an expression of the input alone: evaluated for all T steps at once
             rows_code = (f"({numpy_code(g.operand, whole)})"
                          f".reshape(T * B, {table.shape(g.products[0].weight)[-1]})")
@@ -160,9 +186,8 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module for ``cell``."""
     table = derive(cell)
     table.check_determined()
-    if len(cell.inputs) != 1:
-        raise ValueError(f"code generation needs exactly one input, {cell.name} has "
-                         f"{len(cell.inputs)}: {', '.join(cell.inputs)}")
+    if not cell.inputs:
+        raise ValueError(f"code generation needs at least one input, {cell.name} has none")
     sp_ = plan(cell, table=table)
     names = _Names(cell, sp_, table)
     code = names.mapping(cell, sp_)
@@ -172,6 +197,10 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
 
     body: list[str] = []
     emit = body.append
+    if len(cell.inputs) > 1:
+        emit("# the inputs, each (T, B, d)")
+        emit(", ".join(names.seq[i] for i in cell.inputs) + " = "
+             + ", ".join(f'x["{i}"]' for i in cell.inputs))
     emit("# sizes, read off the arrays by _check")
     emit(", ".join(map(str, table.dims)) + " = " + ", ".join(f'size["{d}"]' for d in table.dims))
     # sizes that are formulas of the free ones (4*d_h of stacked gates): _check read them off
@@ -186,13 +215,14 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         emit(f'    raise ValueError(f"{", ".join(users)}: expected {expr_} = {{{expr_}}} '
              f'({", ".join(f"{d} = {{{d}}}" for d in sorted(map(str, expr_.free_symbols)))}), '
              f'got {{size[\'{expr_}\']}}")')
+    sizes_end = len(body)
     # parameters used directly in the loop
     in_loop = ([e for _, e in sp_.equations] + [e for _, e, _ in sp_.temps]
                + [g.operand for g in sp_.groups])
     direct = sorted({s.name for e in in_loop for s in e.atoms(MatrixSymbol) if s.name in cell.params},
                     key=cell.params.index)
     # hoisted operands read whole arrays: x for x[t], a hoisted product's (T, B, d) slice
-    whole = {**code, "x[t]": "x",
+    whole = {**code, **{f"{i}[t]": names.seq[i] for i in cell.inputs},
              **{p.slot.name: p.slot.name for g in sp_.groups if g.hoisted for p in g.products}}
 
     if direct:
@@ -200,13 +230,14 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         for p in direct:
             emit(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     for g in sp_.groups:
-        body.extend(group_lines(g, table, code, whole))
+        body.extend(group_lines(g, table, code, whole, seq=names.seq))
 
     emit("")
     emit("# states, and the output of every step")
     for s in cell.states:
         emit(f'{names.prev[s]} = state["{s}"]')
-    emit(f"out = np.empty((T, B, {dims_code(cell.output)}), dtype=dtype)")
+    for q, v in names.out.items():
+        emit(f"{v} = np.empty((T, B, {dims_code(q)}), dtype=dtype)")
     # quantities that vary over the batch: those reading an input, a state or such a quantity
     batched = set(cell.inputs)
     for eq in cell.equations:
@@ -214,7 +245,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         if any(time == "t-1" or (time == "t" and base in batched) for base, time in reads):
             batched.add(eq.name)
     loop = ["for t in range(T):"]
-    loop.append("    x_t = x[t]")
+    loop.extend(f"    {names.step[i]} = {names.seq[i]}[t]" for i in cell.inputs)
     for k, (name, rhs) in enumerate(sp_.equations):
         for g in sp_.gemm_before.get(k, []):
             loop.append(f"    np.matmul({numpy_code(g.operand, code)}, W_{g.name}, out={g.name})")
@@ -234,14 +265,15 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
             if first == k:
                 loop.append(f"    {tname} = {numpy_code(texpr, code)}")
         eq = cell.equation(name)
-        if name == cell.output and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
+        if name in names.out and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
             # computed straight into the output array: no temporary, no copy
-            loop.append("    " + WRITE_INTO[rhs.name].format(u=numpy_code(rhs.arg, code), o="out[t]")
+            loop.append("    " + WRITE_INTO[rhs.name].format(u=numpy_code(rhs.arg, code),
+                                                             o=f"{names.out[name]}[t]")
                         + f"  # {eq.kind} {name}")
-            loop.append(f"    {names.var[name]} = out[t]")
-        elif name == cell.output:     # written straight into the output array, no copy
-            loop.append(f"    out[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
-            loop.append(f"    {names.var[name]} = out[t]")
+            loop.append(f"    {names.var[name]} = {names.out[name]}[t]")
+        elif name in names.out:     # written straight into the output array, no copy
+            loop.append(f"    {names.out[name]}[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
+            loop.append(f"    {names.var[name]} = {names.out[name]}[t]")
         elif name in cell.states and name not in batched:
             # reads parameters only: broadcast, so that the state keeps its (B, d) shape
             loop.append(f"    {names.var[name]} = np.broadcast_to({numpy_code(rhs, code)}, "
@@ -251,24 +283,36 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     for s in cell.states:
         if names.prev[s] != names.var[s]:
             loop.append(f"    {names.prev[s]} = {names.var[s]}")
-    if not any("x_t" in line for line in loop[2:]):
-        del loop[1]
+    n_in = len(cell.inputs)
+    unused = [k for k, i in enumerate(cell.inputs, start=1)
+              if not any(re.search(rf"\b{names.step[i]}\b", line) for line in loop[1 + n_in:])]
+    loop = [line for k, line in enumerate(loop) if k not in unused]
     body.extend(loop)
     # copies: a state may be a view of `out` or of a reused buffer
     final = ", ".join(f'"{s}": {names.prev[s]}.copy()' for s in cell.states)
-    body.append(f"return out, {{{final}}}")
+    outs = next(iter(names.out.values())) if len(names.out) == 1 else \
+        "{" + ", ".join(f'"{q}": {v}' for q, v in names.out.items()) + "}"
+    body.append(f"return {outs}, {{{final}}}")
 
-    dims_line = body[:2]
-    bw = render_backward(cell, table, names, code, dims_line)
-    eq_bw = "\n".join("    " + line for line in backward_text(cell).splitlines())
     state_doc = "{" + ", ".join(f'"{s}": (B, {", ".join(_shape_tuple(table, s))})'
                                for s in cell.states) + "}"
-    backward_src = string.Template(
-        resources.files("rnnsym.codegen").joinpath("templates").joinpath(BACKWARD_TEMPLATE).read_text()
-    ).substitute(cached_body=bw["cached_body"], backward_body=bw["backward_body"],
-                 backward_equations=eq_bw, state_doc=state_doc,
-                 output_dim=", ".join(_shape_tuple(table, cell.output)),
-                 input_dim=", ".join(_shape_tuple(table, cell.inputs[0])))
+    if len(cell.inputs) == 1 and len(names.out) == 1:
+        dims_line = body[:sizes_end]       # the sizes and their checks
+        bw = render_backward(cell, table, names, code, dims_line)
+        eq_bw = "\n".join("    " + line for line in backward_text(cell).splitlines())
+        backward_src = string.Template(
+            resources.files("rnnsym.codegen").joinpath("templates").joinpath(BACKWARD_TEMPLATE).read_text()
+        ).substitute(cached_body=bw["cached_body"], backward_body=bw["backward_body"],
+                     backward_equations=eq_bw, state_doc=state_doc,
+                     output_dim=", ".join(_shape_tuple(table, cell.output)),
+                     input_dim=", ".join(_shape_tuple(table, cell.inputs[0])))
+        gradients_doc = GRADIENTS_DOC
+        cache_doc = CACHE_DOC
+    else:       # the backward is generated for one input and one output array
+        backward_src = NO_BACKWARD.format(inputs=", ".join(cell.inputs),
+                                          outputs=", ".join(names.out))
+        gradients_doc = "Gradients: not generated for several inputs or readouts."
+        cache_doc = ""
     scanned = body + backward_src.splitlines()
     used_helpers = [h for h in HELPERS if any(h + "(" in line for line in scanned)]
     helpers = "".join("\n" + HELPERS[h] for h in used_helpers)
@@ -288,16 +332,62 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         state_shapes=_dict_literal({s: _shape_tuple(table, s) for s in cell.states}),
         input_shape=repr(_shape_tuple(table, cell.inputs[0])),
         output_shape=repr(_shape_tuple(table, cell.output)),
-        input_dim=", ".join(_shape_tuple(table, cell.inputs[0])),
-        output_dim=", ".join(_shape_tuple(table, cell.output)),
-        state_doc="{" + ", ".join(f'"{s}": (B, {", ".join(_shape_tuple(table, s))})'
-                                 for s in cell.states) + "}",
+        input_shapes=repr({i: _shape_tuple(table, i) for i in cell.inputs}),
+        output_shapes=repr({q: _shape_tuple(table, q) for q in names.out}),
+        first_state=cell.states[0],
+        **_io_docs(cell, table, names),
+        state_doc=state_doc,
         body="\n".join(("    " + line) if line else "" for line in body),
         backward=backward_src,
+        gradients_doc=gradients_doc,
+        cache_doc=cache_doc,
         helpers=helpers,
     )
     tmpl = resources.files("rnnsym.codegen").joinpath("templates").joinpath(TEMPLATE).read_text()
     return string.Template(tmpl).substitute(sub)
+
+
+GRADIENTS_DOC = """\
+Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cache=True)``, then
+``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)``."""
+CACHE_DOC = """ With ``return_cache=True``: ``(outputs, final_state, cache)``,
+    where cache holds every step's quantities for ``backward``."""
+#: the backward of a cell with several inputs or readouts: not generated, and it says so
+NO_BACKWARD = '''
+
+def _forward_cached(params, x, state0=None):
+    """Gradients are generated for cells with one input and one output array."""
+    raise NotImplementedError("backward: rnnsym generates gradients for one input and one output "
+                              "array; this cell has inputs {inputs} and outputs {outputs}")
+'''
+
+
+def _io_docs(cell: Cell, table, names) -> dict:
+    """The docstring phrases that say what ``x`` and ``outputs`` are: one array each, or dicts
+    (several inputs: ``x = {"x": ..., "u": ...}``; several readouts: ``outputs = {"y": ...}``)."""
+    def dims(q):
+        return ", ".join(_shape_tuple(table, q))
+
+    if len(cell.inputs) == 1:
+        i = cell.inputs[0]
+        docs = dict(input_doc=f"``x`` is time-major, (T, B, {dims(i)})",
+                    forward_input=f"``x`` (T, B, {dims(i)})",
+                    step_input=f"``x_t`` (B, {dims(i)})", step_call="np.asarray(x_t)[None]")
+    else:
+        each = ", ".join(f'"{i}": (T, B, {dims(i)})' for i in cell.inputs)
+        docs = dict(input_doc=f"``x`` is a dict of time-major inputs {{{each}}}",
+                    forward_input=f"the inputs ``x`` = {{{each}}}",
+                    step_input="``x_t``, a dict of (B, d) inputs",
+                    step_call="{k: np.asarray(v)[None] for k, v in x_t.items()}")
+    if len(names.out) == 1:
+        q = next(iter(names.out))
+        docs.update(output_doc=f"stacks the ``{q}`` of every step",
+                    forward_output=f"(T, B, {dims(q)})")
+    else:
+        each = ", ".join(f'"{q}": (T, B, {dims(q)})' for q in names.out)
+        docs.update(output_doc="is a dict of the readouts " + ", ".join(f"``{q}``" for q in names.out)
+                    + " of every step", forward_output=f"{{{each}}}")
+    return docs
 
 
 def _dict_literal(d: dict) -> str:
