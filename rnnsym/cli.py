@@ -5,16 +5,19 @@ import argparse
 import sys
 
 from rnnsym.cells import BUILTINS, builtin, parse_cell
+from rnnsym.cells.builtin import NAMES
 
 CELL_OPTIONS = {
     # flag dest: (cells it applies to, builtin keyword)
-    "activation": ({"elman"}, "activation"),
+    "activation": ({"elman", "indrnn"}, "activation"),
     "readout": ({"elman"}, "readout"),
     "peepholes": ({"lstm"}, "peepholes"),
     "coupled": ({"lstm"}, "coupled"),
     "projection": ({"lstm"}, "projection"),
     "clip": ({"lstm"}, "clip"),
     "reset": ({"gru"}, "reset"),
+    "pooling": ({"qrnn"}, "pooling"),
+    "eps": ({"lnlstm"}, "eps"),
 }
 
 
@@ -25,7 +28,7 @@ class UsageError(Exception):
 def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     """CELL (a built-in name) or --define TEXT, and the options of the built-ins."""
     p.add_argument("cell", nargs="*" if many else "?", metavar="CELL",
-                   help="built-in cell: elman (alias rnn), lstm, gru")
+                   help=f"built-in cell: {NAMES}")
     g = p.add_argument_group("user-defined cell")
     g.add_argument("--define", metavar="TEXT",
                    help='equations, e.g. "h = tanh(W_h @ h + W_x @ x + b)" (; or newlines between)')
@@ -38,7 +41,7 @@ def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     g.add_argument("--dims", default="", help="declare dimensions equal, e.g. d_in=d_h")
     b = p.add_argument_group("built-in cell options")
     b.add_argument("--activation", choices=["tanh", "relu", "sigmoid", "identity"],
-                   help="elman: the nonlinearity (default tanh)")
+                   help="elman, indrnn: the nonlinearity (default tanh, indrnn relu)")
     b.add_argument("--with-readout", dest="readout", action="store_true", default=None,
                    help="elman: add y_t = W_hy h_t + b_y")
     b.add_argument("--peepholes", action="store_true", default=None, help="lstm: ONNX peepholes")
@@ -49,6 +52,8 @@ def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     b.add_argument("--clip", type=float, help="lstm: clip activation inputs to [-CLIP, CLIP]")
     b.add_argument("--reset", choices=["after", "before"],
                    help="gru: reset gate after (PyTorch) or before (paper, ONNX default) the matmul")
+    b.add_argument("--pooling", choices=["f", "fo"], help="qrnn: f- or fo-pooling (default fo)")
+    b.add_argument("--eps", type=float, help="lnlstm: layer-norm eps (default 1e-5, torch's)")
 
 
 def _split(s):
@@ -73,12 +78,12 @@ def cells_from_args(args, *, many=False):
     if not names:
         if many:
             return []
-        raise UsageError("name a CELL (elman, lstm, gru) or give --define")
+        raise UsageError(f"name a CELL ({NAMES}) or give --define")
     cells = []
     for name in names:
         key = name.lower()
         if key not in BUILTINS:
-            raise UsageError(f"unknown cell {name!r}; built-in cells: elman (alias rnn), lstm, gru "
+            raise UsageError(f"unknown cell {name!r}; built-in cells: {NAMES} "
                              "(or --define TEXT)")
         kind = "elman" if key == "rnn" else key
         opts = {}
@@ -96,12 +101,18 @@ def cells_from_args(args, *, many=False):
 
 # --- commands ---------------------------------------------------------------------------------
 def cmd_cells(args):
-    from rnnsym.cells import elman, gru, lstm
+    from rnnsym.cells import elman, gru, indrnn, lnlstm, lstm, mingru, minlstm, qrnn, sru
     print("Built-in cells (rnnsym show CELL, rnnsym shapes CELL):\n")
     for title, cell, opts in (
             ("elman (alias rnn)", elman(), "--activation tanh|relu|sigmoid|identity, --with-readout"),
             ("lstm", lstm(), "--peepholes, --coupled, --projection, --clip C"),
-            ("gru", gru(), "--reset after|before")):
+            ("gru", gru(), "--reset after|before"),
+            ("mingru", mingru(), "none (Feng et al. 2024, sequential mode)"),
+            ("minlstm", minlstm(), "none (Feng et al. 2024, sequential mode)"),
+            ("indrnn", indrnn(), "--activation relu|tanh|sigmoid|identity (Li et al. 2018)"),
+            ("sru", sru(), "none (Lei et al. 2018; d_in = d_h)"),
+            ("qrnn", qrnn(), "--pooling f|fo (Bradbury et al. 2017, window 2)"),
+            ("lnlstm", lnlstm(), "--eps E (PyTorch custom_lstms.py LayerNormLSTMCell)")):
         print(f"{title}: {cell.title}\n  options: {opts}")
         print("\n".join("  " + line for line in cell.text().splitlines()))
         print()

@@ -1,5 +1,6 @@
 """Symbolic cells: built-in Elman/LSTM/GRU and cells users define (Python or text)."""
-from rnnsym.cells.builtin import BUILTINS, builtin, elman, gru, lstm
+from rnnsym.cells.builtin import (BUILTINS, builtin, elman, gru, indrnn, lnlstm, lstm, mingru,
+                                  minlstm, qrnn, sru)
 from rnnsym.cells.cell import Cell, Equation, make_cell, now, param, prev
 from rnnsym.cells.nodes import ACTIVATIONS, Activation, hadamard, madd, mmul, one_minus, relu, tanh
 from rnnsym.cells.nodes import Chunk, HadamardQuotient, LayerNorm, chunk, divide, layernorm
@@ -8,5 +9,5 @@ from rnnsym.cells.parse import DefinitionError, parse_cell
 
 __all__ = ["ACTIVATIONS", "Activation", "BUILTINS", "Cell", "Chunk", "DefinitionError", "Equation",
            "HadamardQuotient", "LayerNorm", "builtin", "chunk", "divide", "elman", "gru", "hadamard",
-           "layernorm", "lstm", "madd", "make_cell", "mmul", "now", "one_minus", "param",
-           "parse_cell", "prev", "relu", "sigmoid", "tanh"]
+           "indrnn", "layernorm", "lnlstm", "lstm", "madd", "make_cell", "mingru", "minlstm", "mmul",
+           "now", "one_minus", "param", "parse_cell", "prev", "qrnn", "relu", "sigmoid", "sru", "tanh"]

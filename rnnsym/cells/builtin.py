@@ -1,4 +1,6 @@
-"""The built-in cells: Elman (the seed), LSTM and GRU, with the variants real frameworks use.
+"""The built-in cells: Elman (the seed), LSTM and GRU, with the variants real frameworks use, and
+recent and parallel-friendly cells (minGRU, minLSTM, IndRNN, SRU, QRNN, layer-norm LSTM), each
+with the published equations it follows.
 
 Parameter names say direction, min-char-rnn style: ``W_xi`` maps the input x to gate i,
 ``W_hi`` maps the previous hidden state to gate i, ``b_xi``/``b_hi`` are the two bias vectors
@@ -6,8 +8,11 @@ Parameter names say direction, min-char-rnn style: ``W_xi`` maps the input x to 
 """
 from __future__ import annotations
 
+import sympy as sp
+
 from rnnsym.cells.cell import Cell, make_cell, now, param, prev
-from rnnsym.cells.nodes import ACTIVATIONS, Activation, hadamard, madd, mmul, one_minus
+from rnnsym.cells.nodes import (ACTIVATIONS, LAYERNORM_EPS, Activation, chunk, divide, hadamard,
+                                layernorm, madd, mmul, one_minus)
 
 
 def _activation(spec, u, clip=None):
@@ -130,14 +135,167 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
                      options={"reset": reset, "activations": tuple(activations), "clip": clip})
 
 
+# --- recent cells ------------------------------------------------------------------------------
+def _linear(weight: str, bias: str | None, operand):
+    """``W v + b`` (a ``Linear`` layer in math orientation)."""
+    return madd(mmul(param(weight), operand), param(bias)) if bias else mmul(param(weight), operand)
 
-BUILTINS = {"elman": elman, "rnn": elman, "lstm": lstm, "gru": gru}
+
+def mingru() -> Cell:
+    """minGRU, sequential mode (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201,
+    §3.1.3 and Algorithm 1):
+
+        z_t = σ(Linear_dh(x_t)),  h̃_t = Linear_dh(x_t),  h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
+
+    Neither the gate nor the candidate reads h_{t-1} and the candidate has no tanh. ``n`` is h̃;
+    each ``Linear`` has a weight and a bias (``W_xz, b_z``, ``W_xn, b_n``).
+    """
+    x, h = now("x"), prev("h")
+    z = now("z")
+    eqs = [("z", "gate", Activation("sigmoid", _linear("W_xz", "b_z", x))),
+           ("n", "gate", _linear("W_xn", "b_n", x)),
+           ("h", "state", madd(hadamard(one_minus(z), h), hadamard(z, now("n"))))]
+    return make_cell("mingru", "minGRU (Feng et al. 2024, sequential mode)", eqs,
+                     dim_names={"x": "d_in", "h": "d_h"}, options={})
+
+
+def minlstm() -> Cell:
+    """minLSTM, sequential mode (Feng et al. 2024, arXiv:2410.01201, §3.2.3 and Algorithm 3):
+
+        f_t = σ(Linear_dh(x_t)),  i_t = σ(Linear_dh(x_t)),
+        f'_t, i'_t = f_t / (f_t + i_t), i_t / (f_t + i_t)      (normalised: f'_t + i'_t = 1)
+        h̃_t = Linear_dh(x_t),  h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
+
+    ``f_n``, ``i_n`` are f', i' and ``n`` is h̃; the divisions are elementwise.
+    """
+    x, h = now("x"), prev("h")
+    f, i = now("f"), now("i")
+    eqs = [("f", "gate", Activation("sigmoid", _linear("W_xf", "b_f", x))),
+           ("i", "gate", Activation("sigmoid", _linear("W_xi", "b_i", x))),
+           ("f_n", "gate", divide(f, madd(f, i))),
+           ("i_n", "gate", divide(i, madd(f, i))),
+           ("n", "gate", _linear("W_xn", "b_n", x)),
+           ("h", "state", madd(hadamard(now("f_n"), h), hadamard(now("i_n"), now("n"))))]
+    return make_cell("minlstm", "minLSTM (Feng et al. 2024, sequential mode)", eqs,
+                     dim_names={"x": "d_in", "h": "d_h"}, options={})
+
+
+def indrnn(activation="relu") -> Cell:
+    """IndRNN (Li et al. 2018, "Independently Recurrent Neural Network (IndRNN)", CVPR,
+    arXiv:1803.04831, eq. 2):
+
+        h_t = σ(W x_t + u ⊙ h_{t-1} + b)
+
+    The recurrent weight ``u`` is a vector (``w_hh`` here): each unit sees only its own past.
+    The paper's σ is ReLU; ``activation`` is any of Elman's.
+    """
+    x, h = now("x"), prev("h")
+    pre = madd(mmul(param("W_xh"), x), hadamard(param("w_hh"), h), param("b_h"))
+    act = activation if isinstance(activation, str) else activation[0]
+    return make_cell("indrnn", f"IndRNN ({act})", [("h", "state", _activation(activation, pre))],
+                     dim_names={"x": "d_in", "h": "d_h"}, options={"activation": activation})
+
+
+def sru() -> Cell:
+    """SRU (Lei et al. 2018, "Simple Recurrent Units for Highly Parallelizable Recurrence",
+    EMNLP, arXiv:1709.02755, eqs. 3–6):
+
+        f_t = σ(W_f x_t + v_f ⊙ c_{t-1} + b_f)
+        c_t = f_t ⊙ c_{t-1} + (1 − f_t) ⊙ (W x_t)
+        r_t = σ(W_r x_t + v_r ⊙ c_{t-1} + b_r)
+        h_t = r_t ⊙ c_t + (1 − r_t) ⊙ x_t
+
+    The highway term adds x_t to a d_h vector, so d_in = d_h (declared). ``W`` is ``W_xc``.
+    """
+    x, c_prev = now("x"), prev("c")
+    f, r = now("f"), now("r")
+    eqs = [("f", "gate", Activation("sigmoid", madd(mmul(param("W_xf"), x),
+                                                      hadamard(param("v_f"), c_prev), param("b_f")))),
+           ("c", "state", madd(hadamard(f, c_prev), hadamard(one_minus(f), mmul(param("W_xc"), x)))),
+           ("r", "gate", Activation("sigmoid", madd(mmul(param("W_xr"), x),
+                                                      hadamard(param("v_r"), c_prev), param("b_r")))),
+           ("h", "state", madd(hadamard(r, now("c")), hadamard(one_minus(r), x)))]
+    return make_cell("sru", "SRU (Lei et al. 2018)", eqs, params=[
+        "W_xf", "v_f", "b_f", "W_xc", "W_xr", "v_r", "b_r"],
+        dim_names={"x": "d_h", "c": "d_h", "h": "d_h"}, options={})
+
+
+def qrnn(pooling: str = "fo") -> Cell:
+    """QRNN with convolution window k = 2 (Bradbury et al. 2017, "Quasi-Recurrent Neural
+    Networks", ICLR, arXiv:1611.01576, eqs. 2–4):
+
+        z_t = tanh(W_z^1 x_{t-1} + W_z^2 x_t)
+        f_t = σ(W_f^1 x_{t-1} + W_f^2 x_t)
+        o_t = σ(W_o^1 x_{t-1} + W_o^2 x_t)                      (fo-pooling only)
+        f-pooling:  h_t = f_t ⊙ h_{t-1} + (1 − f_t) ⊙ z_t
+        fo-pooling: c_t = f_t ⊙ c_{t-1} + (1 − f_t) ⊙ z_t,  h_t = o_t ⊙ c_t
+
+    The masked convolution's x_{t-1} is carried as a state ``xp`` (``xp_t = x_t``; zero before
+    the first step, the convolution's left padding). ``W_z1`` is W_z^1 (applied to x_{t-1}),
+    ``W_z2`` is W_z^2. In fo-pooling h is a readout (nothing carries it to the next step).
+    """
+    if pooling not in ("f", "fo"):
+        raise ValueError(f"qrnn pooling must be 'f' or 'fo', got {pooling!r}")
+    x, xp = now("x"), prev("xp")
+
+    def conv(g):
+        return madd(mmul(param(f"W_{g}1"), xp), mmul(param(f"W_{g}2"), x))
+
+    f, z = now("f"), now("z")
+    eqs = [("z", "gate", Activation("tanh", conv("z"))),
+           ("f", "gate", Activation("sigmoid", conv("f")))]
+    if pooling == "f":
+        eqs.append(("h", "state", madd(hadamard(f, prev("h")), hadamard(one_minus(f), z))))
+    else:
+        eqs += [("o", "gate", Activation("sigmoid", conv("o"))),
+                ("c", "state", madd(hadamard(f, prev("c")), hadamard(one_minus(f), z))),
+                ("h", "output", hadamard(now("o"), now("c")))]
+    eqs.append(("xp", "state", x))
+    return make_cell("qrnn", f"QRNN ({pooling}-pooling, window 2)", eqs,
+                     dim_names={"x": "d_in", "xp": "d_in", "h": "d_h", "c": "d_h"},
+                     options={"pooling": pooling})
+
+
+def lnlstm(eps: float = 1e-5) -> Cell:
+    """Layer-norm LSTM as PyTorch's ``LayerNormLSTMCell`` (pytorch/pytorch,
+    benchmarks/fastrnns/custom_lstms.py), after Ba et al. 2016, "Layer Normalization":
+
+        igates = layernorm_i(W_ih x_t),  hgates = layernorm_h(W_hh h_{t-1})   (4·d_h each)
+        i, f, g, o = (igates + hgates).chunk(4, 1);  σ, σ, tanh, σ
+        c_t = layernorm_c(f ⊙ c_{t-1} + i ⊙ g),  h_t = o ⊙ tanh(c_t)
+
+    No bias vectors besides the layer norms' (its comment: "The layernorms provide learnable
+    biases"); the first two normalise the four stacked gates together. Names: ``W_x`` =
+    weight_ih, ``W_h`` = weight_hh, ``g_x``/``b_x`` = layernorm_i weight/bias, ``g_h``/``b_h``,
+    ``g_c``/``b_c``. ``eps``: nn.LayerNorm's 1e-5; 0 is the file's decomposed ``LayerNorm``
+    (``decompose_layernorm=True``: divides by the biased standard deviation, no eps).
+    """
+    e = sp.nsimplify(eps) if eps != 1e-5 else LAYERNORM_EPS
+    x, h_prev, c_prev = now("x"), prev("h"), prev("c")
+    a = now("a")
+    eqs = [("a", "gate", madd(layernorm(mmul(param("W_x"), x), param("g_x"), param("b_x"), e),
+                              layernorm(mmul(param("W_h"), h_prev), param("g_h"), param("b_h"), e)))]
+    for k, (g, act) in enumerate((("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid"))):
+        eqs.append((g, "gate", Activation(act, chunk(a, k, 4))))
+    eqs.append(("c", "state", layernorm(madd(hadamard(now("f"), c_prev), hadamard(now("i"), now("g"))),
+                                         param("g_c"), param("b_c"), e)))
+    eqs.append(("h", "state", hadamard(now("o"), Activation("tanh", now("c")))))
+    return make_cell("lnlstm", "layer-norm LSTM (PyTorch custom_lstms.py LayerNormLSTMCell)", eqs,
+                     dim_names={"x": "d_in", "h": "d_h", "c": "d_h"}, options={"eps": eps})
+
+
+BUILTINS = {"elman": elman, "rnn": elman, "lstm": lstm, "gru": gru, "mingru": mingru,
+            "minlstm": minlstm, "indrnn": indrnn, "sru": sru, "qrnn": qrnn, "lnlstm": lnlstm}
 
 
 def builtin(name: str, **options) -> Cell:
-    """A built-in cell by name (``elman``/``rnn``, ``lstm``, ``gru``) with its options."""
+    """A built-in cell by name (``elman``/``rnn``, ``lstm``, ``gru``, ``mingru``, ...) with its options."""
     try:
         factory = BUILTINS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown cell {name!r}; built-in cells: elman (alias rnn), lstm, gru") from None
+        raise ValueError(f"unknown cell {name!r}; built-in cells: {NAMES}") from None
     return factory(**options)
+
+
+#: the built-in cells, for messages
+NAMES = "elman (alias rnn), lstm, gru, mingru, minlstm, indrnn, sru, qrnn, lnlstm"

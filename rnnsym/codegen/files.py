@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from rnnsym.cells import elman, gru, lstm
+from rnnsym.cells import elman, gru, indrnn, lnlstm, lstm, mingru, minlstm, qrnn, sru
 from rnnsym.codegen.generator import render
 
 REGENERATE = "rnnsym generate --out generated"
@@ -25,6 +25,14 @@ VARIANTS = {
     "lstm_peepholes_coupled_clip": (lstm, {"peepholes": True, "coupled": True, "clip": 3.0}),
     "gru_reset_after": (gru, {"reset": "after"}),
     "gru_reset_before": (gru, {"reset": "before"}),
+    "mingru": (mingru, {}),
+    "minlstm": (minlstm, {}),
+    "indrnn_relu": (indrnn, {"activation": "relu"}),
+    "indrnn_tanh": (indrnn, {"activation": "tanh"}),
+    "sru": (sru, {}),
+    "qrnn_f": (qrnn, {"pooling": "f"}),
+    "qrnn_fo": (qrnn, {"pooling": "fo"}),
+    "lnlstm": (lnlstm, {}),
 }
 
 
