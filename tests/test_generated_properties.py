@@ -97,7 +97,8 @@ def test_generated_equals_reference_float64(name, data):
 
 
 @pytest.mark.parametrize("name", ["elman_tanh_readout", "lstm_peepholes_coupled_clip",
-                                  "lstm_projection", "gru_reset_after", "gru_reset_before"])
+                                  "lstm_projection", "gru_reset_after", "gru_reset_before",
+                                  "minlstm", "qrnn_fo", "lnlstm"])
 @given(data=st.data())
 def test_generated_float32_within_documented_tolerance(name, data):
     sizes, params, x, state0 = data.draw(case(name, np.float32, magnitudes=(1.0, 0.1)))
