@@ -26,13 +26,13 @@ Shapes (derived by rnnsym from the equations):
     f     intermediate  d_h
     c     state         d_h
     r     intermediate  d_h
-    h     state         d_h
+    h     readout       d_h
     free dimensions: d_h
 
-gufunc signature: (d_h,d_h),(d_h),(d_h),(d_h,d_h),(d_h,d_h),(d_h),(d_h),(d_h),(d_h),(d_h)->(d_h),(d_h)
+gufunc signature: (d_h,d_h),(d_h),(d_h),(d_h,d_h),(d_h,d_h),(d_h),(d_h),(d_h),(d_h)->(d_h),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_h); states are (B, d) arrays in a dict
-"c", "h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
+"c"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
 applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
@@ -53,7 +53,6 @@ PARAM_SHAPES = {
 }
 STATE_SHAPES = {
     'c': ('d_h',),
-    'h': ('d_h',),
 }
 INPUT_SHAPE = ('d_h',)
 OUTPUT_SHAPE = ('d_h',)
@@ -65,7 +64,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     """Run the cell over ``x`` (T, B, d_h) from ``state0`` (zeros when omitted).
 
     Returns ``(outputs, final_state)``: outputs is (T, B, d_h), final_state
-    {"c": (B, d_h), "h": (B, d_h)}. With ``return_cache=True``: ``(outputs, final_state, cache)``,
+    {"c": (B, d_h)}. With ``return_cache=True``: ``(outputs, final_state, cache)``,
     where cache holds every step's quantities for ``backward``.
     """
     if return_cache:
@@ -89,17 +88,16 @@ def forward(params, x, state0=None, *, return_cache=False):
 
     # states, and the output of every step
     c_prev = state["c"]
-    h = state["h"]
     out = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         x_t = x[t]
         f = _sigmoid(W_xf_x[t] + v_f * c_prev)  # gate f
         c = f * c_prev + (1 - f) * W_xc_x[t]  # state c
         r = _sigmoid(W_xr_x[t] + v_r * c_prev)  # gate r
-        out[t] = r * c + (1 - r) * x_t  # state h
+        out[t] = r * c + (1 - r) * x_t  # output h
         h = out[t]
         c_prev = c
-    return out, {"c": c_prev.copy(), "h": h.copy()}
+    return out, {"c": c_prev.copy()}
 
 
 def step(params, x_t, state):
@@ -132,12 +130,10 @@ def _forward_cached(params, x, state0=None):
     c_all = np.empty((T + 1, B, d_h), dtype=dtype)
     c_all[0] = state["c"]
     r_all = np.empty((T, B, d_h), dtype=dtype)
-    h_all = np.empty((T + 1, B, d_h), dtype=dtype)
-    h_all[0] = state["h"]
+    h_all = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         x_t = x[t]
         c_prev = c_all[t]
-        h = h_all[t]
         f = f_all[t]  # gate f
         np.add(W_xf_x[t], v_f * c_prev, out=f)
         _sigmoid_(f)
@@ -145,10 +141,10 @@ def _forward_cached(params, x, state0=None):
         r = r_all[t]  # gate r
         np.add(W_xr_x[t], v_r * c_prev, out=r)
         _sigmoid_(r)
-        h = h_all[t + 1] = r * c + (1 - r) * x_t  # state h
+        h = h_all[t] = r * c + (1 - r) * x_t  # output h
         c_prev = c
     cache = {"x": x, "size": size, "xW": xW, "f_all": f_all, "c_all": c_all, "r_all": r_all, "h_all": h_all}
-    return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
+    return h_all, {"c": c_all[T].copy()}, cache
 
 
 def backward(params, cache, d_outputs, d_final_state=None):
@@ -156,13 +152,13 @@ def backward(params, cache, d_outputs, d_final_state=None):
 
     ``d_outputs`` (T, B, d_h) is the gradient of the loss with respect to the outputs,
     ``d_final_state`` (optional, zeros when omitted) with respect to the final state
-    {"c": (B, d_h), "h": (B, d_h)}. Returns ``(d_params, d_x, d_state0)``: the gradient with respect to every
+    {"c": (B, d_h)}. Returns ``(d_params, d_x, d_state0)``: the gradient with respect to every
     parameter (a dict, shapes as PARAM_SHAPES), to ``x`` (T, B, d_h) and to the initial
     state (a dict), in ``x``'s dtype.
 
     The step's derivatives, as rnnsym derives them (``rnnsym show CELL --backward``):
 
-    dh[t] = dL/dh[t] + d_next(h[t])
+    dh[t] = dL/dh[t]
     dr[t] = dh[t] * (c[t] - x[t])
     da_r[t] = dr[t] * r[t] * (1 - r[t])
     dc[t] = d_next(c[t]) + dh[t] * r[t]
@@ -207,14 +203,13 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dc_next = d_final["c"]
-    dh_next = d_final["h"]
     for t in reversed(range(T)):
         x_t = x[t]
         f = f_all[t]
         c = c_all[t + 1]
         r = r_all[t]
         c_prev = c_all[t]
-        dh = d_outputs[t] + dh_next
+        dh = d_outputs[t]
         dr = dh * (c - x_t)
         np.multiply(dr * r, 1 - r, out=dW_xr_x[t])
         da_r = dW_xr_x[t]
@@ -225,7 +220,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
         da_f = dW_xf_x[t]
         d_x[t] = dh * (1 - r)
         dc_next = da_r * v_r + dc * f + da_f * v_f
-        dh_next = np.zeros_like(dh_next)
 
     # after the loop: each group's weight gradient (and a hoisted group's input
     # gradient) in one GEMM over all T steps
@@ -240,7 +234,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
         "v_r": (dW_xr_x * c_all[:-1]).sum(axis=(0, 1)),
         "b_r": dW_xr_x.sum(axis=(0, 1)),
     }
-    d_state0 = {"c": dc_next, "h": dh_next}
+    d_state0 = {"c": dc_next}
     return d_params, d_x, d_state0
 
 

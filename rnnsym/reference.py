@@ -588,25 +588,23 @@ def sru_forward(params, x, state0=None):
         h = r * c + (1 - r) * x                        highway
 
     params  W_xf, W_xc, W_xr (d_h, d_h), v_f, b_f, v_r, b_r (d_h,)
-    x       (T, B, d_h);  state0 {"c": (B, d_h), "h": (B, d_h)} or None
-    Returns outputs (T, B, d_h) -- the h_t -- and the final state {"c", "h"}.
+    x       (T, B, d_h);  state0 {"c": (B, d_h)} or None (h is not carried)
+    Returns outputs (T, B, d_h) -- the h_t -- and the final state {"c"}.
     """
     shapes = {"W_xf": ("d_h", "d_h"), "v_f": ("d_h",), "b_f": ("d_h",), "W_xc": ("d_h", "d_h"),
               "W_xr": ("d_h", "d_h"), "v_r": ("d_h",), "b_r": ("d_h",)}
-    p, x, state, n = _prepare(params, x, state0, shapes, {"c": ("B", "d_h"), "h": ("B", "d_h")},
-                              {"d_h": "W_xf"})
+    p, x, state, n = _prepare(params, x, state0, shapes, {"c": ("B", "d_h")}, {"d_h": "W_xf"})
     if n["d_in"] != n["d_h"]:
         raise ValueError(f"x: expected shape (T, B, d_h) = (T, B, {n['d_h']}) (the highway adds "
                          f"x to h), got {_fmt(x.shape)}")
-    c, h = state["c"], state["h"]
+    c = state["c"]
     outputs = np.zeros((n["T"], n["B"], n["d_h"]), x.dtype)
     for t in range(n["T"]):
         f = sigmoid(x[t] @ p["W_xf"].T + p["v_f"] * c + p["b_f"])   # forget gate
         r = sigmoid(x[t] @ p["W_xr"].T + p["v_r"] * c + p["b_r"])   # reset gate, old c
         c = f * c + (1 - f) * (x[t] @ p["W_xc"].T)                  # cell state
-        h = r * c + (1 - r) * x[t]                                  # highway output
-        outputs[t] = h
-    return outputs, {"c": c, "h": h}
+        outputs[t] = r * c + (1 - r) * x[t]                         # highway output h
+    return outputs, {"c": c}
 
 
 def qrnn_forward(params, x, state0=None, *, pooling="fo"):

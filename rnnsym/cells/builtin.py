@@ -205,7 +205,8 @@ def sru() -> Cell:
         r_t = σ(W_r x_t + v_r ⊙ c_{t-1} + b_r)
         h_t = r_t ⊙ c_t + (1 − r_t) ⊙ x_t
 
-    The highway term adds x_t to a d_h vector, so d_in = d_h (declared). ``W`` is ``W_xc``.
+    The highway term adds x_t to a d_h vector, so d_in = d_h. ``W`` is ``W_xc``. Only c is
+    carried to the next step; h is a readout.
     """
     x, c_prev = now("x"), prev("c")
     f, r = now("f"), now("r")
@@ -214,7 +215,7 @@ def sru() -> Cell:
            ("c", "state", madd(hadamard(f, c_prev), hadamard(one_minus(f), mmul(param("W_xc"), x)))),
            ("r", "gate", Activation("sigmoid", madd(mmul(param("W_xr"), x),
                                                       hadamard(param("v_r"), c_prev), param("b_r")))),
-           ("h", "state", madd(hadamard(r, now("c")), hadamard(one_minus(r), x)))]
+           ("h", "output", madd(hadamard(r, now("c")), hadamard(one_minus(r), x)))]
     return make_cell("sru", "SRU (Lei et al. 2018)", eqs, params=[
         "W_xf", "v_f", "b_f", "W_xc", "W_xr", "v_r", "b_r"],
         dim_names={"x": "d_h", "c": "d_h", "h": "d_h"}, options={})
