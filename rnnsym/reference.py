@@ -500,12 +500,14 @@ def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="aft
             dh_prev += da @ p[f"W_h{gate}"]
         dh_next = dh_prev
     return d, dx, {"h": dh_next}
+
+
 # ---------------------------------------------------------------------------------------------
 # Recent cells: minGRU, minLSTM, IndRNN, SRU, QRNN, layer-norm LSTM. Same conventions as above;
 # each docstring names the paper (or file) and the equations it follows.
 
 def mingru_forward(params, x, state0=None):
-    """minGRU, sequential mode (Feng et al. 2024, "Were RNNs All We Needed?", Algorithm 1).
+    """minGRU, sequential mode (Feng et al. 2024, "Were RNNs All We Needed?", §3.1, sequential mode).
 
         z = sigmoid(x W_xz.T + b_z)               update gate: reads x only
         n = x W_xn.T + b_n                        candidate h~: no tanh
@@ -528,7 +530,7 @@ def mingru_forward(params, x, state0=None):
 
 
 def minlstm_forward(params, x, state0=None):
-    """minLSTM, sequential mode (Feng et al. 2024, Algorithm 3).
+    """minLSTM, sequential mode (Feng et al. 2024, §3.2, sequential mode).
 
         f = sigmoid(x W_xf.T + b_f)               forget gate: reads x only
         i = sigmoid(x W_xi.T + b_i)               input gate
@@ -557,7 +559,7 @@ def minlstm_forward(params, x, state0=None):
 
 
 def indrnn_forward(params, x, state0=None, *, activation="relu"):
-    """IndRNN (Li et al. 2018, eq. 2): each unit has one recurrent weight, its own.
+    """IndRNN (Li et al. 2018): each unit has one recurrent weight, its own.
 
         h = phi(x W_xh.T + w_hh * h_prev + b_h)   phi: relu (the paper), tanh, sigmoid, identity
 
@@ -580,7 +582,7 @@ def indrnn_forward(params, x, state0=None, *, activation="relu"):
 
 def sru_forward(params, x, state0=None):
     """SRU (Lei et al. 2018, "Simple Recurrent Units for Highly Parallelizable Recurrence",
-    eqs. 3-6). The highway adds x to h, so d_in = d_h.
+    §2). The highway adds x to h, so d_in = d_h.
 
         f = sigmoid(x W_xf.T + v_f * c_prev + b_f)     forget gate
         c = f * c_prev + (1 - f) * (x W_xc.T)          cell state
@@ -609,7 +611,7 @@ def sru_forward(params, x, state0=None):
 
 def qrnn_forward(params, x, state0=None, *, pooling="fo"):
     """QRNN, convolution window 2 (Bradbury et al. 2017, "Quasi-Recurrent Neural Networks",
-    eqs. 2-4). The state "xp" is the previous input x_{t-1} (zeros before the first step: the
+    §2, window k = 2). The state "xp" is the previous input x_{t-1} (zeros before the first step: the
     masked convolution's left padding).
 
         z = tanh(x_prev W_z1.T + x W_z2.T)             candidate

@@ -143,7 +143,7 @@ def _linear(weight: str, bias: str | None, operand):
 
 def mingru() -> Cell:
     """minGRU, sequential mode (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201,
-    §3.1.3 and Algorithm 1):
+    §3.1, the minGRU of its sequential-mode pseudocode):
 
         z_t = σ(Linear_dh(x_t)),  h̃_t = Linear_dh(x_t),  h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
 
@@ -160,7 +160,8 @@ def mingru() -> Cell:
 
 
 def minlstm() -> Cell:
-    """minLSTM, sequential mode (Feng et al. 2024, arXiv:2410.01201, §3.2.3 and Algorithm 3):
+    """minLSTM, sequential mode (Feng et al. 2024, arXiv:2410.01201, §3.2, the minLSTM of its
+    sequential-mode pseudocode):
 
         f_t = σ(Linear_dh(x_t)),  i_t = σ(Linear_dh(x_t)),
         f'_t, i'_t = f_t / (f_t + i_t), i_t / (f_t + i_t)      (normalised: f'_t + i'_t = 1)
@@ -181,8 +182,8 @@ def minlstm() -> Cell:
 
 
 def indrnn(activation="relu") -> Cell:
-    """IndRNN (Li et al. 2018, "Independently Recurrent Neural Network (IndRNN)", CVPR,
-    arXiv:1803.04831, eq. 2):
+    """IndRNN (Li et al. 2018, "Independently Recurrent Neural Network (IndRNN): Building a Longer
+    and Deeper RNN", CVPR, arXiv:1803.04831):
 
         h_t = σ(W x_t + u ⊙ h_{t-1} + b)
 
@@ -198,7 +199,7 @@ def indrnn(activation="relu") -> Cell:
 
 def sru() -> Cell:
     """SRU (Lei et al. 2018, "Simple Recurrent Units for Highly Parallelizable Recurrence",
-    EMNLP, arXiv:1709.02755, eqs. 3–6):
+    EMNLP, arXiv:1709.02755, §2, the single layer of SRU):
 
         f_t = σ(W_f x_t + v_f ⊙ c_{t-1} + b_f)
         c_t = f_t ⊙ c_{t-1} + (1 − f_t) ⊙ (W x_t)
@@ -223,7 +224,8 @@ def sru() -> Cell:
 
 def qrnn(pooling: str = "fo") -> Cell:
     """QRNN with convolution window k = 2 (Bradbury et al. 2017, "Quasi-Recurrent Neural
-    Networks", ICLR, arXiv:1611.01576, eqs. 2–4):
+    Networks", ICLR, arXiv:1611.01576, §2: the masked convolution written out for k = 2, and the
+    f- and fo-pooling functions):
 
         z_t = tanh(W_z^1 x_{t-1} + W_z^2 x_t)
         f_t = σ(W_f^1 x_{t-1} + W_f^2 x_t)
