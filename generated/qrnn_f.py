@@ -198,8 +198,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_xpW = np.zeros((T, B, W_xpW.shape[0]), dtype=dtype)
     dW_z1_xp = d_xpW[:, :, 0:d_h]
     dW_f1_xp = d_xpW[:, :, d_h:2*d_h]
-    d_xW = d_xpW  # δ(x[t] products) = δ(xp[t-1] products), slice for slice
     W_xW = np.concatenate([params["W_z2"], params["W_f2"]], axis=0).astype(dtype)  # [W_z2; W_f2]
+    d_xW = d_xpW  # δ(x[t] products) = δ(xp[t-1] products), slice for slice
     d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
