@@ -127,8 +127,6 @@ def _forward_cached(params, x, state0=None):
     W_f2_x = xW[:, :, d_h:2*d_h]  # W_f2 @ x[t]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
-    z_all = np.empty((T, B, d_h), dtype=dtype)
-    f_all = np.empty((T, B, d_h), dtype=dtype)
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
     h_all[0] = state["h"]
     xp_all = np.empty((T + 1, B, d_in), dtype=dtype)
@@ -138,15 +136,14 @@ def _forward_cached(params, x, state0=None):
         h = h_all[t]
         xp = xp_all[t]
         np.matmul(xp, W_xpW, out=xpW[t])
-        z = z_all[t]  # gate z
-        np.add(W_z1_xp[t], W_z2_x[t], out=z)
-        np.tanh(z, out=z)
-        f = f_all[t]  # gate f
-        np.add(W_f1_xp[t], W_f2_x[t], out=f)
-        _sigmoid_(f)
+        xpW[t] += xW[t]
+        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # W_z1_xp in place
+        _sigmoid_(xpW[t, :, d_h:2*d_h])  # W_f1_xp in place
+        z = W_z1_xp[t]  # gate z, activated in place
+        f = W_f1_xp[t]  # gate f, activated in place
         h = h_all[t + 1] = f * h + (1 - f) * z  # state h
         xp = xp_all[t + 1] = x_t  # state xp
-    cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "z_all": z_all, "f_all": f_all, "h_all": h_all, "xp_all": xp_all}
+    cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "h_all": h_all, "xp_all": xp_all}
     return h_all[1:], {"h": h_all[T].copy(), "xp": xp_all[T].copy()}, cache
 
 
@@ -188,8 +185,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     xW = cache["xW"]
     W_z2_x = xW[:, :, 0:d_h]
     W_f2_x = xW[:, :, d_h:2*d_h]
-    z_all = cache["z_all"]
-    f_all = cache["f_all"]
     h_all = cache["h_all"]
     xp_all = cache["xp_all"]
 
@@ -205,8 +200,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dh_next = d_final["h"]
     dxp_next = d_final["xp"]
     for t in reversed(range(T)):
-        z = z_all[t]
-        f = f_all[t]
+        z = W_z1_xp[t]
+        f = W_f1_xp[t]
         h_prev = h_all[t]
         dxp = dxp_next
         dh = d_outputs[t] + dh_next

@@ -141,9 +141,6 @@ def _forward_cached(params, x, state0=None):
     W_o2_x = xW[:, :, 2*d_h:3*d_h]  # W_o2 @ x[t]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
-    z_all = np.empty((T, B, d_h), dtype=dtype)
-    f_all = np.empty((T, B, d_h), dtype=dtype)
-    o_all = np.empty((T, B, d_h), dtype=dtype)
     c_all = np.empty((T + 1, B, d_h), dtype=dtype)
     c_all[0] = state["c"]
     h_all = np.empty((T, B, d_h), dtype=dtype)
@@ -154,19 +151,16 @@ def _forward_cached(params, x, state0=None):
         c = c_all[t]
         xp = xp_all[t]
         np.matmul(xp, W_xpW, out=xpW[t])
-        z = z_all[t]  # gate z
-        np.add(W_z1_xp[t], W_z2_x[t], out=z)
-        np.tanh(z, out=z)
-        f = f_all[t]  # gate f
-        np.add(W_f1_xp[t], W_f2_x[t], out=f)
-        _sigmoid_(f)
-        o = o_all[t]  # gate o
-        np.add(W_o1_xp[t], W_o2_x[t], out=o)
-        _sigmoid_(o)
+        xpW[t] += xW[t]
+        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # W_z1_xp in place
+        _sigmoid_(xpW[t, :, d_h:3*d_h])  # W_f1_xp, W_o1_xp in place
+        z = W_z1_xp[t]  # gate z, activated in place
+        f = W_f1_xp[t]  # gate f, activated in place
+        o = W_o1_xp[t]  # gate o, activated in place
         c = c_all[t + 1] = f * c + (1 - f) * z  # state c
         h = h_all[t] = o * c  # output h
         xp = xp_all[t + 1] = x_t  # state xp
-    cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "z_all": z_all, "f_all": f_all, "o_all": o_all, "c_all": c_all, "h_all": h_all, "xp_all": xp_all}
+    cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "c_all": c_all, "h_all": h_all, "xp_all": xp_all}
     return h_all, {"c": c_all[T].copy(), "xp": xp_all[T].copy()}, cache
 
 
@@ -215,9 +209,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_z2_x = xW[:, :, 0:d_h]
     W_f2_x = xW[:, :, d_h:2*d_h]
     W_o2_x = xW[:, :, 2*d_h:3*d_h]
-    z_all = cache["z_all"]
-    f_all = cache["f_all"]
-    o_all = cache["o_all"]
     c_all = cache["c_all"]
     h_all = cache["h_all"]
     xp_all = cache["xp_all"]
@@ -235,9 +226,9 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dc_next = d_final["c"]
     dxp_next = d_final["xp"]
     for t in reversed(range(T)):
-        z = z_all[t]
-        f = f_all[t]
-        o = o_all[t]
+        z = W_z1_xp[t]
+        f = W_f1_xp[t]
+        o = W_o1_xp[t]
         c = c_all[t + 1]
         c_prev = c_all[t]
         dxp = dxp_next
