@@ -247,7 +247,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_hW = np.asarray(params["W_h"], dtype=dtype)  # [W_h]
     d_hW = np.zeros((T, B, W_hW.shape[0]), dtype=dtype)
     dW_h_h = d_hW[:, :, 0:4*d_h]
-    d_x = np.zeros_like(x)
     d_b_c = np.zeros(np.shape(params["b_c"]), dtype=dtype)
     d_g_c = np.zeros(np.shape(params["g_c"]), dtype=dtype)
     d_b_x = np.zeros(np.shape(params["b_x"]), dtype=dtype)
@@ -295,7 +294,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # after the loop: each group's weight gradient (and a hoisted group's input
     # gradient) in one GEMM over all T steps
     dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
-    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    d_x = (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
     dW_hW = d_hW.reshape(T * B, W_hW.shape[0]).T @ h_all[:-1].reshape(T * B, d_h)
     d_params = {
         "W_x": dW_xW[0:4*d_h],

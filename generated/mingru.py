@@ -161,7 +161,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_xW = np.zeros((T, B, W_xW.shape[0]), dtype=dtype)
     dW_xz_x = d_xW[:, :, 0:d_h]
     dW_xn_x = d_xW[:, :, d_h:2*d_h]
-    d_x = np.zeros_like(x)
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
@@ -177,7 +176,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # after the loop: each group's weight gradient (and a hoisted group's input
     # gradient) in one GEMM over all T steps
     dW_xW = d_xW.reshape(T * B, W_xW.shape[0]).T @ x.reshape(T * B, d_in)
-    d_x += (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
+    d_x = (d_xW.reshape(T * B, W_xW.shape[0]) @ W_xW).reshape(T, B, d_in)
     d_params = {
         "W_xz": dW_xW[0:d_h],
         "b_z": dW_xz_x.sum(axis=(0, 1)),
