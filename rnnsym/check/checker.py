@@ -24,7 +24,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
-          timeout: Optional[float] = 30.0) -> Report:
+          timeout: Optional[float] = 30.0, gradients: bool = False) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
@@ -51,11 +51,21 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     strict         an unsupported feature is a failure (verdict STRICT, exit 1)
     timeout        seconds one call of the target may take (None: no limit; see
                    ``rnnsym.check.target`` for where it cannot be enforced)
+    gradients      compare the target's gradients (parameters, input, initial state) with
+                   the generated backward under a random upstream gradient, one layer and
+                   one direction at fixed lengths (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
     from rnnsym.frameworks.user import parse_variant, resolve_harness
 
+    if gradients and is_onnx_target(target):
+        raise UsageError("--gradients: ONNX targets compute no gradients")
+    if gradients:       # the space the generated (single-layer) backward covers
+        if layers not in (None, 1, (1,), [1]):
+            raise UsageError("--gradients checks one layer: leave out --layers")
+        layers, bidirectional = (1,), "no"
+        without = tuple(_names(without) or ()) + ("lengths", "unbatched")
     if is_onnx_target(target):
         if features is not None or without:
             raise UsageError("--without/--features: an ONNX target's space is narrowed with "
@@ -83,8 +93,11 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         layers=None if layers is None else tuple(int(n) for n in np.atleast_1d(layers)),
         bidirectional=parse_bidirectional(bidirectional), variant=parse_variant(variant),
         cell_api=cell_api, max_size=max_size, features=_names(features),
-        without=_names(without) or (), strict=strict, timeout=timeout)
+        without=_names(without) or (), strict=strict, timeout=timeout, gradients=gradients)
     harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
+    if options.gradients and (cell_api or getattr(harness, "gradients", None) is None):
+        raise UsageError(f"--gradients is not supported for {harness.name} (torch modules and "
+                         "drop-ins, functions with a backward)")
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)
@@ -101,8 +114,12 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         try:
             stats["failure"] = probe.survey()
             if stats["failure"] is None and not probe.nothing_left:
-                search(HarnessSubject(harness, probe, dtype, options),
-                       examples=options.examples, seed=options.seed, stats=stats, bar=bar)
+                subject = HarnessSubject(harness, probe, dtype, options)
+                if options.gradients:
+                    from rnnsym.check.gradients import GradientSubject
+                    subject = GradientSubject(subject)
+                search(subject, examples=options.examples, seed=options.seed, stats=stats,
+                       bar=bar)
         finally:
             bar.done()
     return _report(target, cell, dtype, options, harness, probe, stats,
@@ -132,7 +149,11 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
         report.failure_kind = outcome.kind
         with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
-            report.diagnoses = diagnose(harness, outcome, probe.core)
+            if options.gradients and outcome.kind == "wrong gradients":
+                from rnnsym.check.gradients import diagnose_gradients
+                report.diagnoses = diagnose_gradients(harness, outcome)
+            else:
+                report.diagnoses = diagnose(harness, outcome, probe.core)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
 
@@ -218,6 +239,8 @@ def _replay_command(target, cell, options: CheckOptions, dtype: str) -> str:
         parts += ["--without", ",".join(options.without)]
     if options.strict:
         parts.append("--strict")
+    if options.gradients:
+        parts.append("--gradients")
     if options.timeout != 30.0:
         parts += ["--timeout", "none" if options.timeout is None else f"{options.timeout:g}"]
     return " ".join(parts)

@@ -77,6 +77,11 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=_timeout, default=30.0, metavar="SECONDS",
                         help="time limit of one call of the target (default 30; none: no "
                              "limit; needs SIGALRM, i.e. not on Windows)")
+    parser.add_argument("--gradients", action="store_true",
+                        help="check the gradients (parameters, input, initial state) against "
+                             "the generated backward, under a random upstream gradient; one "
+                             "layer, one direction (torch modules/cells and drop-ins: autograd; "
+                             "functions: their backward)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
 
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     extra = {"without": without.strip(",") or None,
              "features": ",".join(args.features) if args.features is not None else None,
              "strict": args.strict, "timeout": args.timeout}
+    if args.gradients:
+        extra["gradients"] = True
     try:
         report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,

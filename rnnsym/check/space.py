@@ -70,6 +70,7 @@ class CheckOptions:
     without: tuple = ()                  # never these
     strict: bool = False                 # an unsupported feature is a failure
     timeout: Optional[float] = 30.0      # seconds per call of the target (None: no limit)
+    gradients: bool = False              # check gradients (rnnsym.check.gradients)
 
 
 def _choices(supported: tuple, wanted, label: str, harness: Harness) -> tuple:

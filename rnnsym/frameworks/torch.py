@@ -316,6 +316,44 @@ class TorchHarness(Harness):
             result = module(*args)
         return self.read_result(config, result, lengths)
 
+    def gradients(self, config: Config, values, x, state0, upstream):
+        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by autograd: the
+        parameters' by their names (``param:NAME``), the input's ``x`` (T, B, d_in), the
+        initial state's ``h0``/``c0`` (B, d); one layer, one direction (``--gradients``)."""
+        torch = _torch()
+        module, own = self.build(config)
+        for n, v in values.items():
+            _write(own[n], v)
+        if not all(isinstance(p, torch.Tensor) for p in own.values()):
+            raise ContractError(f"{self.name}: --gradients needs torch tensors as parameters")
+        dtype = getattr(torch, config.dtype)
+        inp = np.asarray(x).transpose(1, 0, 2) if config.batch_first else np.asarray(x)
+        xt = torch.from_numpy(np.ascontiguousarray(inp)).to(dtype).requires_grad_(True)
+        hx = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype).requires_grad_(True)
+              for k, v in state_to_torch(state0).items()}
+        for p in own.values():
+            p.grad = None
+        with torch.enable_grad():
+            result = module(xt, (hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
+            flat = self.read_result(config, result)
+            output, states = result
+            h_n, c_n = states if self.cell == "lstm" else (states, None)
+            up_out = upstream["output"][:, :, 0]
+            if config.batch_first:
+                up_out = up_out.transpose(1, 0, 2)
+            loss = (output * torch.from_numpy(np.ascontiguousarray(up_out)).to(dtype)).sum()
+            loss = loss + (h_n * torch.from_numpy(upstream["h_n"][0]).to(dtype)).sum()
+            if c_n is not None:
+                loss = loss + (c_n * torch.from_numpy(upstream["c_n"][0]).to(dtype)).sum()
+            loss.backward()
+        grads = {f"param:{n}": (np.zeros(tuple(p.shape)) if p.grad is None else _to_numpy(p.grad))
+                 for n, p in own.items()}
+        gx = np.zeros(np.shape(inp)) if xt.grad is None else _to_numpy(xt.grad)
+        grads["x"] = gx.transpose(1, 0, 2) if config.batch_first else gx
+        for k, v in hx.items():
+            grads[f"{k}0"] = np.zeros(tuple(v.shape[1:])) if v.grad is None else _to_numpy(v.grad)[0]
+        return flat, grads
+
     def read_result(self, config: Config, result, lengths=None) -> dict[str, np.ndarray]:
         """Check the structure and shapes of forward's result and convert it to flat
         (a PackedSequence output, for packed input, is unpacked to T steps first)."""

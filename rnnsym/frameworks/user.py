@@ -202,6 +202,38 @@ class FunctionHarness(Harness):
         return flat
 
 
+    def gradients(self, config: Config, values, x, state0, upstream):
+        """The function's ``backward`` (beside it in its module, or ``fn.backward``) in the
+        canonical convention: ``outputs, final, cache = fn(params, x, state0,
+        return_cache=True)``, ``d_params, d_x, d_state0 = backward(params, cache, d_outputs,
+        d_final_state)``."""
+        backward = getattr(self.fn, "backward", None) or getattr(
+            sys.modules.get(getattr(self.fn, "__module__", ""), None), "backward", None)
+        if not callable(backward):
+            raise UsageError(f"--gradients: {self.name} has no backward(params, cache, "
+                             "d_outputs, d_final_state) beside it")
+        s0 = {k: v[0, 0] for k, v in state0.items()}
+        result = self.fn(dict(values), np.array(x), s0, return_cache=True)
+        if not (isinstance(result, (tuple, list)) and len(result) == 3):
+            raise OutputError("forward(..., return_cache=True) returned "
+                              f"{type(result).__name__}, expected (outputs, final_state, cache)")
+        outputs, final, cache = result
+        d_final = {"h": upstream["h_n"][0, 0]}
+        if self.cell == "lstm":
+            d_final["c"] = upstream["c_n"][0, 0]
+        dp, dx, ds0 = backward(dict(values), cache, upstream["output"][:, :, 0], d_final)
+        c = config
+        flat = {"output": check_shape("outputs", outputs, (c.T, c.B, c.d_out), "(T, B, d_out)",
+                                      c)[:, :, None],
+                "h_n": np.asarray(final["h"])[None, None]}
+        if self.cell == "lstm":
+            flat["c_n"] = np.asarray(final["c"])[None, None]
+        grads = {f"param:{k}": v for k, v in dict(dp).items()}
+        grads["x"] = dx
+        grads.update({f"{k}0": v for k, v in dict(ds0).items()})
+        return flat, grads
+
+
 # ------------------------------------------------------------------------------------------
 # resolution
 

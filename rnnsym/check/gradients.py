@@ -1,0 +1,409 @@
+"""``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
+
+Per drawn case (one layer, one direction, fixed lengths: the space the generated backward
+covers) an upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
+by the case, so shrinking keeps it with its case). The target computes the gradient of
+``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
+(torch modules and drop-ins: autograd; functions: their ``backward`` in the canonical
+convention); the oracle is ``rnnsym.compile(cell).backward`` (BPTT generated from the symbolic
+cell), its canonical parameter gradients mapped to the target's layout by the adjoint of the
+harness's parameter conversion. Every gradient array is compared with a per-element tolerance
+(:func:`gradient_tolerance`). A failure names the target parameter whose gradient differs,
+and :data:`GRADIENT_BUGS` (the gradient part of the diagnosis table) names the bug.
+
+Gradient arrays are keyed ``param:NAME`` (the target's own names), ``x`` (T, B, d_in),
+``h0``/``c0`` (B, d); outputs keep the flat layout of :mod:`rnnsym.frameworks`.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from rnnsym.check.compare import compare_flat, error_ratio
+from rnnsym.check.oracle import _compiled, variant_for
+from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
+from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
+                                    explicit_tolerance, fan_in, gamma, unit_roundoff)
+from rnnsym.frameworks import Config, ContractError, OutputError, UsageError
+
+
+# --- the oracle ----------------------------------------------------------------------------
+def upstream_for(case) -> dict:
+    """The upstream gradient of the flat outputs for ``case`` (seeded by the case)."""
+    rng = np.random.default_rng(int(case.key()[:12], 16))
+    return {k: rng.uniform(-1, 1, s) for k, s in case.config.flat_shapes().items()}
+
+
+def _module(config: Config):
+    return _compiled(config.cell, tuple(sorted(variant_for(config).items())))
+
+
+def _state0(config: Config, state0) -> dict:
+    """Single-layer canonical initial state (zeros where the case has none)."""
+    if state0 is not None:
+        return {k: np.asarray(v[0, 0], np.float64) for k, v in state0.items()}
+    out = {"h": np.zeros((config.B, config.d_out))}
+    if config.cell == "lstm":
+        out["c"] = np.zeros((config.B, config.d_h))
+    return out
+
+
+def canonical_gradients(config: Config, params: dict, x, state0: dict, upstream: dict, *,
+                        carry: Optional[Callable] = None, per_step: bool = False,
+                        noise: Optional[Callable] = None):
+    """The generated backward for one layer: ``(d_params, d_x, d_state0)`` in the canonical
+    layout. With ``carry(t, d_state)`` (what flows from step t back to step t-1, or to the
+    initial state at t = 0, e.g. zeros for a state detached before step t) or ``per_step``, the backward runs one step at a time and also
+    returns each step's parameter gradients (diagnosis variants). ``noise(array)`` perturbs
+    every quantity the forward keeps for the backward (tolerance probes)."""
+    module = _module(config)
+    x = np.asarray(x, np.float64)
+    d_out = upstream["output"][:, :, 0]
+    d_final = {"h": upstream["h_n"][0, 0]}
+    if config.cell == "lstm":
+        d_final["c"] = upstream["c_n"][0, 0]
+    if carry is None and not per_step:
+        _, _, cache = module.forward(params, x, state0, return_cache=True)
+        if noise is not None:
+            cache = {k: (noise(v) if isinstance(v, np.ndarray) and k != "x" else v)
+                     for k, v in cache.items()}
+        return module.backward(params, cache, d_out, d_final) + (None,)
+    states = [state0]
+    for t in range(len(x)):
+        states.append(module.step(params, x[t], states[-1]))
+    steps, d_x, d_state = [None] * len(x), np.zeros_like(x), d_final
+    for t in reversed(range(len(x))):
+        _, _, cache = module.forward(params, x[t:t + 1], states[t], return_cache=True)
+        steps[t], dxt, d_state = module.backward(params, cache, d_out[t:t + 1], d_state)
+        d_x[t] = dxt[0]
+        if carry is not None:
+            d_state = carry(t, d_state)     # at t = 0: what reaches the initial state
+    total = {k: sum(s[k] for s in steps) for k in steps[0]} if steps else \
+        module.backward(params, module.forward(params, x, state0, return_cache=True)[2],
+                        d_out, d_final)[0]
+    return total, d_x, d_state, steps
+
+
+def conversion_matrix(harness, config: Config, values: dict):
+    """The target → canonical parameter conversion as a matrix (it is linear: a selection,
+    transposes, and for torch's Elman the sum of its two biases), read off column by column
+    from the harness's own ``to_canonical``; cached per configuration. Returns
+    ``(A, target layout {name: (offset, shape)}, canonical layout)``."""
+    cache = harness.__dict__.setdefault("_gradient_conversions", {})
+    if config in cache:
+        return cache[config]
+    layout, offset = {}, 0
+    for n, v in values.items():
+        layout[n] = (offset, np.shape(v))
+        offset += int(np.size(v))
+
+    def convert(flat):
+        arrays = {n: flat[o:o + int(np.prod(sh))].reshape(sh) for n, (o, sh) in layout.items()}
+        return harness.to_canonical(config, arrays)[0][0]
+
+    base = convert(np.zeros(offset))
+    canon_layout, o = {}, 0
+    for k, v in base.items():
+        canon_layout[k] = (o, np.shape(v))
+        o += int(np.size(v))
+    A = np.zeros((o, offset))
+    e = np.zeros(offset)
+    for j in range(offset):
+        e[j] = 1.0
+        col = convert(e)
+        A[:, j] = np.concatenate([np.ravel(np.asarray(col[k], np.float64) - base[k])
+                                  for k in canon_layout])
+        e[j] = 0.0
+    cache[config] = (A, layout, canon_layout)
+    return cache[config]
+
+
+def to_target_layout(conversion, d_canonical: dict) -> dict:
+    """The adjoint of the conversion: ``A^T g``, in the target's arrays."""
+    A, layout, canon_layout = conversion
+    g = np.concatenate([np.ravel(np.asarray(d_canonical[k], np.float64)) for k in canon_layout])
+    out = A.T @ g
+    return {f"param:{n}": out[o:o + int(np.prod(s))].reshape(s) for n, (o, s) in layout.items()}
+
+
+def expected_gradients(harness, case, upstream, *, d_canonical=None, params=None, x=None,
+                       state0=None, noise=None) -> dict:
+    """Oracle gradients of ``case`` in the gradient layout (module docstring)."""
+    config = case.config
+    params = params if params is not None else harness.to_canonical(config, case.values)[0][0]
+    params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x = case.x if x is None else x
+    s0 = _state0(config, case.state0) if state0 is None else state0
+    if d_canonical is None:
+        d_canonical, d_x, d_s0, _ = canonical_gradients(config, params, x, s0, upstream,
+                                                        noise=noise)
+    else:
+        d_canonical, d_x, d_s0 = d_canonical
+    grads = to_target_layout(conversion_matrix(harness, config, case.values), d_canonical)
+    grads["x"] = np.asarray(d_x, np.float64)
+    grads["h0"] = np.asarray(d_s0["h"], np.float64)
+    if config.cell == "lstm":
+        grads["c0"] = np.asarray(d_s0["c"], np.float64)
+    return grads
+
+
+def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0) -> Tolerance:
+    """Per-element tolerances for the gradients, in the spirit of ``rnnsym.check.tolerance``.
+
+    A correct backward in the target's dtype computes exactly the gradient of perturbed data:
+    every product it sums has at most ``n`` terms, where ``n`` is the forward's fan-in, the
+    backward's (``W^T δ`` sums over the ``G·d_out`` gate rows) or a weight gradient's
+    (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so parameters,
+    input, initial state and the upstream gradient are perturbed relatively by
+    ``gamma_n`` (+ ``FUNCTION_ULPS`` for the activations' rounding), ``PROBES`` times, and the
+    largest deviation of the oracle's gradients is taken, plus the rounding of the result
+    ``u |expected|`` and the normwise floor ``gamma_n max|expected|`` of each array (its
+    elements are sums whose rounding scales with the largest terms, which may cancel), times
+    ``SAFETY`` (tolerance.py's constants, unchanged). As there, the
+    activations round their results: every quantity the forward keeps for the backward
+    (gates, states; a gate near 1 makes ``1 - z`` and ``σ' = z(1 - z)`` relatively inexact)
+    also gets an absolute ``FUNCTION_ULPS · u · (1 + |v|) · r`` in each probe.
+    """
+    config = case.config
+    u = unit_roundoff(config.dtype)
+    gates = {"elman": 1, "lstm": 4, "gru": 3}[config.cell]
+    n = max(fan_in(config), gates * config.d_out, config.T * config.B)
+    g = gamma(n + FUNCTION_ULPS, u)
+    rng = np.random.default_rng(seed)
+    params = {k: np.asarray(v, np.float64)
+              for k, v in harness.to_canonical(config, case.values)[0][0].items()}
+    s0 = _state0(config, case.state0)
+    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
+    with np.errstate(all="ignore"):
+        for _ in range(PROBES):
+            def noise(v):
+                return v + FUNCTION_ULPS * u * (1 + np.abs(v)) * rng.uniform(-1, 1, v.shape)
+            probe = expected_gradients(harness, case, _perturb(upstream, g, rng),
+                                       params=_perturb(params, g, rng), x=_perturb(case.x, g, rng),
+                                       state0=_perturb(s0, g, rng), noise=noise)
+            for k in spread:
+                diff = np.abs(probe[k] - expected[k])
+                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    # a gradient array comes out of GEMMs whose rounding scales with their operands, i.e.
+    # with the array's largest entries, not with one (possibly cancelling) entry: gamma_n of
+    # the array's largest magnitude is a floor for each of its elements (a normwise bound)
+    arrays = {k: SAFETY * (spread[k] + u * np.abs(expected[k])
+                           + g * (np.max(np.abs(expected[k])) if np.size(expected[k]) else 0))
+              for k in expected}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+# --- the target ----------------------------------------------------------------------------
+def target_gradients(harness, case, upstream, timeout=None):
+    """``(flat outputs, gradients)`` of the target, or raises what it raised."""
+    run = getattr(harness, "gradients", None)
+    if run is None:
+        raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
+                         "modules and drop-ins, torch cells, functions with a backward)")
+    state0 = case.state0
+    if state0 is None:                 # an explicit zero state: its gradient is checked too
+        s0 = _state0(case.config, None)
+        state0 = {k: v[None, None].astype(case.config.dtype) for k, v in s0.items()}
+    return call_with_limit(lambda: run(case.config, case.values, case.x, state0, upstream),
+                           timeout)
+
+
+@dataclass
+class GradientOutcome(Outcome):
+    """An Outcome whose expected/got are gradients (outputs compared first)."""
+
+    upstream: dict = field(default_factory=dict)
+    forward_agrees: bool = True
+
+
+def run_gradient_case(harness, case, *, rtol=None, atol=None, timeout=None):
+    config = case.config
+    upstream = upstream_for(case)
+    expected = expected_gradients(harness, case, upstream)
+    if not all(np.all(np.isfinite(v)) for v in expected.values()):
+        return None
+    if rtol is None and atol is None:
+        tol = gradient_tolerance(harness, case, upstream, expected)
+    else:
+        tol = explicit_tolerance(expected, rtol or 0.0, atol or 0.0)
+    outcome = GradientOutcome(case, expected, tol, upstream=upstream)
+    try:
+        flat, got = target_gradients(harness, case, upstream, timeout)
+    except TargetTimeout:
+        outcome.kind, outcome.error = "timed out", "timed out (--timeout)"
+        return outcome
+    except (OutputError, ContractError) as exc:
+        outcome.kind, outcome.error = "wrong shape", str(exc)
+        return outcome
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
+        text = f"{type(exc).__name__}: {exc}"
+        outcome.kind, outcome.error = "raised", f"raised {text}"
+        outcome.unsupported = text if harness.unsupported(exc) else None
+        return outcome
+    missing = [k for k in expected if k not in got]
+    if missing:
+        outcome.kind, outcome.error = "wrong shape", f"no gradient for {', '.join(missing)}"
+        return outcome
+    for k in expected:
+        if np.shape(got[k]) != np.shape(expected[k]):
+            outcome.kind = "wrong shape"
+            outcome.error = (f"gradient {k}: expected shape {np.shape(expected[k])}, got "
+                             f"{np.shape(got[k])}")
+            return outcome
+    outcome.got = {k: np.asarray(got[k], np.float64) for k in expected}
+    # the outputs, at the forward's tolerance scale: the same estimate tolerance.py makes
+    from rnnsym.check.target import expected_outputs
+    fwd = expected_outputs(harness, case, rtol=rtol, atol=atol)
+    if fwd is not None:
+        outcome.forward_agrees = not compare_flat(fwd[0], flat, fwd[1].arrays)
+    outcome.mismatches = compare_flat(expected, outcome.got, tol.arrays)
+    outcome.ratio = error_ratio(expected, outcome.got, tol.arrays)
+    if outcome.mismatches:
+        outcome.kind = "wrong gradients"
+    return outcome
+
+
+# --- the diagnosis table -------------------------------------------------------------------
+@dataclass
+class GradientBug:
+    """One known gradient bug: when it can apply, its message, and the gradients a target
+    with that bug computes (``make(config, params, x, state0, upstream, **item)`` returns
+    canonical ``(d_params, d_x, d_state0)``); ``over(config)`` expands it per item."""
+
+    message: str
+    make: Callable
+    when: Callable = lambda config: True
+    over: Callable = lambda config: [{}]
+
+
+def _detach_every(k, initial=True):
+    """Zero what flows back past steps 0 (if ``initial``), k, 2k, ... (a detached state)."""
+    def carry(t, d):
+        cut = t % k == 0 and (initial or t > 0)
+        return {s: np.zeros_like(v) for s, v in d.items()} if cut else d
+    return carry
+
+
+def _truncated(config, params, x, s0, up, k):
+    return canonical_gradients(config, params, x, s0, up,
+                               carry=_detach_every(k, initial=k == 1))[:3]
+
+
+def _detached_state(config, params, x, s0, up, state):
+    def carry(t, d):
+        return {s: (np.zeros_like(v) if s == state else v) for s, v in d.items()}
+    return canonical_gradients(config, params, x, s0, up, carry=carry)[:3]
+
+
+def _bias_once(config, params, x, s0, up, step):
+    total, d_x, d_s0, steps = canonical_gradients(config, params, x, s0, up, per_step=True)
+    once = dict(total)
+    for k in total:
+        if k.startswith("b_"):
+            once[k] = steps[step][k]
+    return once, d_x, d_s0
+
+
+def _transposed(config, params, x, s0, up):
+    total, d_x, d_s0, _ = canonical_gradients(config, params, x, s0, up)
+    out = {k: (v.T if v.ndim == 2 and v.shape[0] == v.shape[1] else v) for k, v in total.items()}
+    return out, d_x, d_s0
+
+
+GRADIENT_BUGS = [
+    GradientBug("state detached before every step (h.detach() / .data in the loop): the "
+                "outputs are right, the gradient reaches one step back",
+                lambda c, p, x, s, u: _truncated(c, p, x, s, u, 1), when=lambda c: c.T > 0),
+    GradientBug("truncated BPTT: the gradient stops after {k} steps (the state is detached "
+                "every {k} steps)", _truncated, when=lambda c: c.T > 2,
+                over=lambda c: [{"k": k} for k in range(2, c.T)]),
+    GradientBug("no gradient through the cell state c (detached before every step; h "
+                "carries it)", lambda c, p, x, s, u: _detached_state(c, p, x, s, u, "c"),
+                when=lambda c: c.cell == "lstm" and c.T > 0),
+    GradientBug("no gradient through h (detached before every step; only c carries it)",
+                lambda c, p, x, s, u: _detached_state(c, p, x, s, u, "h"),
+                when=lambda c: c.cell == "lstm" and c.T > 0),
+    GradientBug("bias gradient counted once (step {step}'s term) instead of summed over the "
+                "steps", _bias_once, when=lambda c: c.T > 1 and c.bias,
+                over=lambda c: [{"step": 0}, {"step": c.T - 1}]),
+    GradientBug("transposed weight gradient (dW^T) of the square recurrent matrices",
+                _transposed),
+]
+
+
+def diagnose_gradients(harness, outcome) -> list[str]:
+    """What a gradient failure is: the parameters whose gradient differs, then every entry of
+    :data:`GRADIENT_BUGS` that reproduces the target's gradients within the tolerance."""
+    if outcome.kind != "wrong gradients":
+        return []
+    case, config = outcome.case, outcome.case.config
+    differ = [m.name for m in outcome.mismatches]
+    head = ("gradient of " + ", ".join(differ) + " differs"
+            + ("" if outcome.forward_agrees else "; the forward is wrong too (run without "
+               "--gradients for its diagnosis)"))
+    params = {k: np.asarray(v, np.float64)
+              for k, v in harness.to_canonical(config, case.values)[0][0].items()}
+    s0 = _state0(config, case.state0)
+    found = []
+    with np.errstate(all="ignore"):
+        for bug in GRADIENT_BUGS:
+            if not bug.when(config):
+                continue
+            for item in bug.over(config):
+                d = bug.make(config, params, np.asarray(case.x, np.float64), s0,
+                             outcome.upstream, **item)
+                variant = expected_gradients(harness, case, outcome.upstream, d_canonical=d)
+                if not compare_flat(variant, outcome.got, outcome.tolerance.arrays):
+                    found.append(bug.message.format(**item))
+                    break
+    return [f"{head}: {f}" for f in found] or [f"{head} (none of the known gradient bugs "
+                                               "reproduces it)"]
+
+
+def moderate(case):
+    """The case with every parameter, input and state array scaled to at most 1 in magnitude
+    (PyTorch's initialization scale). The forward check explores saturating magnitudes; a
+    gradient there is exponentially small and exponentially ill-conditioned (the relative
+    error of σ'(u) ≈ e^{-|u|} is |u| times that of u), beyond what a tolerance estimated from
+    rounding-level perturbations bounds reliably."""
+    def scale(v):
+        v = np.asarray(v)
+        m = float(np.max(np.abs(v))) if v.size else 0.0
+        return v if m <= 1 else (v / m).astype(v.dtype)
+    from dataclasses import replace
+    return replace(case, values={k: scale(v) for k, v in case.values.items()}, x=scale(case.x),
+                   state0=None if case.state0 is None else
+                   {k: scale(v) for k, v in case.state0.items()})
+
+
+class GradientSubject:
+    """The search subject of ``--gradients`` (``rnnsym.check.search``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def nothing_left(self):
+        return self.inner.nothing_left
+
+    def cases(self):
+        return self.inner.cases().map(moderate)
+
+    def excluded(self, case):
+        return self.inner.excluded(case)
+
+    def run(self, case):
+        o = self.inner.options
+        return run_gradient_case(self.inner.harness, case, rtol=o.rtol, atol=o.atol,
+                                 timeout=o.timeout)
+
+    def unsupported(self, outcome):
+        return self.inner.unsupported(outcome)
+
+    def cover(self, stats, case, outcome):
+        self.inner.cover(stats, case, outcome)

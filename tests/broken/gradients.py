@@ -1,0 +1,142 @@
+"""Gradient bugs (``rnnsym check --gradients``) and gradient-preserving rewrites.
+
+Torch drop-ins (``_base.DropIn``) whose forward is right but detaches a state, so autograd's
+gradient is wrong (a forward bug that only shows in gradients), and canonical NumPy functions
+with a hand-written ``backward`` (min-char-rnn style), broken in one place each. ``EXPECT`` is
+a phrase of the diagnosis the checker must give."""
+import functools
+
+import numpy as np
+
+from _base import DropIn
+
+
+class _Counting(DropIn):
+    """Counts the steps of a direction, so that a subclass can detach at some of them."""
+
+    def run_direction(self, layer, d, x, state):
+        self.t = 0
+        return super().run_direction(layer, d, x, state)
+
+    def detach_now(self):
+        return False
+
+    def step(self, layer, d, x_t, state):
+        if self.detach_now():
+            state = tuple(s.detach() for s in state)
+        self.t += 1
+        return super().step(layer, d, x_t, state)
+
+
+class GRUDetachedState(_Counting):
+    """h = h.detach() before every step."""
+    CELL, EXPECT = "gru", "state detached before every step"
+
+    def detach_now(self):
+        return True
+
+
+class LSTMTruncated3(_Counting):
+    """Truncated BPTT: (h, c) detached every 3 steps (t = 3, 6, ...)."""
+    CELL, EXPECT = "lstm", "truncated BPTT: the gradient stops after 3 steps"
+
+    def detach_now(self):
+        return self.t > 0 and self.t % 3 == 0
+
+
+class LSTMDetachedCell(DropIn):
+    """c = c.detach() before every step (h still carries the gradient)."""
+    CELL, EXPECT = "lstm", "no gradient through the cell state c"
+
+    def step(self, layer, d, x_t, state):
+        return super().step(layer, d, x_t, (state[0], state[1].detach()))
+
+
+class LSTMPlainAutograd(DropIn):
+    """Correct: torch autograd through a hand-written forward."""
+    CELL = "lstm"
+
+
+class GRUPlainAutograd(DropIn):
+    """Correct: torch autograd through a hand-written forward."""
+    CELL = "gru"
+
+
+# --- canonical functions with a hand-written backward ------------------------------------
+def elman(params, x, state0=None, return_cache=False):
+    """h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)."""
+    W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
+    h = np.zeros((x.shape[1], W_hh.shape[0])) if state0 is None else state0["h"]
+    hs = [h]
+    for x_t in x:
+        h = np.tanh(x_t @ W_xh.T + h @ W_hh.T + b_h)
+        hs.append(h)
+    outputs, final = np.stack(hs[1:]), {"h": h}
+    return (outputs, final, {"x": x, "hs": hs}) if return_cache else (outputs, final)
+
+
+def _backward(params, cache, d_outputs, d_final_state=None, *, bias_once=False,
+              transposed=False):
+    W_xh, W_hh = params["W_xh"], params["W_hh"]
+    x, hs = cache["x"], cache["hs"]
+    dW_xh, dW_hh, db_h = np.zeros_like(W_xh), np.zeros_like(W_hh), np.zeros(W_hh.shape[0])
+    dx = np.zeros_like(x)
+    dh_next = np.zeros_like(hs[0]) if d_final_state is None else d_final_state["h"]
+    for t in reversed(range(len(x))):
+        dh = d_outputs[t] + dh_next
+        da = dh * (1 - hs[t + 1] * hs[t + 1])          # through tanh
+        dW_xh += da.T @ x[t]
+        dW_hh += hs[t].T @ da if transposed else da.T @ hs[t]
+        db_h = da.sum(0) if bias_once else db_h + da.sum(0)
+        dx[t] = da @ W_xh
+        dh_next = da @ W_hh
+    return {"W_xh": dW_xh, "W_hh": dW_hh, "b_h": db_h}, dx, {"h": dh_next}
+
+
+def _backward_reordered(params, cache, d_outputs, d_final_state=None):
+    """Correct, differently ordered: every step's delta first, then each weight gradient in
+    one sum over (t, b) in forward time order."""
+    x, hs = cache["x"], np.stack(cache["hs"])
+    das, dh_next = [None] * len(x), d_final_state["h"]
+    for t in reversed(range(len(x))):
+        das[t] = (d_outputs[t] + dh_next) * (1 - hs[t + 1] ** 2)
+        dh_next = das[t] @ params["W_hh"]
+    das = np.stack(das) if das else np.zeros((0,) + hs.shape[1:])
+    grads = {"W_xh": np.einsum("tbi,tbj->ij", das, x),
+             "W_hh": np.einsum("tbi,tbj->ij", das, hs[:-1]),
+             "b_h": das.sum(axis=(0, 1))}
+    return grads, das @ params["W_xh"], {"h": dh_next}
+
+
+def elman_bias_once(params, x, state0=None, return_cache=False):
+    """db_h = da instead of db_h += da in the loop: the bias gradient of step 0 only."""
+    return elman(params, x, state0, return_cache)
+
+
+def elman_transposed(params, x, state0=None, return_cache=False):
+    """dW_hh accumulated as h_{t-1}^T da: the transpose of the right gradient."""
+    return elman(params, x, state0, return_cache)
+
+
+def elman_reordered(params, x, state0=None, return_cache=False):
+    return elman(params, x, state0, return_cache)
+
+
+def elman_without_backward(params, x, state0=None):
+    return elman(params, x, state0)
+
+
+elman.backward = _backward
+elman_bias_once.backward = functools.partial(_backward, bias_once=True)
+elman_bias_once.EXPECT = "bias gradient counted once (step 0's term)"
+elman_transposed.backward = functools.partial(_backward, transposed=True)
+elman_transposed.EXPECT = "transposed weight gradient"
+elman_reordered.backward = _backward_reordered
+
+BROKEN_GRADIENTS = [("gru", "GRUDetachedState", GRUDetachedState.EXPECT),
+                    ("lstm", "LSTMTruncated3", LSTMTruncated3.EXPECT),
+                    ("lstm", "LSTMDetachedCell", LSTMDetachedCell.EXPECT),
+                    ("elman", "elman_bias_once", elman_bias_once.EXPECT),
+                    ("elman", "elman_transposed", elman_transposed.EXPECT)]
+EQUIVALENT_GRADIENTS = [("lstm", "LSTMPlainAutograd"), ("gru", "GRUPlainAutograd"),
+                        ("elman", "elman"), ("elman", "elman_reordered")]

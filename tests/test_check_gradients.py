@@ -1,0 +1,85 @@
+"""``rnnsym check --gradients``: torch's modules pass; every broken backward in
+tests/broken/gradients.py is caught with its diagnosis and the parameter whose gradient
+differs; gradient-preserving rewrites (autograd through a hand-written forward, a reordered
+accumulation) pass."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnsym.check import UsageError, check
+from rnnsym.check.cli import main as check_main
+
+BROKEN = Path(__file__).parent / "broken" / "gradients.py"
+sys.path.insert(0, str(BROKEN.parent))
+
+from gradients import BROKEN_GRADIENTS, EQUIVALENT_GRADIENTS  # noqa: E402
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_torch_modules_gradients_pass(cell):
+    report = check("torch", cell, examples=20, seed=0, gradients=True)
+    assert report.passed, report.format()
+    assert report.coverage["layers"] == [1] and report.coverage["bidirectional"] == [False]
+
+
+@pytest.mark.parametrize("cell,name,expect", BROKEN_GRADIENTS,
+                         ids=[n for _, n, _ in BROKEN_GRADIENTS])
+def test_broken_backward_is_caught_and_diagnosed(cell, name, expect):
+    report = check(f"{BROKEN}:{name}", cell, examples=40, seed=0, gradients=True)
+    assert not report.passed and report.failure_kind == "wrong gradients", report.format()
+    assert report.diagnosis and expect in report.diagnosis, report.format()
+    assert report.diagnosis.startswith("gradient of ")
+    assert "--gradients" in report.format()
+
+
+def test_the_differing_parameter_is_named():
+    report = check(f"{BROKEN}:elman_bias_once", "elman", examples=30, seed=0, gradients=True)
+    assert report.diagnosis.startswith("gradient of param:b_h differs")
+    report = check(f"{BROKEN}:elman_transposed", "elman", examples=30, seed=0, gradients=True)
+    assert report.diagnosis.startswith("gradient of param:W_hh differs")
+
+
+@pytest.mark.parametrize("cell,name", EQUIVALENT_GRADIENTS,
+                         ids=[n for _, n in EQUIVALENT_GRADIENTS])
+def test_gradient_preserving_rewrite_passes(cell, name):
+    report = check(f"{BROKEN}:{name}", cell, examples=25, seed=0, gradients=True)
+    assert report.passed, report.format()
+
+
+def test_forward_only_bug_passes_without_gradients():
+    """The detached state is a forward bug that only shows in gradients."""
+    assert check(f"{BROKEN}:GRUDetachedState", "gru", examples=20, seed=0, layers=(1,),
+                 bidirectional="no", without="lengths").passed
+
+
+def test_targets_without_gradients_are_usage_errors(capsys):
+    with pytest.raises(UsageError, match="no backward"):
+        check(f"{BROKEN}:elman_without_backward", "elman", examples=5, seed=0, gradients=True)
+    with pytest.raises(UsageError, match="ONNX targets compute no gradients"):
+        check("onnxruntime", "gru", examples=5, seed=0, gradients=True)
+    with pytest.raises(UsageError, match="one layer"):
+        check("torch", "gru", examples=5, seed=0, gradients=True, layers=(2,))
+    with pytest.raises(UsageError, match="--gradients is not supported"):
+        check("torch", "gru", examples=5, seed=0, gradients=True, cell_api=True)
+    assert check_main([f"{BROKEN}:elman_without_backward", "--cell", "elman", "--gradients",
+                       "--examples", "3", "--no-progress"]) == 2
+
+
+def test_gradient_tolerance_scales_with_dtype():
+    from rnnsym.check.cases import build_case
+    from rnnsym.check.gradients import expected_gradients, gradient_tolerance, upstream_for
+    from rnnsym.frameworks import Config
+    from rnnsym.frameworks.torch import torch_harness
+    harness = torch_harness("lstm")
+    tols = {}
+    for dtype in ("float32", "float64"):
+        case = build_case(harness, Config(cell="lstm", T=3, B=2, d_in=4, d_h=5, dtype=dtype,
+                                          initial_state=True))
+        up = upstream_for(case)
+        expected = expected_gradients(harness, case, up)
+        tols[dtype] = gradient_tolerance(harness, case, up, expected).arrays
+    for k in tols["float32"]:
+        ratio = np.median(tols["float32"][k] / tols["float64"][k])
+        assert 1e7 < ratio < 1e11, (k, ratio)       # u32 / u64 = 2**29 ≈ 5.4e8
