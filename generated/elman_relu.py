@@ -105,19 +105,19 @@ def _forward_cached(params, x, state0=None):
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
-    hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
-    W_hh_h = hW[:, :, 0:d_h]  # W_hh @ h[t-1]
+    hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
+    W_hh_h = hW[:, 0:d_h]  # W_hh @ h[t-1]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
     h_all[0] = state["h"]
     for t in range(T):
         h = h_all[t]
-        np.matmul(h, W_hW, out=hW[t])
-        hW[t] += xW[t]
-        np.maximum(W_hh_h[t], 0, out=h_all[t + 1])  # state h
+        np.matmul(h, W_hW, out=hW)
+        hW += xW[t]
+        np.maximum(W_hh_h, 0, out=h_all[t + 1])  # state h
         h = h_all[t + 1]
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
 
@@ -149,8 +149,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what the forward kept
     xW = cache["xW"]
     W_xh_x = xW[:, :, 0:d_h]
-    hW = cache["hW"]
-    W_hh_h = hW[:, :, 0:d_h]
     h_all = cache["h_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward

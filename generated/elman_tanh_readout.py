@@ -122,13 +122,13 @@ def _forward_cached(params, x, state0=None):
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
-    hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
-    W_hh_h = hW[:, :, 0:d_h]  # W_hh @ h[t-1]
+    hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
+    W_hh_h = hW[:, 0:d_h]  # W_hh @ h[t-1]
 
     # one fused GEMM per step for W_hy (all applied to h[t]); its buffer is reused
     W_hW2 = np.ascontiguousarray(np.asarray(params["W_hy"], dtype=dtype).T)
-    hW2 = np.empty((T, B, W_hW2.shape[1]), dtype=dtype)
-    W_hy_h = hW2[:, :, 0:d_out]  # W_hy @ h[t]
+    hW2 = np.empty((B, W_hW2.shape[1]), dtype=dtype)
+    W_hy_h = hW2[:, 0:d_out]  # W_hy @ h[t]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
@@ -136,13 +136,13 @@ def _forward_cached(params, x, state0=None):
     y_all = np.empty((T, B, d_out), dtype=dtype)
     for t in range(T):
         h = h_all[t]
-        np.matmul(h, W_hW, out=hW[t])
-        hW[t] += xW[t]
-        np.tanh(W_hh_h[t], out=h_all[t + 1])  # state h
+        np.matmul(h, W_hW, out=hW)
+        hW += xW[t]
+        np.tanh(W_hh_h, out=h_all[t + 1])  # state h
         h = h_all[t + 1]
-        np.matmul(h, W_hW2, out=hW2[t])
-        y = y_all[t] = W_hy_h[t] + b_y  # output y
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "hW2": hW2, "h_all": h_all, "y_all": y_all}
+        np.matmul(h, W_hW2, out=hW2)
+        y = y_all[t] = W_hy_h + b_y  # output y
+    cache = {"x": x, "size": size, "xW": xW, "h_all": h_all, "y_all": y_all}
     return y_all, {"h": h_all[T].copy()}, cache
 
 
@@ -177,10 +177,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what the forward kept
     xW = cache["xW"]
     W_xh_x = xW[:, :, 0:d_h]
-    hW = cache["hW"]
-    W_hh_h = hW[:, :, 0:d_h]
-    hW2 = cache["hW2"]
-    W_hy_h = hW2[:, :, 0:d_out]
     h_all = cache["h_all"]
     y_all = cache["y_all"]
 

@@ -150,8 +150,8 @@ def _forward_cached(params, x, state0=None):
 
     # one fused GEMM per step for W_hn (all applied to r[t] * h[t-1]); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hn"], dtype=dtype).T)
-    uW = np.empty((T, B, W_uW.shape[1]), dtype=dtype)
-    W_hn_u = uW[:, :, 0:d_h]  # W_hn @ (r[t] * h[t-1])
+    uW = np.empty((B, W_uW.shape[1]), dtype=dtype)
+    W_hn_u = uW[:, 0:d_h]  # W_hn @ (r[t] * h[t-1])
     uW_in = np.empty((T, B, d_h), dtype=dtype)  # its operand, every step
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
@@ -166,12 +166,12 @@ def _forward_cached(params, x, state0=None):
         r = W_hr_h[t]  # gate r, activated in place
         z = W_hz_h[t]  # gate z, activated in place
         uW_in[t] = r * h
-        np.matmul(uW_in[t], W_uW, out=uW[t])
+        np.matmul(uW_in[t], W_uW, out=uW)
         n = n_all[t]  # gate n
-        np.add(W_xn_x[t], W_hn_u[t], out=n)
+        np.add(W_xn_x[t], W_hn_u, out=n)
         np.tanh(n, out=n)
         h = h_all[t + 1] = (1 - z) * n + z * h  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "n_all": n_all, "h_all": h_all}
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW_in": uW_in, "n_all": n_all, "h_all": h_all}
     return h_all[1:], {"h": h_all[T].copy()}, cache
 
 
@@ -223,9 +223,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     hW = cache["hW"]
     W_hr_h = hW[:, :, 0:d_h]
     W_hz_h = hW[:, :, d_h:2*d_h]
-    uW = cache["uW"]
     uW_in = cache["uW_in"]
-    W_hn_u = uW[:, :, 0:d_h]
     n_all = cache["n_all"]
     h_all = cache["h_all"]
 

@@ -176,8 +176,8 @@ def _forward_cached(params, x, state0=None):
 
     # one fused GEMM per step for W_hr (all applied to o[t] * tanh(c[t])); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hr"], dtype=dtype).T)
-    uW = np.empty((T, B, W_uW.shape[1]), dtype=dtype)
-    W_hr_u = uW[:, :, 0:d_proj]  # W_hr @ (o[t] * tanh(c[t]))
+    uW = np.empty((B, W_uW.shape[1]), dtype=dtype)
+    W_hr_u = uW[:, 0:d_proj]  # W_hr @ (o[t] * tanh(c[t]))
     uW_in = np.empty((T, B, d_h), dtype=dtype)  # its operand, every step
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
@@ -199,9 +199,9 @@ def _forward_cached(params, x, state0=None):
         c = c_all[t + 1] = f * c + i * g  # state c
         o = W_ho_h[t]  # gate o, activated in place
         uW_in[t] = o * np.tanh(c)
-        np.matmul(uW_in[t], W_uW, out=uW[t])
-        h = h_all[t + 1] = W_hr_u[t]  # state h
-    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW": uW, "uW_in": uW_in, "c_all": c_all, "h_all": h_all}
+        np.matmul(uW_in[t], W_uW, out=uW)
+        h = h_all[t + 1] = W_hr_u  # state h
+    cache = {"x": x, "size": size, "xW": xW, "hW": hW, "uW_in": uW_in, "c_all": c_all, "h_all": h_all}
     return h_all[1:], {"c": c_all[T].copy(), "h": h_all[T].copy()}, cache
 
 
@@ -265,9 +265,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_hf_h = hW[:, :, d_h:2*d_h]
     W_hg_h = hW[:, :, 2*d_h:3*d_h]
     W_ho_h = hW[:, :, 3*d_h:4*d_h]
-    uW = cache["uW"]
     uW_in = cache["uW_in"]
-    W_hr_u = uW[:, :, 0:d_proj]
     c_all = cache["c_all"]
     h_all = cache["h_all"]
 

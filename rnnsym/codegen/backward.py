@@ -202,6 +202,13 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             if isinstance(rhs, MatrixSymbol) and kinds.get(name) == "gate" and rhs in vjp.slot_of:
                 inplace_gate[name] = rhs
 
+    # an in-loop GEMM's buffer holds every step only if the backward reads it (a product's value,
+    # a gate activated in place there); else one (B, ·) buffer is reused, as in the forward
+    read = _read_symbols(vjp, sp_)
+    in_place_slots = set(inplace_gate.values())
+    transient = {g.name for g in groups if not g.hoisted
+                 and not any(p.slot in read or p.slot in in_place_slots for p in g.products)}
+
     # --- storage of every quantity over T ------------------------------------------------
     var = {}
     for q, _, kind in quantities:
@@ -219,7 +226,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         fcode[f"{q}[t]"] = var[q]
     for g in groups:
         for p in g.products:
-            fcode[p.slot.name] = f"{p.slot.name}[t]"
+            fcode[p.slot.name] = p.slot.name if g.name in transient else f"{p.slot.name}[t]"
     whole = {**fcode, "x[t]": "x",
              **{p.slot.name: p.slot.name for g in groups for p in g.products}}
 
@@ -232,7 +239,7 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
         for p in direct:
             cached.append(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     for g in (fused or sp_).groups:
-        cached.extend(group_lines(g, table, forward_code, whole, train=True))
+        cached.extend(group_lines(g, table, forward_code, whole, train=g.name not in transient))
         if g.name in group_in:
             cached.append(f"{group_in[g.name]} = np.empty((T, B, {table.shape(g.products[0].weight)[-1]}), "
                           "dtype=dtype)  # its operand, every step")
@@ -263,8 +270,9 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
                     src = f"{group_in[g.name]}[t]"
                 else:
                     src = _ncode(g.operand, fcode)
-                loop.append(f"    np.matmul({src}, W_{g.name}, out={g.name}[t])")
-                loop.extend(_fused_lines(g, table))
+                step = g.name if g.name in transient else f"{g.name}[t]"
+                loop.append(f"    np.matmul({src}, W_{g.name}, out={step})")
+                loop.extend(_fused_lines(g, table, g.name not in transient))
         if q in inplace_gate:
             loop.append(f"    {var[q]} = {inplace_gate[q].name}[t]  # {kind} {q}, activated in place")
             continue
@@ -298,7 +306,8 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
     outputs = f"{store[out]}[1:]" if out in cell.states else store[out]
     cache_items = ['"x": x', '"size": size']
     for g in groups:
-        cache_items.append(f'"{g.name}": {g.name}')
+        if g.name not in transient:
+            cache_items.append(f'"{g.name}": {g.name}')
         if g.name in group_in:
             cache_items.append(f'"{group_in[g.name]}": {group_in[g.name]}')
     cache_items += [f'"{store[q]}": {store[q]}' for q, _, _ in quantities if q in store]
@@ -544,9 +553,11 @@ def render_backward(cell, table, names, forward_code, dims_line) -> dict:
             body.append(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     body.append("# what the forward kept")
     for g in groups:
-        body.append(f'{g.name} = cache["{g.name}"]')
         if g.name in group_in:
             body.append(f'{group_in[g.name]} = cache["{group_in[g.name]}"]')
+        if g.name in transient:
+            continue
+        body.append(f'{g.name} = cache["{g.name}"]')
         off = sp.Integer(0)
         for p in g.products:
             end = off + table.shape(p.weight)[0]
@@ -633,21 +644,29 @@ def _fused_plan(cell, table, unfused, vjp):
                    for p in g.products[:g.add_hoisted[1]]}
     if not overwritten:
         return None
+    return None if _read_symbols(vjp, unfused) & overwritten else fused
+
+
+def _read_symbols(vjp, step_plan) -> set:
+    """Every symbol the backward's expressions read (values the cached forward must keep)."""
     read = set()
     exprs = [e.expr for e in vjp.steps if not isinstance(e, tuple)]
     exprs += [t for d in (vjp.slot_terms, vjp.state_terms, vjp.input_terms) for ts in d.values()
               for t in ts]
     exprs += [x for ts in vjp.param_terms.values() for t in ts for x in (t.left, t.right)
               if x is not None]
-    exprs += [g.operand for g in unfused.groups]
+    exprs += [g.operand for g in step_plan.groups]
     for e in exprs:
         read |= e.atoms(MatrixSymbol)
-    return None if read & overwritten else fused
+    return read
 
 
-def _fused_lines(g, table):
+def _fused_lines(g, table, every_step=True):
     """After an in-loop GEMM of the fused plan: the hoisted slices added in, gates in place."""
     lines = []
+    if not every_step:
+        return [line.replace(f"{g.name}[t, :, ", f"{g.name}[:, ").replace(f"{g.name}[t]", g.name)
+                for line in _fused_lines(g, table)]
     if g.add_hoisted:
         h, m = g.add_hoisted
         end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
