@@ -21,6 +21,9 @@ This file holds what they share:
         "c_n"     (L, D, B, d_h)        final cell state (LSTM only)
 
     (``D`` = num_directions, ``L`` = num_layers, ``d_out`` = d_proj or d_h).
+
+May import :mod:`rnnsym.onnx` and the symbolic layers below it (cells, shapes, codegen); never
+:mod:`rnnsym.check`, :mod:`rnnsym.testing` or the CLI, which drive these harnesses.
 """
 from __future__ import annotations
 

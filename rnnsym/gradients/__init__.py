@@ -5,6 +5,9 @@
 ``backward_latex``/``backward_text`` print it in the conventional form. The generated NumPy
 backward (``rnnsym.compile(cell).backward``, ``generated/``) is built from the same walk by
 :mod:`rnnsym.codegen`.
+
+May import :mod:`rnnsym.cells`, :mod:`rnnsym.printing` and :mod:`rnnsym.shapes` (it needs only
+the first two); :mod:`rnnsym.codegen` imports it for the generated backward.
 """
 from rnnsym.gradients.display import backward_latex, backward_text
 from rnnsym.gradients.nodes import ActGrad, AdjointSymbol, derivative

@@ -4,6 +4,9 @@
     assert_conforms("mypkg.rnn:MyGRU", cell="gru")           # raises AssertionError
 
     from rnnsym.testing import strategies as rst             # distinct_sizes, params_for, ...
+
+For users' test suites; above the checker (:mod:`rnnsym.check`), which it wraps and whose
+strategies it re-exports. Nothing in rnnsym imports it but the CLI layer.
 """
 from __future__ import annotations
 
