@@ -1,4 +1,9 @@
-"""Symbolic cells: built-in Elman/LSTM/GRU and cells users define (Python or text)."""
+"""Symbolic cells: built-in Elman/LSTM/GRU and cells users define (Python or text).
+
+The bottom layer: owns the nodes (:mod:`~.nodes`), the cell (:mod:`~.cell`), the built-ins and
+the text parser. Imports SymPy only; ``Cell.latex()``, ``Cell.text()`` and ``Cell.shapes()``
+import their printer or the shape solver when called (the layers contract's only exception).
+"""
 from rnnsym.cells.builtin import (BUILTINS, builtin, elman, gru, indrnn, lnlstm, lstm, mingru,
                                   minlstm, qrnn, sru)
 from rnnsym.cells.cell import Cell, Equation, make_cell, now, param, prev
