@@ -204,3 +204,31 @@ def test_readme_picture_is_what_its_command_draws(tmp_path, capsys):
     argv[argv.index("docs/gradients.svg")] = str(out)
     assert main(argv) == 0
     assert out.read_bytes() == (ROOT / "docs" / "gradients.svg").read_bytes()
+
+
+@pytest.mark.parametrize("cell", [rnnsym.elman(), rnnsym.lstm(peepholes=True), rnnsym.gru(),
+                                  rnnsym.gru(reset="before"), rnnsym.elman(readout=True)],
+                         ids=["elman", "lstm_peepholes", "gru", "gru_before", "elman_readout"])
+def test_one_batched_backward_call_gives_the_same_jacobians(cell):
+    """The generated backward with identity upstream rows (all steps in one call) equals the
+    forward-mode chain: J_t from the backward, multiplied up, is ∂s_t/∂s_0."""
+    rng = np.random.default_rng(4)
+    sizes = {d: n for d, n in {"d_h": D_H, "d_in": D_IN, "d_out": 4}.items()
+             if d in G.default_sizes(cell)}
+    params = G.random_params(cell, sizes, rng, radius=1.1)
+    T = 5
+    x = rng.standard_normal((T, 1, D_IN))
+    step = rnnsym.compile(cell).step
+    states = [{s: 0.3 * rng.standard_normal((1, D_H)) for s in cell.states}]
+    for t in range(T):
+        states.append(step(params, x[t], states[-1]))
+    J = G.step_jacobians(cell, params, x[:, 0], [{k: v[0] for k, v in s.items()}
+                                                 for s in states])
+    P, chain = np.eye(J.shape[1]), []
+    for t in range(T):
+        P = J[t] @ P
+        chain.append(P)
+    h = cell.states.index("h") * D_H
+    expected = G.state_jacobians(cell, params, x, states[0])[:, 0]
+    np.testing.assert_allclose(np.array(chain)[:, h:h + D_H, h:h + D_H], expected,
+                               rtol=1e-10, atol=1e-12)
