@@ -434,7 +434,8 @@ def lstm_backward(params, x, state0, d_outputs, d_final_state=None, *, peepholes
     return d, dx, {"h": dh_next, "c": dc_next}
 
 
-def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="after"):
+def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="after",
+                 constant=()):
     """Gradients of a GRU layer (see gru_forward), by backpropagation through time.
 
         dh = dy + (from t+1);  dn = dh * (1 - z);  dz = dh * (h_prev - n)
@@ -442,6 +443,9 @@ def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="aft
         reset="after":  dr = dan * (h_prev W_hn.T + b_hn);  dW_hn += (dan * r).T h_prev
         reset="before": dr = (dan W_hn) * h_prev;           dW_hn += dan.T (r * h_prev)
         dar = dr * r (1 - r);  sent back to h_prev: dh * z + dar W_hr + daz W_hz + the n path
+
+    constant: gates ("r", "z") held constant in the backward, i.e. the gradients of a forward
+    that detaches them in the step (r.detach()); a diagnosis variant, not a GRU's gradient.
     """
     if reset not in ("after", "before"):
         raise ValueError(f"reset: expected 'after' or 'before', got {reset!r}")
@@ -488,6 +492,10 @@ def gru_backward(params, x, state0, d_outputs, d_final_state=None, *, reset="aft
             d["b_hn"] += dan.sum(axis=0)
             dh_prev += drh * r[t]
         dar = dr * r[t] * (1 - r[t])
+        if "r" in constant:
+            dar = np.zeros_like(dar)
+        if "z" in constant:
+            daz = np.zeros_like(daz)
         d["W_xn"] += dan.T @ x[t]
         d["b_xn"] += dan.sum(axis=0)
         dx[t] = dan @ p["W_xn"]

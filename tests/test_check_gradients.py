@@ -83,3 +83,35 @@ def test_gradient_tolerance_scales_with_dtype():
     for k in tols["float32"]:
         ratio = np.median(tols["float32"][k] / tols["float64"][k])
         assert 1e7 < ratio < 1e11, (k, ratio)       # u32 / u64 = 2**29 ≈ 5.4e8
+
+
+def test_gru_gate_entries_differ_from_a_correct_gru():
+    """The reset/update-path entries of GRADIENT_BUGS are not the correct gradient (else they
+    would 'diagnose' a right GRU), and with no gate held constant the same construction is
+    the correct gradient."""
+    from rnnsym.check.cases import build_case
+    from rnnsym.check.compare import compare_flat
+    from rnnsym.check.gradients import (GRADIENT_BUGS, _gru_constant_gate, _state0,
+                                        expected_gradients, gradient_tolerance, upstream_for)
+    from rnnsym.frameworks import Config
+    from rnnsym.frameworks.torch import torch_harness
+    from rnnsym.reference import gru_backward
+    harness = torch_harness("gru")
+    case = build_case(harness, Config(cell="gru", T=3, B=2, d_in=4, d_h=5, dtype="float64",
+                                      initial_state=True))
+    up = upstream_for(case)
+    expected = expected_gradients(harness, case, up)
+    tol = gradient_tolerance(harness, case, up, expected).arrays
+    params = {k: np.asarray(v, np.float64)
+              for k, v in harness.to_canonical(case.config, case.values)[0][0].items()}
+    s0 = _state0(case.config, case.state0)
+    x = np.asarray(case.x, np.float64)
+    right = gru_backward(params, x, s0, up["output"][:, :, 0], {"h": up["h_n"][0, 0]})
+    assert not compare_flat(expected, expected_gradients(harness, case, up, d_canonical=right),
+                            tol)
+    entries = [b for b in GRADIENT_BUGS if "gate" in b.message and b.when(case.config)]
+    assert len(entries) == 2
+    for gate in "rz":
+        variant = expected_gradients(harness, case, up, d_canonical=_gru_constant_gate(
+            case.config, params, x, s0, up, gate))
+        assert compare_flat(expected, variant, tol), gate

@@ -309,6 +309,15 @@ def _bias_once(config, params, x, s0, up, step):
     return once, d_x, d_s0
 
 
+def _gru_constant_gate(config, params, x, s0, up, gate):
+    """A GRU whose step detaches gate ``gate`` (r or z): the hand-written reference
+    backward with that gate held constant."""
+    from rnnsym.reference import gru_backward
+    d_final = {"h": up["h_n"][0, 0]}
+    return gru_backward(params, x, s0, up["output"][:, :, 0], d_final,
+                        reset=variant_for(config)["reset"], constant=(gate,))
+
+
 def _transposed(config, params, x, s0, up):
     total, d_x, d_s0, _ = canonical_gradients(config, params, x, s0, up)
     out = {k: (v.T if v.ndim == 2 and v.shape[0] == v.shape[1] else v) for k, v in total.items()}
@@ -328,6 +337,14 @@ GRADIENT_BUGS = [
     GradientBug("no gradient through h (detached before every step; only c carries it)",
                 lambda c, p, x, s, u: _detached_state(c, p, x, s, u, "h"),
                 when=lambda c: c.cell == "lstm" and c.T > 0),
+    GradientBug("no gradient through the reset gate r (r detached in the step: r.detach()); "
+                "the update and candidate paths carry it",
+                lambda c, p, x, s, u: _gru_constant_gate(c, p, x, s, u, "r"),
+                when=lambda c: c.cell == "gru" and c.T > 0),
+    GradientBug("no gradient through the update gate z (z detached in the step: z.detach()); "
+                "the reset and candidate paths carry it",
+                lambda c, p, x, s, u: _gru_constant_gate(c, p, x, s, u, "z"),
+                when=lambda c: c.cell == "gru" and c.T > 0),
     GradientBug("bias gradient counted once (step {step}'s term) instead of summed over the "
                 "steps", _bias_once, when=lambda c: c.T > 1 and c.bias,
                 over=lambda c: [{"step": 0}, {"step": c.T - 1}]),

@@ -52,6 +52,30 @@ class LSTMDetachedCell(DropIn):
         return super().step(layer, d, x_t, (state[0], state[1].detach()))
 
 
+class GRUDetachedReset(DropIn):
+    """r.detach() in the step: no gradient flows through the reset gate."""
+    CELL, EXPECT = "gru", "no gradient through the reset gate r"
+
+    def candidate(self, layer, d, i_n, h_n, r, h):
+        return super().candidate(layer, d, i_n, h_n, r.detach(), h)
+
+
+class GRUDetachedUpdate(DropIn):
+    """z.detach() in the step: no gradient flows through the update gate."""
+    CELL, EXPECT = "gru", "no gradient through the update gate z"
+
+    def update(self, z, n, h):
+        return super().update(z.detach(), n, h)
+
+
+class GRUInterpolated(DropIn):
+    """Correct, rewritten: h = n + z * (h - n) (one product instead of two)."""
+    CELL = "gru"
+
+    def update(self, z, n, h):
+        return n + z * (h - n)
+
+
 class LSTMPlainAutograd(DropIn):
     """Correct: torch autograd through a hand-written forward."""
     CELL = "lstm"
@@ -136,7 +160,10 @@ elman_reordered.backward = _backward_reordered
 BROKEN_GRADIENTS = [("gru", "GRUDetachedState", GRUDetachedState.EXPECT),
                     ("lstm", "LSTMTruncated3", LSTMTruncated3.EXPECT),
                     ("lstm", "LSTMDetachedCell", LSTMDetachedCell.EXPECT),
+                    ("gru", "GRUDetachedReset", GRUDetachedReset.EXPECT),
+                    ("gru", "GRUDetachedUpdate", GRUDetachedUpdate.EXPECT),
                     ("elman", "elman_bias_once", elman_bias_once.EXPECT),
                     ("elman", "elman_transposed", elman_transposed.EXPECT)]
 EQUIVALENT_GRADIENTS = [("lstm", "LSTMPlainAutograd"), ("gru", "GRUPlainAutograd"),
+                        ("gru", "GRUInterpolated"),
                         ("elman", "elman"), ("elman", "elman_reordered")]
