@@ -238,15 +238,29 @@ def _runner(config: Config, variant: Variant, *, harness=None, lengths=None):
     return run
 
 
-def fits(harness, outcome, variant: Variant) -> bool:
-    """True if the target's output matches ``variant`` within its tolerance."""
-    case, got = outcome.case, outcome.got
-    config = variant.config or case.config
+def prepared(harness, case, variant: Variant):
+    """``(config, run, params)``: how ``variant`` runs on ``case`` (``run(params, x, state0,
+    wrap=None) -> flat outputs``, float64) and the parameters it runs with."""
     values = variant.values(case.values) if variant.values else case.values
     params = harness.to_canonical(case.config, values)
     if variant.params:
         params = variant.params(params)
-    run = _runner(config, variant, harness=harness, lengths=getattr(case, "lengths", None))
+    config = variant.config or case.config
+    return config, _runner(config, variant, harness=harness,
+                           lengths=getattr(case, "lengths", None)), params
+
+
+def variant_outputs(harness, case, variant: Variant) -> dict:
+    """The flat outputs a target with the bug ``variant`` models gives on ``case``."""
+    _, run, params = prepared(harness, case, variant)
+    with np.errstate(all="ignore"):
+        return run(params, case.x, case.state0)
+
+
+def fits(harness, outcome, variant: Variant) -> bool:
+    """True if the target's output matches ``variant`` within its tolerance."""
+    case, got = outcome.case, outcome.got
+    config, run, params = prepared(harness, case, variant)
     try:
         with np.errstate(all="ignore"):
             expected = run(params, case.x, case.state0)
