@@ -161,3 +161,17 @@ def test_onnx_targets_share_the_verdicts():
     assert strict.exit_code == 1 and strict.verdict == "STRICT" and "--strict" in strict.command
     with pytest.raises(UsageError, match="narrowed with --attributes"):
         check("onnxruntime", "gru", examples=5, without="lengths")
+
+
+@pytest.mark.skipif(not can_limit_time(), reason="no SIGALRM here: calls are not time-limited")
+def test_onnx_backend_that_hangs_times_out(tmp_path):
+    plugin = tmp_path / "hanging_backend.py"
+    plugin.write_text("import time\nimport rnnsym.onnx\n\n"
+                      "def run(model_bytes, inputs):\n"
+                      "    while b'bidirectional' in model_bytes:\n"
+                      "        time.sleep(0.05)\n"
+                      "    return [y for y in rnnsym.onnx.run(model_bytes, inputs) if y is not None]\n")
+    report = check(f"onnx:{plugin}:run", "gru", examples=20, seed=0, timeout=0.3,
+                   attributes="direction=bidirectional")
+    assert report.exit_code == 1 and "timed out after 0.3 s (--timeout)" in report.format()
+    assert report.counterexample.error.startswith("timed out")

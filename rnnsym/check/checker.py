@@ -72,7 +72,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                              "--attributes, e.g. sequence_lens=absent,direction=forward")
         report = check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                             atol=atol, attributes=attributes, variant=variant,
-                            bidirectional=bidirectional, max_size=max_size, progress=progress)
+                            bidirectional=bidirectional, max_size=max_size, progress=progress,
+                            timeout=timeout)
         if strict:
             report.strict, report.command = True, report.command + " --strict"
             report.passed = report.passed and not report.unsupported

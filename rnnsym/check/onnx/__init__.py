@@ -76,9 +76,9 @@ class OnnxSubject:
     nothing_left = False     # the probe before the search empties options, never the search
 
     def __init__(self, target: OnnxTarget, op: str, space: dict, dtype: str, fixed: dict, *,
-                 rtol=None, atol=None, max_size: int = 6):
+                 rtol=None, atol=None, max_size: int = 6, timeout=None):
         self.target, self.op, self.space, self.dtype, self.fixed = target, op, space, dtype, fixed
-        self.rtol, self.atol, self.max_size = rtol, atol, max_size
+        self.rtol, self.atol, self.max_size, self.timeout = rtol, atol, max_size, timeout
         self.rejected: dict = {}      # load-time error -> the choices of the first case
         self.notes: dict = {}         # (open point, reading) -> (size, smallest case)
 
@@ -90,7 +90,7 @@ class OnnxSubject:
 
     def run(self, case):
         return run_case(self.target, case, self.dtype, self.fixed, rtol=self.rtol,
-                        atol=self.atol)
+                        atol=self.atol, timeout=self.timeout)
 
     def unsupported(self, outcome) -> bool:
         where = ", ".join(f"{k}={v}" for k, v in outcome.case.choices.items()
@@ -126,7 +126,7 @@ def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol
 
 def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
-               max_size: int = 6, progress: bool = False) -> OnnxReport:
+               max_size: int = 6, progress: bool = False, timeout=None) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring)."""
     cell = canonical_cell(cell)
     op = OP[cell]
@@ -146,7 +146,8 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         space, unsupported, empty = probe(tgt, op, space, dtype)
-    subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol, max_size=max_size)
+    subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol, max_size=max_size,
+                          timeout=timeout)
     stats = new_stats()
     command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol)
     bar = Progress(progress, f"rnnsym check {target} --cell {cell}", examples)
@@ -194,6 +195,9 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                 warnings.simplefilter("ignore")
                 report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
             report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+        elif outcome.timed_out:
+            report.diagnosis = f"one load and run of the model {outcome.error}"
+            report.diagnoses = [report.diagnosis]
         elif outcome.error:
             report.diagnosis = ("the target raised an error instead of returning outputs (see "
                                 "'target failed' above): it cannot run this model")

@@ -17,6 +17,7 @@ from rnnsym.onnx import Readings, parse_attributes
 from rnnsym.onnx.driver import evaluate
 from rnnsym.onnx.readings import OPEN, open_points
 from rnnsym.check.compare import compare_flat, error_ratio
+from rnnsym.check.target import TargetTimeout, call_with_limit
 
 
 def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=()):
@@ -89,6 +90,7 @@ class OnnxOutcome:
     mismatches: list = field(default_factory=list)
     ratio: float = 0.0
     readings: dict = field(default_factory=dict)   # non-default readings it matched
+    timed_out: bool = False
 
     @property
     def failed(self) -> bool:
@@ -97,6 +99,8 @@ class OnnxOutcome:
     @property
     def kind(self) -> Optional[str]:
         """The failure kind (``rnnsym.check.target.KINDS``), None when it agrees."""
+        if self.timed_out:
+            return "timed out"
         if self.error:
             return "wrong shape" if self.got is not None else "raised"
         return "wrong numbers" if self.mismatches else None
@@ -111,9 +115,10 @@ def shape_error(expected: dict, got: dict) -> Optional[str]:
 
 
 def run_case(target: OnnxTarget, case: OnnxCase, dtype: str, fixed: dict, *, rtol=None,
-             atol=None) -> Optional[OnnxOutcome]:
+             atol=None, timeout=None) -> Optional[OnnxOutcome]:
     """Compare the target with rnnsym on one case, under every admissible reading of the open
-    points (``fixed`` ones only as given). None if the exact result is not representable."""
+    points (``fixed`` ones only as given). None if the exact result is not representable.
+    ``timeout``: seconds one load + run of the target may take (``rnnsym.check.target``)."""
     points = open_points(case.op, case.attributes, case.inputs, case.outputs)
     base = Readings(**fixed)
     alternatives = [p for p in points if p not in fixed]
@@ -122,7 +127,10 @@ def run_case(target: OnnxTarget, case: OnnxCase, dtype: str, fixed: dict, *, rto
         return None
     outcome = OnnxOutcome(case, expected, tol)
     try:
-        got = run_target(target, case)
+        got = call_with_limit(lambda: run_target(target, case), timeout)
+    except TargetTimeout:
+        outcome.error, outcome.timed_out = f"timed out after {timeout:g} s (--timeout)", True
+        return outcome
     except Unsupported as exc:
         outcome.unsupported = str(exc)
         return outcome
