@@ -48,6 +48,22 @@ def test_gradient_preserving_rewrite_passes(cell, name):
     assert report.passed, report.format()
 
 
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_torch_cells_gradients_pass(cell):
+    report = check("torch", cell, examples=15, seed=0, gradients=True, cell_api=True)
+    assert report.passed, report.format()
+
+
+def test_cell_api_gradients():
+    """A hand-written GRUCell passes; one with r detached in its step is caught."""
+    assert check(f"{BROKEN}:GRUCellPlain", "gru", examples=15, seed=0, gradients=True,
+                 cell_api=True).passed
+    report = check(f"{BROKEN}:GRUCellDetachedReset", "gru", examples=30, seed=0,
+                   gradients=True, cell_api=True)
+    assert not report.passed and report.failure_kind == "wrong gradients", report.format()
+    assert "no gradient through the reset gate r" in report.diagnosis, report.format()
+
+
 def test_forward_only_bug_passes_without_gradients():
     """The detached state is a forward bug that only shows in gradients."""
     assert check(f"{BROKEN}:GRUDetachedState", "gru", examples=20, seed=0, layers=(1,),
@@ -61,8 +77,6 @@ def test_targets_without_gradients_are_usage_errors(capsys):
         check("onnxruntime", "gru", examples=5, seed=0, gradients=True)
     with pytest.raises(UsageError, match="one layer"):
         check("torch", "gru", examples=5, seed=0, gradients=True, layers=(2,))
-    with pytest.raises(UsageError, match="--gradients is not supported"):
-        check("torch", "gru", examples=5, seed=0, gradients=True, cell_api=True)
     assert check_main([f"{BROKEN}:elman_without_backward", "--cell", "elman", "--gradients",
                        "--examples", "3", "--no-progress"]) == 2
 

@@ -96,9 +96,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         cell_api=cell_api, max_size=max_size, features=_names(features),
         without=_names(without) or (), strict=strict, timeout=timeout, gradients=gradients)
     harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
-    if options.gradients and (cell_api or getattr(harness, "gradients", None) is None):
-        raise UsageError(f"--gradients is not supported for {harness.name} (torch modules and "
-                         "drop-ins, functions with a backward)")
+    if options.gradients and getattr(harness, "gradients", None) is None:
+        raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
+                         "cells and drop-ins, functions with a backward)")
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)

@@ -7,6 +7,7 @@ a phrase of the diagnosis the checker must give."""
 import functools
 
 import numpy as np
+import torch
 
 from _base import DropIn
 
@@ -84,6 +85,44 @@ class LSTMPlainAutograd(DropIn):
 class GRUPlainAutograd(DropIn):
     """Correct: torch autograd through a hand-written forward."""
     CELL = "gru"
+
+
+# --- torch cell API (--cell-api): one step per call ---------------------------------------
+class GRUCellPlain(torch.nn.Module):
+    """Correct: a hand-written torch.nn.GRUCell (same constructor, parameters, forward)."""
+
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__()
+        k, H = hidden_size ** -0.5, hidden_size
+        self.hidden_size = hidden_size
+        shapes = {"weight_ih": (3 * H, input_size), "weight_hh": (3 * H, H)}
+        shapes.update({"bias_ih": (3 * H,), "bias_hh": (3 * H,)} if bias else {})
+        for name, shape in shapes.items():
+            self.register_parameter(name, torch.nn.Parameter(torch.empty(shape).uniform_(-k, k)))
+        if not bias:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+
+    def reset(self, r):
+        return r
+
+    def forward(self, input, hx=None):
+        h = input.new_zeros(input.shape[:-1] + (self.hidden_size,)) if hx is None else hx
+        gi = torch.nn.functional.linear(input, self.weight_ih, self.bias_ih)
+        gh = torch.nn.functional.linear(h, self.weight_hh, self.bias_hh)
+        i_r, i_z, i_n = gi.chunk(3, -1)
+        h_r, h_z, h_n = gh.chunk(3, -1)
+        r, z = self.reset(torch.sigmoid(i_r + h_r)), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h
+
+
+class GRUCellDetachedReset(GRUCellPlain):
+    """r.detach() in the cell's step."""
+    EXPECT = "no gradient through the reset gate r"
+
+    def reset(self, r):
+        return r.detach()
 
 
 # --- canonical functions with a hand-written backward ------------------------------------
