@@ -99,7 +99,8 @@ def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = Fals
                  "clip": clip, "activations": tuple(activations), "clip_before_h": clip_before_h})
 
 
-def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | None = None) -> Cell:
+def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | None = None,
+        hidden_bias: str = "rzn") -> Cell:
     """GRU, gates r, z, n, two bias vectors per gate, ``h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}``.
 
     ``reset="after"``: ``n_t = tanh(W_xn x_t + b_xn + r_t ⊙ (W_hn h_{t-1} + b_hn))``: PyTorch,
@@ -107,32 +108,46 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
     ``reset="before"``: ``n_t = tanh(W_xn x_t + W_hn (r_t ⊙ h_{t-1}) + b_xn + b_hn)``: the
     original paper, Keras ``reset_after=False``, ONNX ``linear_before_reset=0`` (its default).
     ``activations``: ONNX ``f, g`` (gates, candidate); ``clip``: ONNX clip of activation inputs.
+    ``hidden_bias``: the gates whose recurrent term has its own bias ``b_h*``: ``"rzn"`` (PyTorch,
+    ONNX, Keras), ``"n"`` (``flax.linen.GRUCell``: ``b_hr``, ``b_hz`` would only add to ``b_xr``,
+    ``b_xz``) or ``"none"`` (``flax.nnx.GRUCell``: no ``b_hn`` inside ``r ⊙ (…)``, google/flax#5594).
     """
     if reset not in ("after", "before"):
         raise ValueError(f"gru reset must be 'after' or 'before', got {reset!r}")
+    if hidden_bias not in ("rzn", "n", "none"):
+        raise ValueError(f"gru hidden_bias must be 'rzn', 'n' or 'none', got {hidden_bias!r}")
+    hb = "" if hidden_bias == "none" else hidden_bias
     f_act, g_act = activations
     x, h_prev = now("x"), prev("h")
 
+    def b_h(g):
+        return [param(f"b_h{g}")] if g in hb else []
+
     def pre(g):
         return madd(mmul(param(f"W_x{g}"), x), mmul(param(f"W_h{g}"), h_prev),
-                    param(f"b_x{g}"), param(f"b_h{g}"))
+                    param(f"b_x{g}"), *b_h(g))
 
     r, z = now("r"), now("z")
     if reset == "after":
-        n_pre = madd(mmul(param("W_xn"), x), param("b_xn"),
-                     hadamard(r, madd(mmul(param("W_hn"), h_prev), param("b_hn"))))
+        rec = madd(mmul(param("W_hn"), h_prev), *b_h("n")) if "n" in hb else \
+            mmul(param("W_hn"), h_prev)
+        n_pre = madd(mmul(param("W_xn"), x), param("b_xn"), hadamard(r, rec))
     else:
         n_pre = madd(mmul(param("W_xn"), x), mmul(param("W_hn"), hadamard(r, h_prev)),
-                     param("b_xn"), param("b_hn"))
+                     param("b_xn"), *b_h("n"))
     eqs = [("r", "gate", _activation(f_act, pre("r"), clip)),
            ("z", "gate", _activation(f_act, pre("z"), clip)),
            ("n", "gate", _activation(g_act, n_pre, clip)),
            ("h", "state", madd(hadamard(one_minus(z), now("n")), hadamard(z, h_prev)))]
     params = [f"{w}{g}" for g in "rzn" for w in ("W_x", "W_h")] + \
-             [f"{b}{g}" for g in "rzn" for b in ("b_x", "b_h")]
-    return make_cell("gru", f"GRU (reset {reset} the recurrent matmul)", eqs, params=params,
-                     dim_names={"x": "d_in", "h": "d_h"},
-                     options={"reset": reset, "activations": tuple(activations), "clip": clip})
+             [f"{b}{g}" for g in "rzn" for b in ("b_x", "b_h") if b == "b_x" or g in hb]
+    options = {"reset": reset, "activations": tuple(activations), "clip": clip}
+    title = f"GRU (reset {reset} the recurrent matmul)"
+    if hidden_bias != "rzn":
+        options["hidden_bias"] = hidden_bias
+        title = title[:-1] + f", hidden biases: {hidden_bias})"
+    return make_cell("gru", title, eqs, params=params, dim_names={"x": "d_in", "h": "d_h"},
+                     options=options)
 
 
 # --- recent cells ------------------------------------------------------------------------------
