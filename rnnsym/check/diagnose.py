@@ -139,7 +139,7 @@ def _with_activations(x, acts):
 
 
 def _flip_z(p):
-    return {**p, **{k: -p[k] for k in ("W_xz", "W_hz", "b_xz", "b_hz")}}
+    return {**p, **{k: -p[k] for k in ("W_xz", "W_hz", "b_xz", "b_hz") if k in p}}
 
 
 BUG_CLASSES = [

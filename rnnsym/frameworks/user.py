@@ -116,8 +116,12 @@ def _normalize(name: str, value) -> tuple[str, object]:
         return "activation", str(value).lower()
     if name == "projection":
         return "projection", _bool(name, value)
+    if name == "hidden_bias":
+        if str(value).lower() not in ("rzn", "n", "none"):
+            raise UsageError(f"--variant hidden_bias={value}: expected rzn, n or none")
+        return "hidden_bias", str(value).lower()
     raise UsageError(f"--variant {name}: unknown option (known: reset, reset_after, "
-                     "linear_before_reset, activation, nonlinearity, projection)")
+                     "linear_before_reset, activation, nonlinearity, projection, hidden_bias)")
 
 
 def parse_variant(variant) -> dict:
@@ -248,8 +252,15 @@ def resolve_harness(target, cell: str, *, cell_api: bool = False) -> tuple[Harne
             raise UsageError("--cell-api is only defined for torch targets and drop-in classes")
         from rnnsym.frameworks.keras import keras_harness
         return keras_harness(cell), "float32"
+    if isinstance(target, str) and target.lower() in ("flax", "flax-linen", "flax-nnx"):
+        from rnnsym.frameworks.flax import flax_harness
+        return flax_harness(target, cell), "float32"
     obj = load_object(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else getattr(obj, "__qualname__", repr(obj))
+    from rnnsym.frameworks.flax import is_flax_class
+    if is_flax_class(obj):
+        from rnnsym.frameworks.flax import flax_harness
+        return flax_harness(obj, cell), "float32"
     if inspect.isclass(obj):
         from rnnsym.frameworks.torch import TorchHarness
         from rnnsym.frameworks.torch_cell import TorchCellHarness
