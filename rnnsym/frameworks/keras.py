@@ -1,7 +1,9 @@
 """Keras 3 ``SimpleRNN/LSTM/GRU`` (+ ``Bidirectional``) <-> canonical.
 
-Keras is run on the torch backend (``KERAS_BACKEND=torch`` is set here if unset,
-before keras is imported). Layout (``keras/src/layers/rnn/*.py``), one layer::
+Keras runs on the backend ``KERAS_BACKEND`` names (torch, jax, tensorflow or numpy;
+torch if unset: it is set here before keras is imported, and keras fixes it at import,
+so one process checks one backend). The harness name says which, e.g.
+``keras.layers.GRU [KERAS_BACKEND=jax]``. Layout (``keras/src/layers/rnn/*.py``), one layer::
 
     kernel            (d_in, G*u)    applied as x @ kernel        (= W_x.T)
     recurrent_kernel  (u, G*u)       applied as h @ recurrent_kernel
@@ -33,6 +35,7 @@ first and starts at ``len-1``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -52,6 +55,11 @@ def _keras():
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
     return keras
+
+
+def keras_backend() -> str:
+    """The backend keras runs on in this process (imports keras)."""
+    return _keras().backend.backend()
 
 
 def keras_weight_shapes(cell: str, *, input_size: int, units: int, use_bias: bool = True,
@@ -128,7 +136,8 @@ class KerasHarness(Harness):
 
     def __init__(self, cell: str):
         self.cell = cell
-        self.name = f"keras.layers.{LAYER_NAMES[cell]}"
+        self.backend = keras_backend()
+        self.name = f"keras.layers.{LAYER_NAMES[cell]} [KERAS_BACKEND={self.backend}]"
         variants = {}
         if cell == "elman":
             variants["activation"] = ("tanh", "relu")
@@ -141,7 +150,7 @@ class KerasHarness(Harness):
         return config.options.get("reset", "after") == "after"
 
     def session(self):
-        return torch_single_thread()
+        return torch_single_thread() if self.backend == "torch" else contextlib.nullcontext()
 
     def param_shapes(self, config: Config) -> dict:
         one = keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
@@ -163,9 +172,6 @@ class KerasHarness(Harness):
 
     def build(self, config: Config):
         keras = _keras()
-        if keras.backend.backend() != "torch":
-            raise UsageError(f"keras target needs KERAS_BACKEND=torch, keras uses "
-                             f"{keras.backend.backend()!r}")
         kwargs = dict(units=config.d_h, return_sequences=True, return_state=True,
                       use_bias=config.bias, dtype=config.dtype)
         if self.cell == "elman":
