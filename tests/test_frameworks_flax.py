@@ -9,9 +9,9 @@ import rnnsym
 from rnnsym.check.oracle import oracle_flat, oracle_forward
 from flax.linen.recurrent import DenseParams
 
-from rnnsym.frameworks import Config
+from rnnsym.frameworks import Config, canonical_param_shapes
 from rnnsym.frameworks.flax import (CLASS_CELLS, FlaxHarness, canonical_to_flax,
-                                    flax_param_shapes, flax_to_canonical, torch_gru_shapes)
+                                    flax_param_shapes, flax_to_canonical)
 from rnnsym.reference import gru_forward
 from rnnsym.testing.assertions import assert_allclose
 
@@ -63,7 +63,7 @@ def test_round_trip_flax_canonical_flax_is_exact(api, name):
 
 
 def test_gru_blocks_and_biases():
-    p = _values(torch_gru_shapes(3, 4))
+    p = _values(canonical_param_shapes("gru", {"d_in": 3, "d_h": 4}))
     fused = canonical_to_flax("linen", "GRUCell", {**p, "b_hn": p["b_hn"]})
     assert_allclose("ir/bias", fused["ir/bias"], p["b_xr"] + p["b_hr"], rtol=1e-15, atol=0)
     assert_allclose("hn/bias", fused["hn/bias"], p["b_hn"], rtol=0, atol=0)
@@ -77,7 +77,7 @@ def test_gru_blocks_and_biases():
 @pytest.mark.parametrize("hidden_bias,zeroed", [("n", ("b_hr", "b_hz")),
                                                 ("none", ("b_hr", "b_hz", "b_hn"))])
 def test_gru_hidden_bias_variant_is_torch_gru_without_those_biases(hidden_bias, zeroed):
-    p = _values(torch_gru_shapes(3, 4), seed=1)
+    p = _values(canonical_param_shapes("gru", {"d_in": 3, "d_h": 4}), seed=1)
     x = np.random.default_rng(2).uniform(-2, 2, (5, 2, 3))
     mine = {k: v for k, v in p.items() if k not in zeroed}
     got, _ = oracle_forward("gru", reset="after", hidden_bias=hidden_bias)(mine, x)

@@ -104,7 +104,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     _contract(harness, space, dtype, options.timeout)
 
     stats = new_stats()
-    label = f"rnnsym check {_target_label(target)} --cell {cell}"
+    label = f"rnnsym check {_target_label(target, harness)} --cell {cell}"
     bar = Progress(progress, label, options.examples)
     start = time.monotonic()
     # the target's own warnings (overflow in a naive sigmoid, deprecations) are not the
@@ -135,14 +135,16 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
     nothing = outcome is None and stats["examples"] == 0
     tol_desc = ("explicit rtol/atol" if options.rtol is not None or options.atol is not None
                 else "backward-error estimate, see rnnsym.check.tolerance")
-    report = Report(target=_target_label(target), cell=cell, dtype=dtype, seed=options.seed,
+    report = Report(target=_target_label(target, harness), cell=cell, dtype=dtype,
+                    seed=options.seed,
                     passed=outcome is None and not nothing and not (options.strict
                                                                      and unsupported),
                     examples=stats["examples"] + (outcome is not None),
                     configurations=len(stats["configs"]), elapsed=elapsed,
                     max_abs_error=stats["abs"], max_rel_error=stats["rel"],
                     max_error_ratio=stats["ratio"], tolerance=tol_desc,
-                    command=_replay_command(target, cell, options, dtype),
+                    command=_environment(harness) + _replay_command(target, cell, options,
+                                                                    dtype),
                     coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
                     unsupported=unsupported, strict=options.strict, checked_nothing=nothing)
     if outcome is not None:
@@ -212,10 +214,18 @@ def _counterexample(outcome: Outcome) -> Counterexample:
     return ce
 
 
-def _target_label(target) -> str:
-    if isinstance(target, str):
-        return target
-    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+def _target_label(target, harness: Optional[Harness] = None) -> str:
+    """The target as given, with the settings it ran under: "keras [KERAS_BACKEND=jax]"."""
+    label = target if isinstance(target, str) else \
+        f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+    env = _environment(harness).strip()
+    return f"{label} [{env}]" if env else label
+
+
+def _environment(harness: Optional[Harness]) -> str:
+    """'KERAS_BACKEND=jax ' (the harness's environment as a command prefix) or ''."""
+    env = getattr(harness, "environment", None) or {}
+    return "".join(f"{k}={v} " for k, v in env.items())
 
 
 def _replay_command(target, cell, options: CheckOptions, dtype: str) -> str:

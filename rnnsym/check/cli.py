@@ -82,7 +82,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "the generated backward, under a random upstream gradient; one "
                              "layer, one direction (torch modules/cells and drop-ins: autograd; "
                              "functions: their backward)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress line on stderr (there is none unless stderr is a "
+                             "terminal)")
     return parser
 
 
@@ -111,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,
                        bidirectional=args.bidirectional,
                        variant=",".join(args.variant) if args.variant else None,
-                       cell_api=args.cell_api, progress=not args.no_progress,
+                       cell_api=args.cell_api,
+                       progress=not args.no_progress and sys.stderr.isatty(),
                        attributes=",".join(args.attributes) if args.attributes else None,
                        **extra)
     except UsageError as exc:

@@ -52,11 +52,13 @@ class _NothingLeft(Exception):
 
 
 class Progress:
-    """The progress line on stderr."""
+    """The progress line on stderr: examples tried, configurations, largest error, elapsed
+    time (the CLI turns it on only when stderr is a terminal)."""
 
     def __init__(self, enabled: bool, label: str, total: int):
         self.enabled, self.label, self.total = enabled, label, total
         self.last = 0.0
+        self.start = time.monotonic()
 
     def update(self, stats, force=False):
         now = time.monotonic()
@@ -67,7 +69,7 @@ class Progress:
                  if stats["failure"] else
                  f"{stats['examples']}/{self.total} examples, {len(stats['configs'])} configs, "
                  f"max error {stats['ratio']:.2g} x tol")
-        sys.stderr.write(f"\r{self.label}: {state}\033[K")
+        sys.stderr.write(f"\r{self.label}: {state}, {now - self.start:.0f} s\033[K")
         sys.stderr.flush()
 
     def done(self):

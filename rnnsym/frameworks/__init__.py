@@ -176,6 +176,9 @@ class Harness:
     name = "?"
     cell = "?"
     capabilities = Capabilities()
+    #: process settings the target's behaviour depends on, e.g. {"KERAS_BACKEND": "jax"}:
+    #: the report names them and the replay command sets them
+    environment: dict = {}
 
     def param_shapes(self, config: Config) -> dict[str, tuple]:
         """Target's own parameter names -> shapes for this config."""

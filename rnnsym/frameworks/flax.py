@@ -39,7 +39,7 @@ from typing import Mapping
 import numpy as np
 
 from rnnsym.frameworks import (Capabilities, Config, ContractError, Harness, OutputError,
-                               UsageError, check_shape)
+                               UsageError, canonical_param_shapes, check_shape)
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
 #: the class each cell is checked with by default
@@ -111,16 +111,6 @@ def flax_param_shapes(api: str, cls_name: str, *, input_size: int, features: int
             rows = input_size if name.startswith("W_x") else features
             shapes[path] = (rows, n * features)
     return dict(sorted(shapes.items()))
-
-
-def torch_gru_shapes(d_in: int, d_h: int) -> dict:
-    """Canonical names -> shapes of PyTorch's GRU (``gru(hidden_bias="rzn")``), derived from
-    the symbolic cell."""
-    from rnnsym.cells import builtin
-    from rnnsym.shapes import derive
-    cell = builtin("gru")
-    shapes = derive(cell).concrete(d_in=d_in, d_h=d_h)
-    return {p: shapes[p] for p in cell.params}
 
 
 def _entries(lay: dict):
@@ -284,7 +274,7 @@ class FlaxHarness(Harness):
 
     def _one_shapes(self, config: Config) -> dict:
         if self._claims_torch(config):
-            return torch_gru_shapes(config.d_in, config.d_h)
+            return canonical_param_shapes("gru", {"d_in": config.d_in, "d_h": config.d_h})
         return flax_param_shapes(self.api, self.cls_name, input_size=config.d_in,
                                  features=config.d_h)
 

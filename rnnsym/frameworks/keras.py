@@ -138,6 +138,7 @@ class KerasHarness(Harness):
         self.cell = cell
         self.backend = keras_backend()
         self.name = f"keras.layers.{LAYER_NAMES[cell]} [KERAS_BACKEND={self.backend}]"
+        self.environment = {"KERAS_BACKEND": self.backend}
         variants = {}
         if cell == "elman":
             variants["activation"] = ("tanh", "relu")
