@@ -41,8 +41,9 @@ def _timeout(text: str):
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
-    parser.add_argument("target", help="torch | keras | MODULE:NAME | path/to/file.py:NAME | "
-                                       "onnxruntime | onnx-reference | onnx:MODULE:NAME")
+    parser.add_argument("target", help="torch | keras | flax | flax-nnx | MODULE:NAME | "
+                                       "path/to/file.py:NAME | onnxruntime | onnx-reference | "
+                                       "onnx:MODULE:NAME")
     parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
