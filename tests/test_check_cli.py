@@ -1,4 +1,5 @@
 """CLI exit codes: 0 agree, 1 counterexample, 2 usage error (one line, no traceback)."""
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ from rnnsym.check.cli import main
 BROKEN = Path(__file__).parent / "broken"
 
 
-def test_exit_0_when_all_agree(capsys):
+def test_exit_0_when_all_agree(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)   # as on a terminal
     assert main(["torch", "--cell", "rnn", "--examples", "10", "--seed", "0"]) == 0
     out = capsys.readouterr()
     assert ": OK" in out.out and "10 examples" in out.out

@@ -312,9 +312,15 @@ class TorchHarness(Harness):
             if config.unbatched:
                 hx = {k: v[:, 0] for k, v in hx.items()}
             args.append((hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
-        with torch.no_grad():
-            result = module(*args)
+        result = self.call(config, module, args)
         return self.read_result(config, result, lengths)
+
+    def call(self, config: Config, module, args: list):
+        """One forward call on prepared torch arguments (a subclass may route it elsewhere,
+        e.g. through an exported ONNX model)."""
+        torch = _torch()
+        with torch.no_grad():
+            return module(*args)
 
     def gradients(self, config: Config, values, x, state0, upstream):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by autograd: the

@@ -252,6 +252,11 @@ def resolve_harness(target, cell: str, *, cell_api: bool = False) -> tuple[Harne
             raise UsageError("--cell-api is only defined for torch targets and drop-in classes")
         from rnnsym.frameworks.keras import keras_harness
         return keras_harness(cell), "float32"
+    if isinstance(target, str) and target.lower() == "torch-onnx":
+        if cell_api:
+            raise UsageError("--cell-api is only defined for torch targets and drop-in classes")
+        from rnnsym.frameworks.torch_onnx import torch_onnx_harness
+        return torch_onnx_harness(cell), "float32"
     if isinstance(target, str) and target.lower() in ("flax", "flax-linen", "flax-nnx"):
         from rnnsym.frameworks.flax import flax_harness
         return flax_harness(target, cell), "float32"

@@ -1,0 +1,27 @@
+"""`rnnsym check torch-onnx`: torch.nn modules through torch.onnx.export and onnxruntime."""
+import rnnsym
+from rnnsym.frameworks.torch_onnx import TorchOnnxHarness
+
+
+def test_exported_gru_stack_passes():
+    report = rnnsym.check("torch-onnx", cell="gru", examples=4, seed=1, layers=(2,),
+                          features="layers,bidirectional,initial_state")
+    assert report.passed, str(report)
+
+
+def test_lstm_projection_is_refused_by_the_exporter_not_wrong():
+    report = rnnsym.check("torch-onnx", cell="lstm", examples=3, seed=1, features="projection")
+    assert report.passed and report.verdict == "OK", str(report)
+    assert [u.feature for u in report.unsupported] == ["projection"], str(report)
+    assert "LSTMs with projections" in str(report.unsupported[0]), str(report)
+
+
+def test_a_pipeline_that_drops_the_initial_state_fails(monkeypatch):
+    """Broken beside correct: the same pipeline exporting without the state input."""
+    call = TorchOnnxHarness.call
+    monkeypatch.setattr(TorchOnnxHarness, "call",
+                        lambda self, config, module, args: call(self, config, module, args[:1]))
+    report = rnnsym.check("torch-onnx", cell="gru", examples=20, seed=2,
+                          features="initial_state")
+    assert not report.passed
+    assert "initial state ignored" in report.diagnosis, str(report)
