@@ -298,6 +298,25 @@ def check_dtype(label: str, value, config: Config) -> np.ndarray:
     return arr
 
 
+#: prefixes of the two directions' parameters where a framework names them ("forward/kernel")
+DIRECTION_NAMES = ("forward", "backward")
+
+
+def per_direction(one: Mapping[str, tuple], bidirectional: bool) -> dict:
+    """One direction's parameter shapes -> the layer's: "forward/NAME", "backward/NAME"."""
+    if not bidirectional:
+        return dict(one)
+    return {f"{d}/{n}": s for d in DIRECTION_NAMES for n, s in one.items()}
+
+
+def split_directions(values: Mapping[str, np.ndarray], bidirectional: bool) -> list[dict]:
+    """Inverse of per_direction on values: one dict per direction, names unprefixed."""
+    if not bidirectional:
+        return [dict(values)]
+    return [{n.split("/", 1)[1]: v for n, v in values.items() if n.startswith(d + "/")}
+            for d in DIRECTION_NAMES]
+
+
 def nest_state(flat: "Mapping[str, np.ndarray] | None", num_layers: int, num_dirs: int):
     """Flat {"h": (L, D, B, d), ...} -> state[layer][direction] = {"h": (B, d), ...}."""
     if flat is None:

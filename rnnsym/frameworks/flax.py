@@ -38,8 +38,9 @@ from typing import Mapping
 
 import numpy as np
 
-from rnnsym.frameworks import (Capabilities, Config, ContractError, Harness, OutputError,
-                               UsageError, canonical_param_shapes, check_shape)
+from rnnsym.frameworks import (DIRECTION_NAMES, Capabilities, Config, ContractError, Harness,
+                               OutputError, UsageError, canonical_param_shapes, check_shape,
+                               per_direction, split_directions)
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
 #: the class each cell is checked with by default
@@ -48,7 +49,6 @@ CLASS_CELLS = {"SimpleCell": "elman", "LSTMCell": "lstm", "OptimizedLSTMCell": "
                "GRUCell": "gru"}
 #: GRUCell's recurrent biases (rnnsym's gru(hidden_bias=...)) per API
 NATIVE_HIDDEN_BIAS = {"linen": "n", "nnx": "none"}
-DIRECTION_NAMES = ("forward", "backward")
 
 
 # ------------------------------------------------------------------------------------------
@@ -280,15 +280,10 @@ class FlaxHarness(Harness):
 
     def param_shapes(self, config: Config) -> dict:
         one = self._one_shapes(config)
-        if not config.bidirectional:
-            return one
-        return {f"{d}/{n}": s for d in DIRECTION_NAMES for n, s in one.items()}
+        return per_direction(one, config.bidirectional)
 
     def _split(self, config: Config, values) -> list[dict]:
-        if not config.bidirectional:
-            return [dict(values)]
-        return [{n.split("/", 1)[1]: v for n, v in values.items() if n.startswith(d + "/")}
-                for d in DIRECTION_NAMES]
+        return split_directions(values, config.bidirectional)
 
     def to_canonical(self, config: Config, values) -> list:
         if self._claims_torch(config):

@@ -40,15 +40,15 @@ import os
 
 import numpy as np
 
-from rnnsym.frameworks import (Capabilities, Config, Harness, OutputError, UsageError,
-                               check_shape, torch_single_thread)
+from rnnsym.frameworks import (Capabilities, Config, Harness, OutputError,
+                               check_shape, per_direction, split_directions,
+                               torch_single_thread)
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
 #: canonical gate -> index of its block in Keras' kernel
 KERAS_BLOCK = {"elman": {"h": 0}, "lstm": {"i": 0, "f": 1, "g": 2, "o": 3},
                "gru": {"z": 0, "r": 1, "n": 2}}
 LAYER_NAMES = {"elman": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-DIRECTION_NAMES = ("forward", "backward")
 
 
 def _keras():
@@ -156,15 +156,10 @@ class KerasHarness(Harness):
     def param_shapes(self, config: Config) -> dict:
         one = keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
                                   use_bias=config.bias, reset_after=self._reset_after(config))
-        if not config.bidirectional:
-            return one
-        return {f"{d}/{n}": s for d in DIRECTION_NAMES for n, s in one.items()}
+        return per_direction(one, config.bidirectional)
 
     def _split(self, config: Config, values) -> list[dict]:
-        if not config.bidirectional:
-            return [dict(values)]
-        return [{n.split("/", 1)[1]: v for n, v in values.items() if n.startswith(d + "/")}
-                for d in DIRECTION_NAMES]
+        return split_directions(values, config.bidirectional)
 
     def to_canonical(self, config: Config, values) -> list:
         return [[keras_to_canonical(self.cell, w, use_bias=config.bias,
