@@ -129,3 +129,40 @@ def test_gru_gate_entries_differ_from_a_correct_gru():
         variant = expected_gradients(harness, case, up, d_canonical=_gru_constant_gate(
             case.config, params, x, s0, up, gate))
         assert compare_flat(expected, variant, tol), gate
+
+
+@pytest.mark.parametrize("cell,variant", [("elman", None), ("lstm", None),
+                                          ("gru", "reset_after=true"),
+                                          ("gru", "reset_after=false")])
+def test_keras_gradients_pass(cell, variant):
+    report = check("keras", cell, examples=10, seed=0, gradients=True, variant=variant)
+    assert report.passed, report.format()
+
+
+def test_keras_layer_with_a_detached_initial_state_fails():
+    """The Keras harness's gradients are the layer's own: a layer called on a detached
+    initial state gives no h0 gradient, and the check says so."""
+    from rnnsym.check.cases import build_case
+    from rnnsym.check.gradients import run_gradient_case
+    from rnnsym.frameworks import Config
+    from rnnsym.frameworks.keras import KerasHarness
+
+    class Detaching(KerasHarness):
+        def build(self, config):
+            layer = super().build(config)
+            call = layer.__call__
+
+            class Wrapped:
+                weights = layer.weights
+                set_weights = layer.set_weights
+
+                def __call__(self, x, initial_state):
+                    return call(x, initial_state=[s.detach() for s in initial_state])
+            return Wrapped()
+
+    case = build_case(Detaching("gru"), Config(cell="gru", T=3, B=2, d_in=4, d_h=5,
+                                               dtype="float64", initial_state=True))
+    outcome = run_gradient_case(Detaching("gru"), case)
+    assert outcome.kind == "wrong gradients"
+    assert [m.name for m in outcome.mismatches] == ["h0"]
+    assert np.all(outcome.got["h0"] == 0)

@@ -101,7 +101,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
     if options.gradients and getattr(harness, "gradients", None) is None:
         raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
-                         "cells and drop-ins, functions with a backward)")
+                         "cells and drop-ins, Keras, functions with a backward)")
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)

@@ -81,8 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--gradients", action="store_true",
                         help="check the gradients (parameters, input, initial state) against "
                              "the generated backward, under a random upstream gradient; one "
-                             "layer, one direction (torch modules/cells and drop-ins: autograd; "
-                             "functions: their backward)")
+                             "layer, one direction (torch modules/cells and drop-ins, Keras on "
+                             "the torch backend: autograd; functions: their backward)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none unless stderr is a "
                              "terminal)")

@@ -202,7 +202,7 @@ def target_gradients(harness, case, upstream, timeout=None):
     run = getattr(harness, "gradients", None)
     if run is None:
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
-                         "modules and drop-ins, torch cells, functions with a backward)")
+                         "modules and drop-ins, torch cells, Keras, functions with a backward)")
     state0 = case.state0
     if state0 is None:                 # an explicit zero state: its gradient is checked too
         s0 = _state0(case.config, None)

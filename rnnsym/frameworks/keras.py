@@ -234,6 +234,56 @@ class KerasHarness(Harness):
             flat["c_n"] = np.stack(states[1::n_states])[None]
         return flat
 
+    def gradients(self, config: Config, values, x, state0, upstream):
+        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by torch autograd
+        through the layer (torch backend): the weights' by their Keras names (``param:NAME``),
+        the input's ``x`` (T, B, d_in), the initial state's ``h0``/``c0`` (B, units); one
+        layer, one direction (``--gradients``)."""
+        keras = _keras()
+        import torch            # the backend: build() insists on it
+        layer = self.build(config)
+        names = list(keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
+                                         use_bias=config.bias,
+                                         reset_after=self._reset_after(config)))
+        layer.set_weights([values[n] for n in names])
+        own = dict(zip(names, (v.value for v in layer.weights)))
+        dtype = getattr(torch, config.dtype)
+
+        def tensor(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(dtype).requires_grad_(True)
+
+        xt = tensor(np.asarray(x).transpose(1, 0, 2))
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        hx = {k: tensor(state0[k][0, 0]) for k in keys}
+        for p in own.values():
+            p.grad = None
+        with torch.enable_grad():
+            result = layer(xt, initial_state=[hx[k] for k in keys])
+            if len(result) != 1 + len(keys):
+                raise OutputError(f"layer returned {len(result)} tensors, expected "
+                                  f"{1 + len(keys)}")
+            up = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
+                  for k, v in upstream.items()}
+            loss = (result[0] * up["output"][:, :, 0].transpose(0, 1)).sum()
+            for i, k in enumerate(keys):
+                loss = loss + (result[1 + i] * up[f"{k}_n"][0, 0]).sum()
+            loss.backward()
+        c = config
+        out = check_shape("output", keras.ops.convert_to_numpy(result[0]),
+                          (c.B, c.T, c.d_h), "(B, T, units)", c)
+        states = [keras.ops.convert_to_numpy(r) for r in result[1:]]
+        flat = {"output": out.transpose(1, 0, 2)[:, :, None], "h_n": states[0][None, None]}
+        if self.cell == "lstm":
+            flat["c_n"] = states[1][None, None]
+
+        def numpy(t):
+            return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().cpu().numpy()
+
+        grads = {f"param:{n}": numpy(p) for n, p in own.items()}
+        grads["x"] = numpy(xt).transpose(1, 0, 2)
+        grads.update({f"{k}0": numpy(v) for k, v in hx.items()})
+        return flat, grads
+
 
 def keras_harness(cell: str) -> KerasHarness:
     return KerasHarness(cell)
