@@ -4,7 +4,7 @@ Per drawn case (one layer, one direction, fixed lengths: the space the generated
 covers) an upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
 by the case, so shrinking keeps it with its case). The target computes the gradient of
 ``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
-(torch modules and drop-ins: autograd; functions: their ``backward`` in the canonical
+(torch modules, cells and drop-ins, Keras on the torch backend: autograd; functions: their ``backward`` in the canonical
 convention); the oracle is ``rnnsym.compile(cell).backward`` (BPTT generated from the symbolic
 cell), its canonical parameter gradients mapped to the target's layout by the adjoint of the
 harness's parameter conversion. Every gradient array is compared with a per-element tolerance
