@@ -26,9 +26,3 @@ def test_a_pipeline_that_drops_the_initial_state_fails(monkeypatch):
     assert not report.passed
     assert "initial state ignored" in report.diagnosis, str(report)
 
-
-def test_one_node_onnx_targets_refuse_layers_instead_of_ignoring_them():
-    import pytest
-    from rnnsym.frameworks import UsageError
-    with pytest.raises(UsageError, match="--layers: ONNX targets are checked on one-node models"):
-        rnnsym.check("onnxruntime", cell="gru", layers=(2,), examples=2)

@@ -70,13 +70,10 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         if features is not None or without:
             raise UsageError("--without/--features: an ONNX target's space is narrowed with "
                              "--attributes, e.g. sequence_lens=absent,direction=forward")
-        if layers is not None and tuple(np.atleast_1d(layers)) != (1,):
-            raise UsageError("--layers: ONNX targets are checked on one-node models (one layer); "
-                             "`rnnsym check torch-onnx --layers 1,2,3` checks exported stacks")
         report = check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                             atol=atol, attributes=attributes, variant=variant,
                             bidirectional=bidirectional, max_size=max_size, progress=progress,
-                            timeout=timeout)
+                            timeout=timeout, layers=layers)
         if strict:
             report.strict, report.command = True, report.command + " --strict"
             report.passed = report.passed and not report.unsupported

@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="replace the principled tolerance by atol + rtol*|expected|")
     parser.add_argument("--atol", type=float, default=None)
     parser.add_argument("--layers", type=_layers, default=None,
-                        help="num_layers values to explore, e.g. 1,3 (default all supported)")
+                        help="num_layers values to explore, e.g. 1,3 (default all supported; "
+                             "ONNX targets: stacked nodes, default 1)")
     parser.add_argument("--bidirectional", choices=["yes", "no", "both"], default="both")
     parser.add_argument("--variant", action="append", default=None,
                         help="math variant, e.g. reset_after=false, reset=before, "

@@ -131,6 +131,20 @@ def evaluate(attrs: Attributes, X, W, R, B=None, sequence_lens=None, initial_h=N
     return outputs
 
 
+def next_layer_input(Y, layout: int = 0) -> np.ndarray:
+    """A node's ``Y`` as the ``X`` of the next node of a stack: ``[seq, num_dir, batch, hidden]``
+    -> ``[seq, batch, num_dir * hidden]`` (the directions side by side, forward first, as
+    ``torch.onnx.export`` writes it: ``Transpose(perm=[0, 2, 1, 3])`` + ``Reshape([0, 0, -1])``);
+    with ``layout=1`` ``[batch, seq, num_dir, hidden]`` -> ``[batch, seq, num_dir * hidden]``."""
+    Y = np.asarray(Y)
+    if Y.ndim != 4:
+        raise OnnxError(f"Y: expected 4 axes [seq_length, num_directions, batch_size, "
+                        f"hidden_size], got shape {Y.shape}")
+    if not layout:
+        Y = Y.transpose(0, 2, 1, 3)
+    return Y.reshape(Y.shape[0], Y.shape[1], -1)
+
+
 def _direction_forward(forward, params, x, state0, *, reverse: bool):
     """One direction over ``x`` (T, N, I); the reverse one reads ``x`` backwards and its
     outputs are realigned with input time (``Y[t]`` belongs to ``X[t]``)."""

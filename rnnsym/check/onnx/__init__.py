@@ -1,7 +1,8 @@
-"""``rnnsym check`` for ONNX runtimes: random one-node RNN/GRU/LSTM models against
-:mod:`rnnsym.onnx`.
+"""``rnnsym check`` for ONNX runtimes: random one-node RNN/GRU/LSTM models (stacks of nodes with
+``--layers``) against :mod:`rnnsym.onnx`.
 
     rnnsym check onnxruntime --cell lstm
+    rnnsym check onnxruntime --cell gru --layers 1,2,3      # stacks of 1 to 3 nodes
     rnnsym check onnx-reference --cell gru --attributes layout=0,direction=forward
     rnnsym check onnx:my_backend.py:run --cell rnn        # run(model_bytes, inputs) -> outputs
 
@@ -94,7 +95,8 @@ class OnnxSubject:
 
     def unsupported(self, outcome) -> bool:
         where = ", ".join(f"{k}={v}" for k, v in outcome.case.choices.items()
-                          if v not in ("absent", "default", 0, "none", "forward"))
+                          if v not in ("absent", "default", 0, "none", "forward")
+                          and (k, v) != ("layers", 1))
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
@@ -109,9 +111,12 @@ class OnnxSubject:
                 self.notes[(point, reading)] = (size, case)
 
 
-def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol) -> str:
+def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol,
+            layers=(1,)) -> str:
     parts = ["rnnsym", "check", target, "--cell", cell, "--examples", str(examples),
              "--seed", str(seed), "--dtype", dtype]
+    if tuple(layers) != (1,):
+        parts += ["--layers", ",".join(map(str, layers))]
     if attributes:
         parts += ["--attributes", attributes if isinstance(attributes, str) else
                   ",".join(f"{k}={v}" for k, v in attributes.items())]
@@ -124,10 +129,22 @@ def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol
     return " ".join(parts)
 
 
+def _layers(layers) -> tuple:
+    """``--layers`` -> the numbers of stacked nodes, validated; None -> one node."""
+    if layers is None:
+        return (1,)
+    values = tuple(int(n) for n in np.atleast_1d(layers))
+    if not values or any(n < 1 for n in values):
+        raise UsageError(f"--layers: expected positive numbers of stacked nodes, got {layers!r}")
+    return tuple(dict.fromkeys(values))
+
+
 def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
-               max_size: int = 6, progress: bool = False, timeout=None) -> OnnxReport:
-    """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring)."""
+               max_size: int = 6, progress: bool = False, timeout=None,
+               layers=None) -> OnnxReport:
+    """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
+    numbers of stacked nodes to draw (first = the shrink target); default one node."""
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"
@@ -138,6 +155,7 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     seed = random.randrange(2**32) if seed is None else int(seed)
     fixed = parse_readings(variant)
     space = parse_attribute_space(attributes, op)
+    space["layers"] = _layers(layers)
     bidir = {"yes": ("bidirectional",), "no": ("forward", "reverse")}.get(
         str(bidirectional).lower())
     if bidir:
@@ -149,7 +167,8 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol, max_size=max_size,
                           timeout=timeout)
     stats = new_stats()
-    command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol)
+    command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol,
+                      space["layers"])
     bar = Progress(progress, f"rnnsym check {target} --cell {cell}", examples)
     start = time.monotonic()
     if not empty:

@@ -35,6 +35,7 @@ class BugModel:
     attributes  ``attributes(case) -> dict``: the attributes the buggy target uses instead
     drop        inputs the buggy target ignores (zeros / no lengths)
     readings    the reading of an open point the buggy target follows
+    feed        how a stack's node k+1 wrongly reads node k's Y (a key of oracle.FEEDS)
     """
 
     text: Union[str, Callable[[OnnxCase], str]]
@@ -42,6 +43,7 @@ class BugModel:
     attributes: Optional[Callable[[OnnxCase], dict]] = None
     drop: tuple = ()
     readings: dict = field(default_factory=dict)
+    feed: Optional[str] = None
 
     def describe(self, case: OnnxCase) -> str:
         return self.text if isinstance(self.text, str) else self.text(case)
@@ -87,6 +89,10 @@ def _bidirectional_mixed(case: OnnxCase, fixed) -> bool:
     a, k = case.attributes, len(SLOTS[case.op])
     return "activations" in a and a.get("direction") == "bidirectional" and \
         a["activations"][:k] != a["activations"][k:]
+
+
+def _bidirectional(case: OnnxCase) -> bool:
+    return case.attributes.get("direction") == "bidirectional"
 
 
 def _lbr_text(case: OnnxCase) -> str:
@@ -140,6 +146,12 @@ BUG_MODELS: list[BugModel] = [
     BugModel("direction=reverse run forwards",
              lambda case, fixed: case.attributes.get("direction") == "reverse",
              attributes=_without("direction")),
+    BugModel("the next layer reads Y with direction and hidden interleaved (h0 forward, h0 "
+             "reverse, h1 forward, ...), not the directions side by side",
+             lambda case, fixed: case.layers > 1 and _bidirectional(case), feed="interleaved"),
+    BugModel("the next layer reads Y reshaped without the Transpose (batch and direction "
+             "axes mixed)", lambda case, fixed: case.layers > 1 and _bidirectional(case)
+             and not case.attributes.get("layout"), feed="untransposed"),
     *_other_readings("y_past_length"),
     *_other_readings("empty_state"),
 ]
@@ -168,23 +180,31 @@ def _combined(case: OnnxCase, models) -> tuple[dict, dict]:
                         merged.pop(name, None)
             kw["attributes"] = merged
         changes.update(model.readings)
+        if model.feed:
+            kw["feed"] = model.feed
     return kw, changes
 
 
 def diagnose(case: OnnxCase, got: dict, dtype: str, fixed: dict) -> list[str]:
-    """The texts of the bug models (single, then pairs) that reproduce ``got``."""
+    """The texts of the bug models that reproduce ``got``: single ones (in every node of a
+    stack, then in one node only), then pairs."""
     base = Readings(**fixed)
     singles = applicable(case, fixed)
 
-    def fits(models) -> bool:
+    def fits(models, only=None) -> bool:
         kw, changes = _combined(case, models)
+        if only is not None and (changes or not kw or (kw.get("feed") and 0 in only)):
+            return False        # in one node: attributes, drop, feed (not into node 0)
         try:
-            exp, tol = expectation(case, base.replace(**changes), dtype, **kw)
+            exp, tol = expectation(case, base.replace(**changes), dtype, only=only, **kw)
         except (OnnxError, ValueError):
             return False
         return shape_error(exp, got) is None and not compare_flat(exp, got, tol.arrays)
 
     found = [m.describe(case) for m in singles if fits([m])]
+    if not found and case.layers > 1:
+        found = [f"{m.describe(case)}, in layer {k} only (layers counted from 0)"
+                 for m in singles for k in range(case.layers) if fits([m], only=(k,))]
     if not found:
         for one, two in itertools.combinations(singles, 2):
             if fits([one, two]):

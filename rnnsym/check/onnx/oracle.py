@@ -14,34 +14,68 @@ from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, Tolerance, backward_e
 from rnnsym.frameworks import Config
 from rnnsym.frameworks.onnx import CELL, OnnxCase, OnnxTarget, Unsupported, first_line, run_target
 from rnnsym.onnx import Readings, parse_attributes
-from rnnsym.onnx.driver import evaluate
+from rnnsym.onnx.driver import evaluate, next_layer_input
 from rnnsym.onnx.readings import OPEN, open_points
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.target import TargetTimeout, call_with_limit
 
 
-def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=()):
-    """``run(params, x, state0, wrap=None) -> flat outputs`` for the tolerance estimate, and
-    its arguments. ``attributes``/``drop`` (input names) model a target that ignores them."""
-    attrs = parse_attributes(case.op, case.attributes if attributes is None else attributes,
-                             alpha_order=readings.alpha_order)
-    inputs = {k: v for k, v in case.inputs.items() if k not in drop}
-    params = {k: inputs[k] for k in ("W", "R", "B", "P") if k in inputs}
-    state0 = {k: inputs[k] for k in ("initial_h", "initial_c") if k in inputs} or None
-    lens = inputs.get("sequence_lens")
+def _interleaved(Y, layout):
+    """[T, D, N, H] -> [T, N, H*D], hidden-major: h0 forward, h0 reverse, h1 forward, ..."""
+    Y = Y.transpose(0, 1, 3, 2) if layout else Y.transpose(0, 2, 3, 1)
+    return Y.reshape(Y.shape[0], Y.shape[1], -1)
+
+
+def _untransposed(Y, layout):
+    """[T, D, N, H] reshaped to [T, N, D*H] without the Transpose: batch and direction mixed."""
+    return Y.reshape(Y.shape[0], Y.shape[2], -1)
+
+
+#: wrong ways of feeding node k's Y to node k+1 (bug models of stacks)
+FEEDS = {"interleaved": _interleaved, "untransposed": _untransposed}
+
+
+def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=(), feed=None,
+           only=None):
+    """``run(params, x, state0, wrap=None) -> outputs`` for the tolerance estimate, and its
+    arguments (per node of the stack: ``params[k]``, ``state0[k]``). Node k > 0 reads node
+    k-1's ``Y`` reshaped as the model does (:func:`rnnsym.onnx.driver.next_layer_input`);
+    padded steps of that ``Y`` (zeros) are past ``sequence_lens`` for node k too, so a node that
+    honours the lengths never reads them. Bug models: ``attributes``/``drop`` (input names)
+    model a target that ignores them, ``feed`` (a key of :data:`FEEDS`) one that feeds node k
+    wrongly, in the nodes ``only`` lists (0-based; None: every node)."""
+    def changed(k):
+        return only is None or k in only
+
+    attrs = [parse_attributes(case.op, attributes if attributes is not None and changed(k)
+                              else case.attributes, alpha_order=readings.alpha_order)
+             for k in range(case.layers)]
+    inputs = [{n: v for n, v in case.layer_inputs(k).items() if not (changed(k) and n in drop)}
+              for k in range(case.layers)]
+    params = [{n: ins[n] for n in ("W", "R", "B", "P") if n in ins} for ins in inputs]
+    state0 = [{n: ins[n] for n in ("initial_h", "initial_c") if n in ins} for ins in inputs]
+    lens = [ins.get("sequence_lens") for ins in inputs]
 
     def run(params, x, state0, wrap=None):
-        out = evaluate(attrs, x, sequence_lens=lens, readings=readings, wrap=wrap,
-                       **params, **(state0 or {}))
-        return {k: out[k] for k in case.outputs}
-    return run, params, inputs["X"], state0
+        outs = []
+        for k in range(case.layers):
+            if k:
+                reshape = FEEDS[feed] if feed and changed(k) else next_layer_input
+                x = reshape(outs[-1]["Y"], attrs[k - 1].layout)
+            outs.append(evaluate(attrs[k], x, sequence_lens=lens[k], readings=readings,
+                                 wrap=wrap, **params[k], **(state0[k] if state0 else {})))
+        if case.layers == 1:
+            return {n: outs[0][n] for n in case.outputs}
+        return {n: outs[-1][n] if n == "Y" else np.stack([o[n] for o in outs])
+                for n in case.outputs}
+    return run, params, case.inputs["X"], state0 if any(state0) else None
 
 
 def config_for(case: OnnxCase, dtype: str) -> Config:
     s = case.sizes()
     return Config(cell=CELL[case.op], T=s["T"], B=s["N"], d_in=s["I"], d_h=s["H"],
                   bidirectional=case.attributes.get("direction") == "bidirectional",
-                  dtype=dtype)
+                  num_layers=case.layers, dtype=dtype)
 
 
 def expectation(case: OnnxCase, readings: Readings, dtype: str, rtol=None, atol=None, **kw):
@@ -64,7 +98,7 @@ def _gate_rounding(tol, expected: dict, state0, dtype: str):
     (onnxruntime computes ``1 - z`` from a float32 ``z``, so ``(1 - z) * 44`` is off by
     ``44 u``). The probes of the backward-error estimate perturb inputs and states, not gate
     outputs, so this term is added: ``SAFETY * FUNCTION_ULPS * u * max |state|``."""
-    arrays = list(expected.values()) + list((state0 or {}).values())
+    arrays = list(expected.values()) + [v for s in state0 or () for v in s.values()]
     scale = max((float(np.max(np.abs(a))) for a in arrays if np.size(a)), default=0.0)
     extra = SAFETY * FUNCTION_ULPS * unit_roundoff(dtype) * scale
     return Tolerance({k: v + extra for k, v in tol.arrays.items()}, tol.method, tol.u, tol.gamma)

@@ -17,8 +17,9 @@ class OnnxCounterexample(Counterexample):
 
     def describe(self) -> str:
         case = self.case
-        lines = [f"  node: {case.op}(" + ", ".join(f"{k}={v!r}" for k, v in
-                                                  case.attributes.items()) + ")",
+        stack = f"{case.layers} stacked nodes " if case.layers > 1 else ""
+        lines = [f"  {'nodes' if stack else 'node'}: {stack}{case.op}(" +
+                 ", ".join(f"{k}={v!r}" for k, v in case.attributes.items()) + ")",
                  "  sizes: " + " ".join(f"{k}={v}" for k, v in case.sizes().items()) +
                  f"; outputs {', '.join(case.outputs)}"]
         for name, value in case.inputs.items():
@@ -29,7 +30,7 @@ class OnnxCounterexample(Counterexample):
         if self.error:
             lines.append(f"  target failed: {self.error}")
         for m in self.mismatches:
-            lines.append(f"  {m.name}{list(m.index)} differs: got {m.got:.7g}, expected "
+            lines.append(f"  {where(case, m.name, m.index)} differs: got {m.got:.7g}, expected "
                          f"{m.expected:.7g} (tolerance {m.tolerance:.2g}); {m.bad}/{m.size} "
                          f"elements differ, max abs error {m.max_abs_error:.3g}")
         if self.mismatches and self.got is not None:
@@ -37,6 +38,25 @@ class OnnxCounterexample(Counterexample):
             lines.append(f"  expected {first}: {_short(self.expected[first])}")
             lines.append(f"  got      {first}: {_short(self.got[first])}")
         return "\n".join(lines)
+
+
+def where(case: OnnxCase, name: str, index: tuple) -> str:
+    """An element's location: ``Y_h[0, 1, 2]`` for one node; for a stack the axes named, the
+    layer (from 0) first: ``Y_h[layer=1, direction=forward, b=1, k=2]`` (``Y``: the last
+    layer's, ``Y[layer=2, t=0, direction=reverse, b=1, k=0]``)."""
+    if case.layers == 1:
+        return f"{name}{list(index)}"
+    layout = case.attributes.get("layout")
+    if name == "Y":
+        axes = ("b", "t", "direction", "k") if layout else ("t", "direction", "b", "k")
+        index = (case.layers - 1,) + tuple(index)
+    else:
+        axes = ("b", "direction", "k") if layout else ("direction", "b", "k")
+    direction = case.attributes.get("direction", "forward")
+    names = ("forward", "reverse") if direction == "bidirectional" else (direction,)
+    parts = [f"layer={index[0]}"] + [f"{a}={names[i] if a == 'direction' else i}"
+                                     for a, i in zip(axes, index[1:])]
+    return f"{name}[{', '.join(parts)}]"
 
 
 def _short(arr, limit: int = 12) -> str:

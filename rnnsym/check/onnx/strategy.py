@@ -1,14 +1,14 @@
-"""Hypothesis strategy for one-node ONNX models within an attribute space
-(:mod:`rnnsym.frameworks.onnx.space`): sizes distinct from one another, every choice shrinking
-to its default."""
+"""Hypothesis strategy for ONNX models (one node, or a stack of ``space["layers"]`` nodes) within
+an attribute space (:mod:`rnnsym.frameworks.onnx.space`): sizes distinct from one another,
+every choice shrinking to its default (one node)."""
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
 
 from rnnsym.cells.nodes import ACTIVATIONS
-from rnnsym.frameworks.onnx import OPTIONAL_INPUTS, OnnxCase
-from rnnsym.onnx import INPUTS, OUTPUTS
+from rnnsym.frameworks.onnx import OPTIONAL_INPUTS, OnnxCase, layer_name
+from rnnsym.onnx import OUTPUTS
 from rnnsym.onnx.attributes import DEFAULT_ACTIVATIONS, GATES, ONNX_ACTIVATIONS, SLOTS
 from rnnsym.check import strategies as rst
 
@@ -63,18 +63,26 @@ def onnx_cases(draw, op: str, space: dict, dtype: str, max_size: int = 6):
             attrs[name] = 1
     G = GATES[op]
     np_dtype = np.dtype(dtype)
-    shapes = {"W": (D, G * H, I), "R": (D, G * H, H)}
+    layers = space.get("layers", (1,))
+    L = pick("layers") if len(layers) > 1 else layers[0]
+    if L > 1:
+        choices["layers"] = L
     present = {n: pick(n) == "present" for n in OPTIONAL_INPUTS if n in space}
     choices.update({n: "present" if p else "absent" for n, p in present.items()})
-    if present.get("B"):
-        shapes["B"] = (D, 2 * G * H)
-    if present.get("P"):
-        shapes["P"] = (D, 3 * H)
+    shapes = {}
+    for k in range(L):          # node k > 0 reads [seq, batch, D * H]
+        shapes[layer_name("W", k)] = (D, G * H, I if k == 0 else D * H)
+        shapes[layer_name("R", k)] = (D, G * H, H)
+        if present.get("B"):
+            shapes[layer_name("B", k)] = (D, 2 * G * H)
+        if present.get("P"):
+            shapes[layer_name("P", k)] = (D, 3 * H)
     values = draw(rst.float_arrays(shapes, np_dtype), label="weights")
     X = draw(rst.inputs({"T": T, "B": N, "d_in": I}, np_dtype), label="X")
     inputs = {"X": X.transpose(1, 0, 2).copy() if choices["layout"] else X}
     inputs.update(values)
-    state_names = [n for n in ("initial_h", "initial_c") if present.get(n)]
+    state_names = [layer_name(n, k) for n in ("initial_h", "initial_c") if present.get(n)
+                   for k in range(L)]
     if state_names:
         shape = (N, D, H) if choices["layout"] else (D, N, H)
         inputs.update(draw(rst.float_arrays({n: shape for n in state_names}, np_dtype,
@@ -87,5 +95,6 @@ def onnx_cases(draw, op: str, space: dict, dtype: str, max_size: int = 6):
     if not outputs:
         outputs = [OUTPUTS[op][1]]
     choices.update({n: "present" if n in outputs else "absent" for n in OUTPUTS[op]})
-    ordered = {n: inputs[n] for n in INPUTS[op] if n in inputs}
-    return OnnxCase(op, attrs, ordered, tuple(outputs), choices)
+    case = OnnxCase(op, attrs, inputs, tuple(outputs), choices, layers=L)
+    case.inputs = {n: inputs[n] for n in case.input_names()}
+    return case

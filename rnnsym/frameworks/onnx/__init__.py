@@ -14,7 +14,7 @@ tolerances, diagnosis and the report are the checker's (:mod:`rnnsym.check.onnx`
 May import: :mod:`rnnsym.onnx`, :mod:`rnnsym.frameworks` (errors, user-object loading) and the
 layers below; onnx/onnxruntime lazily. Not check, testing or the CLI.
 """
-from rnnsym.frameworks.onnx.model import CELL, OP, OPSET, OnnxCase, build_model
+from rnnsym.frameworks.onnx.model import CELL, OP, OPSET, OnnxCase, build_model, layer_name
 from rnnsym.frameworks.onnx.space import (ONLY, OPTIONAL_INPUTS, OUTPUT_NAMES, SPACE,
                                           parse_attribute_space, probe)
 from rnnsym.frameworks.onnx.targets import (NAMED_TARGETS, OnnxTarget, Unsupported, first_line,
@@ -22,4 +22,5 @@ from rnnsym.frameworks.onnx.targets import (NAMED_TARGETS, OnnxTarget, Unsupport
 
 __all__ = ["CELL", "NAMED_TARGETS", "ONLY", "OP", "OPSET", "OPTIONAL_INPUTS", "OUTPUT_NAMES",
            "OnnxCase", "OnnxTarget", "SPACE", "Unsupported", "build_model", "first_line",
-           "is_onnx_target", "onnx_target", "parse_attribute_space", "probe", "run_target"]
+           "is_onnx_target", "layer_name", "onnx_target", "parse_attribute_space", "probe",
+           "run_target"]

@@ -24,7 +24,7 @@ import numpy as np
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx.model import OnnxCase
 from rnnsym.frameworks.onnx.targets import OnnxTarget, Unsupported
-from rnnsym.onnx import INPUTS, OUTPUTS
+from rnnsym.onnx import OUTPUTS
 from rnnsym.onnx.attributes import DEFAULT_ACTIVATIONS, GATES, ONNX_ACTIVATIONS, SLOTS
 
 OPTIONAL_INPUTS = ("B", "sequence_lens", "initial_h", "initial_c", "P")
@@ -91,10 +91,11 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
         return {"X": X, "W": rng.uniform(-1, 1, (D, G * H, I)).astype(f),
                 "R": rng.uniform(-1, 1, (D, G * H, H)).astype(f)}
 
-    def loads(attrs, extra=None, layout=0, D=1):
+    def loads(attrs, extra=None, layout=0, D=1, layers=1):
         inputs = {**base_inputs(D, layout), **(extra or {})}
-        ordered = {n: inputs[n] for n in INPUTS[op] if n in inputs}
-        case = OnnxCase(op, {"hidden_size": H, **attrs}, ordered, OUTPUTS[op][:2])
+        case = OnnxCase(op, {"hidden_size": H, **attrs}, inputs, OUTPUTS[op][:2],
+                        layers=layers)
+        case.inputs = {n: inputs[n] for n in case.input_names()}
         try:
             target.load(case.model_bytes())
             return None
@@ -114,13 +115,18 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
         ("initial_c", "present"): ({}, {"initial_c": np.zeros((1, N, H), f)}),
         ("P", "present"): ({}, {"P": np.zeros((1, 3 * H), f)}),
     }
+    for n in space.get("layers", ()):
+        if n > 1:          # node k > 0 reads [seq, batch, H]
+            trials[("layers", n)] = ({}, {f"{w}_l{k}": rng.uniform(-1, 1, (1, G * H, H))
+                                          .astype(f) for w in "WR" for k in range(1, n)})
     unsupported = []
     space = dict(space)
     for (name, value), (attrs, extra) in trials.items():
         if name not in space or value not in space[name]:
             continue
         D = 2 if attrs.get("direction") == "bidirectional" else 1
-        why = loads(attrs, extra, layout=attrs.get("layout", 0), D=D)
+        why = loads(attrs, extra, layout=attrs.get("layout", 0), D=D,
+                    layers=value if name == "layers" else 1)
         if why:
             unsupported.append(f"{name}={value}: {why}")
             space[name] = tuple(v for v in space[name] if v != value)

@@ -5,7 +5,8 @@
 ``onnx:MODULE:NAME`` / ``onnx:path/to/file.py:NAME``
                     a function ``run(model_bytes, inputs) -> outputs``: ``inputs`` are the
                     arrays in graph-input order, ``outputs`` the graph outputs in order (the
-                    node's present outputs). Raising :class:`Unsupported` (or
+                    node's present outputs; with ``--layers`` the graph is a stack of nodes,
+                    :mod:`~.model`). Raising :class:`Unsupported` (or
                     ``NotImplementedError``) declares the model unsupported.
 
 A new kind of target (another runtime, an exporter) is an :class:`OnnxTarget`: ``load`` raises
@@ -17,7 +18,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx.model import OnnxCase
@@ -115,13 +115,15 @@ def onnx_target(target: str) -> OnnxTarget:
 
 
 def run_target(target: OnnxTarget, case: OnnxCase) -> dict:
-    """Load (Unsupported propagates) and run; the outputs by name, their number checked."""
+    """Load (Unsupported propagates) and run; the outputs by name (a stack's states stacked,
+    :meth:`OnnxCase.collect`), their number checked."""
     session = target.load(case.model_bytes())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = target.run(session, case.graph_inputs)
     result = list(result) if isinstance(result, (list, tuple)) else [result]
-    if len(result) != len(case.outputs):
-        raise AssertionError(f"returned {len(result)} outputs, expected {len(case.outputs)} "
-                             f"({', '.join(case.outputs)})")
-    return {n: np.asarray(v) for n, v in zip(case.outputs, result)}
+    names = case.output_names()
+    if len(result) != len(names):
+        raise AssertionError(f"returned {len(result)} outputs, expected {len(names)} "
+                             f"({', '.join(names)})")
+    return case.collect(result)
