@@ -1,13 +1,19 @@
 """Jacobians of one step, ``∂s_t/∂s'_{t-1}``, and their product over N steps.
 
-The derivative is taken at the matrix level with the chain rule, in terms of rnnsym's nodes:
-a sum differentiates term by term, ``A u`` (A a parameter) to ``A ∂u``, ``a ⊙ b`` to
-``diag(b) ∂a + diag(a) ∂b``, and ``f(u)`` to ``diag(f'(u)) ∂u``. The derivative of an activation
-is written in terms of its output where the activated expression is a named quantity
-(``h_t = tanh(u)`` gives ``1 − h_t ⊙ h_t``, a sigmoid gate ``z_t`` gives ``z_t ⊙ (1 − z_t)``,
-a relu ``step(h_t)``), else in terms of its argument (``1 − tanh(c_t) ⊙ tanh(c_t)``).
-Quantities computed earlier in the step (gates, LSTM's ``c_t``) are differentiated through their
-definitions. Elman-tanh gives ``∂h_t/∂h_{t-1} = diag(1 − h_t ⊙ h_t) W_hh``.
+The derivative is taken at the matrix level in forward mode, node by node, with the local rules
+of the backward step (:mod:`rnnsym.gradients`, one source of truth): for a node and each child
+that depends on the previous state, the node's reverse-mode rule is applied to a symbolic
+cotangent ``δ`` and gives ``Mᵀ δ``, the vector-Jacobian product of the child's partial ``M``;
+transposing it gives ``M``, which multiplies the child's own derivative. So ``A u`` (A a
+parameter) gives ``A ∂u`` (from ``Aᵀ δ``), ``a ⊙ b`` gives ``diag(b) ∂a + diag(a) ∂b``, ``f(u)``
+gives ``diag(f'(u)) ∂u``, ``a ⊘ b`` gives ``diag(1 ⊘ b) ∂a − diag(a ⊘ (b ⊙ b)) ∂b``, layer norm
+``diag(g) (I − mean − diag(n̂) mean diag(n̂)) diag(1/std(u))`` and ``chunk(u, k, n)`` the block
+``chunk(∂u, k, n)``. ``f'`` is written as the backward writes it: in terms of the output where the
+activated expression is a named quantity (``h_t = tanh(u)`` gives ``1 − h_t ⊙ h_t``, a sigmoid
+gate ``z_t`` gives ``z_t ⊙ (1 − z_t)``, a relu ``(h_t > 0)``), else in terms of the activation
+itself (``1 − tanh(c_t) ⊙ tanh(c_t)``). Quantities computed earlier in the step (gates, LSTM's
+``c_t``) are differentiated through their definitions. Elman-tanh gives
+``∂h_t/∂h_{t-1} = diag(1 − h_t ⊙ h_t) W_hh``.
 
 ``∂h_N/∂h_0 = J_N J_{N-1} … J_1``: a product of N Jacobians, whose norm is at most the product of
 their norms: the seed's explanation of vanishing and exploding gradients.
@@ -17,13 +23,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import Identity, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy import (Identity, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix, Transpose,
+                   ZeroMatrix)
 from sympy.matrices.expressions import HadamardProduct
 
-from rnnsym.cells.cell import Cell, quantity, rows
-from rnnsym.cells.nodes import Activation, Diag, hadamard, madd, mmul, one_minus
-from rnnsym.printing.latex import aligned, latex, symbol_latex
-from rnnsym.printing.text import text
+from rnnsym.cells.cell import Cell, quantity, rows, split_name
+from rnnsym.cells.nodes import (
+    Activation,
+    Chunk,
+    Diag,
+    HadamardQuotient,
+    hadamard,
+    madd,
+    mmul,
+)
+from rnnsym.gradients.display import BackwardLatexPrinter, BackwardTextPrinter
+from rnnsym.gradients.nodes import AdjointSymbol, FeatureMean, Unchunk
+from rnnsym.gradients.vjp import NoBackwardRule, StepVJP
+from rnnsym.printing.latex import aligned, symbol_latex
 from rnnsym.unroll import NOW, PREV, instantiate, retime, substitute
 
 # sup |f'| of activations, and its inverse, in LaTeX: the bound in the chain's note
@@ -35,78 +52,138 @@ class JacobianError(ValueError):
     matrices)."""
 
 
-# --- nodes for derivatives ------------------------------------------------------------------
-class Step(MatrixExpr):
-    """``step(u)``: 1 where ``u > 0``, else 0, elementwise (the derivative of relu)."""
-
-    def __new__(cls, arg):
-        return sp.Basic.__new__(cls, arg)
-
-    @property
-    def arg(self):
-        return self.args[0]
-
-    @property
-    def shape(self):
-        return self.arg.shape
-
-    def _latex(self, printer):
-        return rf"\operatorname{{step}}\left({printer._print(self.arg)}\right)"
-
-    def _sympystr(self, printer):
-        return f"step({printer._print(self.arg)})"
+def latex(expr) -> str:
+    """LaTeX of a Jacobian (the backward's printer: it knows ``f'`` and the normalisation nodes)."""
+    return BackwardLatexPrinter().doprint(expr)
 
 
-class ActivationDerivative(MatrixExpr):
-    """``f'(u)`` elementwise, for an activation without a closed form here (``elu'``)."""
+def text(expr) -> str:
+    """Plain text of a Jacobian."""
+    return BackwardTextPrinter().doprint(expr)
 
-    def __new__(cls, activation: Activation):
-        return sp.Basic.__new__(cls, activation)
 
-    @property
-    def activation(self) -> Activation:
-        return self.args[0]
+class MeanMatrix(MatrixExpr):
+    """``mean``: the ``n × n`` averaging matrix ``(1/n) 1 1ᵀ`` (the mean over the feature axis,
+    broadcast back); symmetric, so it is its own transpose. Layer norm's Jacobian has it."""
+
+    def __new__(cls, n):
+        return sp.Basic.__new__(cls, sp.sympify(n))
 
     @property
     def shape(self):
-        return self.activation.shape
+        return (self.args[0], self.args[0])
 
     def _latex(self, printer):
-        a = self.activation
-        head = a.spec.latex or rf"\operatorname{{{a.name}}}"
-        params = "_{" + ", ".join(printer._print(p) for p in a.params) + "}" if a.params else ""
-        return rf"{head}{params}'\left({printer._print(a.arg)}\right)"
+        return r"\operatorname{mean}"
 
     def _sympystr(self, printer):
-        a = self.activation
-        return f"{a.name}'({', '.join(printer._print(x) for x in (a.arg, *a.params))})"
-
-
-def activation_derivative(act: Activation, output: MatrixExpr | None = None) -> MatrixExpr:
-    """``f'(u)`` for ``act = f(u)``; in terms of ``output`` (the named quantity ``f(u)``) if given."""
-    y = act if output is None else output
-    if act.name == "tanh":
-        return one_minus(hadamard(y, y))
-    if act.name == "sigmoid":
-        return hadamard(y, one_minus(y))
-    if act.name == "relu":
-        return Step(act.arg if output is None else output)     # relu(u) > 0 ⟺ u > 0
-    return ActivationDerivative(act)
+        return "mean"
 
 
 def _product(*factors) -> MatrixExpr:
     """A matrix product with nested products spliced in, the numeric coefficient in front and
     identities dropped."""
-    coeff, mats = sp.S.One, []
+    coeff, mats, identity = sp.S.One, [], None
     for f in factors:
         for a in (f.args if isinstance(f, MatMul) else (f,)):
             if a.is_number:
                 coeff *= a
-            elif not isinstance(a, Identity):
+            elif isinstance(a, Identity):
+                identity = a
+            else:
                 mats.append(a)
+    if not mats:
+        mats = [identity]
     if coeff != 1:
         return mmul(coeff, *mats)
     return mats[0] if len(mats) == 1 else mmul(*mats)
+
+
+# --- local partials from the backward's rules ---------------------------------------------
+class _DependentFactor(Exception):
+    """A matrix factor other than the last depends on the state (``(W h) (U h)``)."""
+
+
+class _LocalVJP(StepVJP):
+    """The reverse-mode rule of ONE node, applied to a cotangent ``δ``: the node's dependent
+    children are replaced by marker symbols, the walk stops at them and records what flows in
+    (inline: no named adjoints)."""
+
+    def __init__(self, markers: dict):
+        super().__init__([], set(), set(), ())
+        self.markers = markers              # marker -> child
+        self.flows: dict = {}
+
+    def assign(self, target, expr, equation=""):
+        return expr
+
+    def named(self, adj, equation, node):
+        return adj
+
+    def _marked(self, node) -> bool:
+        return isinstance(node, sp.Basic) and any(node.has(m) for m in self.markers)
+
+    def propagate(self, node, adj, eq, top=False):
+        return super().propagate(node, adj, eq, top) if self._marked(node) else None
+
+    def leaf(self, sym, adj, eq):
+        self.flows.setdefault(sym, []).append(adj)
+
+    def matrix_leaf(self, A, adj, right, eq):
+        if self._marked(A):
+            raise _DependentFactor
+
+
+def _flows(node, children, top: str | None, wrt: str):
+    """``{child: [Mᵀ δ, …]}`` for the dependent ``children`` of ``node``, and ``δ``."""
+    markers = {MatrixSymbol(f"∂{k}", *c.shape): c for k, c in enumerate(children)}
+    marked = node.xreplace({c: m for m, c in markers.items()})
+    delta = AdjointSymbol.of(MatrixSymbol("J", *node.shape), "d")
+    walk = _LocalVJP(markers)
+    try:
+        walk.propagate(marked, delta, top or "J", top=top is not None)
+    except _DependentFactor:
+        raise JacobianError(f"cannot differentiate the product {text(node)}: only its last "
+                            f"factor may depend on {wrt}") from None
+    except NoBackwardRule as e:
+        raise JacobianError(f"cannot differentiate {type(node).__name__} `{text(node)}`: {e}") from None
+    back = dict(markers)
+    if top is not None:          # the backward names the output f(u) of quantity q as q[t]
+        back[MatrixSymbol(f"{top}[t]", *node.shape)] = quantity(top, "t")
+    return {back[m]: [f.xreplace(back) for f in fs] for m, fs in walk.flows.items()}, delta
+
+
+def _transpose(m):
+    return m.arg if isinstance(m, Transpose) else Transpose(m)
+
+
+def _push(e, delta, t):
+    """``M t`` where the reverse-mode flow ``e`` is ``Mᵀ δ``: the rules transposed."""
+    if e == delta:
+        return t
+    if isinstance(e, MatAdd):
+        return madd(*[_push(a, delta, t) for a in e.args])
+    if isinstance(e, MatMul):
+        coeff = sp.Mul(*[a for a in e.args if not isinstance(a, MatrixExpr)])
+        *left, last = [a for a in e.args if isinstance(a, MatrixExpr)]
+        return _push(last, delta, _product(coeff, *[_transpose(m) for m in reversed(left)], t))
+    if isinstance(e, HadamardProduct):
+        (k,) = [k for k, a in enumerate(e.args) if a.has(delta)]
+        others = e.args[:k] + e.args[k + 1:]
+        return _push(e.args[k], delta, _product(Diag(others[0] if len(others) == 1 else hadamard(*others)), t))
+    if isinstance(e, HadamardQuotient):
+        num, den = e.numerator, e.denominator
+        if isinstance(num, HadamardProduct):
+            (k,) = [k for k, a in enumerate(num.args) if a.has(delta)]
+            others = num.args[:k] + num.args[k + 1:]
+            scale = HadamardQuotient(others[0] if len(others) == 1 else hadamard(*others), den)
+            return _push(num.args[k], delta, _product(Diag(scale), t))
+        return _push(num, delta, _product(Diag(HadamardQuotient(OneMatrix(*den.shape), den)), t))
+    if isinstance(e, FeatureMean):
+        return _push(e.arg, delta, _product(MeanMatrix(e.shape[0]), t))
+    if isinstance(e, Unchunk):
+        return _push(e.arg, delta, Chunk(t, e.index, e.count))
+    raise JacobianError(f"cannot transpose the backward's {type(e).__name__} `{text(e)}`")
 
 
 class _Differentiator:
@@ -122,12 +199,8 @@ class _Differentiator:
         """∂q_t for a quantity computed in the step, through its definition."""
         if sym not in self.memo:
             rhs = self.defs[sym]
-            if isinstance(rhs, Activation):
-                inner = self(rhs.arg)
-                self.memo[sym] = None if inner is None else \
-                    _product(Diag(activation_derivative(rhs, sym)), inner)
-            else:
-                self.memo[sym] = self(rhs)
+            self.memo[sym] = self(rhs) if isinstance(rhs, MatrixSymbol) else \
+                self.node(rhs, top=split_name(sym.name)[0])
         return self.memo[sym]
 
     def __call__(self, expr) -> MatrixExpr | None:
@@ -136,30 +209,32 @@ class _Differentiator:
             if expr == self.wrt:
                 return self.identity
             return self.named(expr) if expr in self.defs else None
-        if isinstance(expr, OneMatrix):
+        if not isinstance(expr, MatrixExpr):
             return None
-        if isinstance(expr, Activation):
-            inner = self(expr.arg)
-            return None if inner is None else _product(Diag(activation_derivative(expr)), inner)
-        if isinstance(expr, MatAdd):
-            terms = [d for d in map(self, expr.args) if d is not None]
-            return madd(*terms) if terms else None
-        if isinstance(expr, HadamardProduct):
-            terms = []
-            for i, a in enumerate(expr.args):
+        return self.node(expr)
+
+    def node(self, expr, top: str | None = None):
+        """Σ over the dependent children c of ``expr``: (∂expr/∂c) ∂c, the partial from the
+        backward's rule for ``expr``."""
+        inner = {}
+        for a in expr.args:
+            if isinstance(a, MatrixExpr) and a not in inner:
                 d = self(a)
                 if d is not None:
-                    others = expr.args[:i] + expr.args[i + 1:]
-                    terms.append(_product(Diag(others[0] if len(others) == 1 else hadamard(*others)), d))
-            return madd(*terms) if terms else None
-        if isinstance(expr, MatMul):
-            coeff, mats = expr.as_coeff_matrices()
-            if any(self(m) is not None for m in mats[:-1]):
-                raise JacobianError(f"cannot differentiate the product {text(expr)}: only its last "
-                                    f"factor may depend on {self.wrt.name}")
-            d = self(mats[-1])
-            return None if d is None else _product(coeff, *mats[:-1], d)
-        raise JacobianError(f"cannot differentiate {type(expr).__name__} `{text(expr)}`")
+                    inner[a] = d
+        if not inner:
+            return None
+        flows, delta = _flows(expr, list(inner), top, self.wrt.name)
+        terms = []
+        for child, d in inner.items():
+            fs = flows.get(child, [])
+            if not fs:
+                continue
+            local = madd(*[_push(f, delta, Identity(child.shape[0])) for f in fs])
+            # one product: applied to ∂c directly; a sum: (Σ …) ∂c, so ∂c is written once
+            terms.append(_product(local, d) if isinstance(local, MatAdd) else
+                         _push(fs[0], delta, d))
+        return madd(*terms) if terms else None
 
 
 # --- one step -------------------------------------------------------------------------------
