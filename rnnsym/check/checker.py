@@ -29,7 +29,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
 
     target         "torch", "keras", "MODULE:NAME", "path/to/file.py:NAME", or the
                    class/function itself; ONNX runtimes: "onnxruntime", "onnx-reference",
-                   "onnx:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
+                   "onnx:MODULE:NAME", ONNX -> torch converters: "onnx2pytorch", "onnx2torch",
+                   "onnx-converter:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
                    restricts the attribute space and ``variant`` fixes readings)
     cell           "elman" (alias "rnn"), "lstm" or "gru"
     examples       number of Hypothesis examples (default 500)

@@ -47,6 +47,12 @@ class _Failure(Exception):
     pass
 
 
+def _fail():
+    """Every failure is raised here: Hypothesis tells failures apart by the line that raised
+    them, and a replay raising from another line would be "inconsistent" and stop shrinking."""
+    raise _Failure()
+
+
 class _NothingLeft(Exception):
     pass
 
@@ -159,7 +165,7 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
         if failure is not None:
             stats["shrink_calls"] += 1
             if case.key() == failure.case.key():
-                raise _Failure()        # the final replay: known to fail, don't run it again
+                _fail()                 # the final replay: known to fail, don't run it again
             over_budget = time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S
             if over_budget or failure.kind == "timed out":
                 return                  # stop shrinking: only the best counterexample fails
@@ -177,7 +183,7 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
                 stats["first_failure_at"] = time.monotonic()
             stats["failure"] = outcome
             bar.update(stats)
-            raise _Failure()
+            _fail()
         if failure is None:
             stats["examples"] += 1
             subject.cover(stats, case, outcome)

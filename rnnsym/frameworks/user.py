@@ -46,7 +46,8 @@ def load_object(spec: str):
     """'pkg.mod:Name' or 'path/to/file.py:Name' -> the object. Raises UsageError."""
     if ":" not in spec:
         raise UsageError(f"target {spec!r}: expected torch, keras, onnxruntime, onnx-reference, "
-                         "MODULE:NAME, FILE.py:NAME or onnx:MODULE:NAME")
+                         "MODULE:NAME, FILE.py:NAME, onnx:MODULE:NAME, onnx2pytorch, onnx2torch or "
+                         "onnx-converter:MODULE:NAME")
     where, name = spec.rsplit(":", 1)
     if not where or not name:
         raise UsageError(f"target {spec!r}: expected MODULE:NAME or FILE.py:NAME")

@@ -12,10 +12,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
+import numpy as np
+
 from rnnsym.check.onnx.oracle import expectation, shape_error
-from rnnsym.frameworks.onnx import OnnxCase
+from rnnsym.frameworks.onnx import OnnxCase, spec_name
 from rnnsym.onnx import OnnxError, Readings
 from rnnsym.onnx.attributes import ONNX_ACTIVATIONS, SLOTS
+from rnnsym.onnx.convert import ONNX_ORDER
 from rnnsym.onnx.readings import OPEN, READING_TEXT
 from rnnsym.check.compare import compare_flat
 
@@ -24,6 +27,8 @@ ORT_ACTIVATION_DEFAULTS = {"affine": (0.0, 0.0), "scaledtanh": (0.0, 0.0),
                            "thresholdedrelu": (0.0,), "leakyrelu": (0.01,),
                            "hardsigmoid": (0.2, 0.5), "elu": (1.0,)}
 ALPHA_BETA = ("activation_alpha", "activation_beta")
+#: torch.nn.LSTM/GRU's gate order, in the canonical letters of ONNX_ORDER
+TORCH_ORDER = {"GRU": ("r", "z", "n"), "LSTM": ("i", "f", "g", "o")}
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class BugModel:
     drop        inputs the buggy target ignores (zeros / no lengths)
     readings    the reading of an open point the buggy target follows
     feed        how a stack's node k+1 wrongly reads node k's Y (a key of oracle.FEEDS)
+    inputs      ``inputs(case) -> dict``: input arrays the buggy target effectively uses
     """
 
     text: Union[str, Callable[[OnnxCase], str]]
@@ -44,6 +50,7 @@ class BugModel:
     drop: tuple = ()
     readings: dict = field(default_factory=dict)
     feed: Optional[str] = None
+    inputs: Optional[Callable[[OnnxCase], dict]] = None
 
     def describe(self, case: OnnxCase) -> str:
         return self.text if isinstance(self.text, str) else self.text(case)
@@ -100,6 +107,21 @@ def _lbr_text(case: OnnxCase) -> str:
     return f"linear_before_reset read the other way (reset applied {where} the matmul)"
 
 
+def _torch_gate_order(case: OnnxCase) -> dict:
+    """W, R, B (of every node) with their gate blocks moved so that ONNX's semantics computes
+    what a target reading the blocks in PyTorch's order (LSTM i,f,g,o; GRU r,z,n) computes."""
+    onnx, torch = ONNX_ORDER[case.op], TORCH_ORDER[case.op]
+    perm = [torch.index(g) for g in onnx]     # ONNX slot j uses the block at torch's index
+
+    def blocks(a, axis, halves=1):
+        parts = np.split(a, halves * len(perm), axis=axis)
+        return np.concatenate([parts[h * len(perm) + k] for h in range(halves) for k in perm],
+                              axis=axis)
+    halves = {"W": 1, "R": 1, "B": 2}      # B holds Wb and Rb, each in gate blocks
+    return {name: blocks(a, 1, halves[spec_name(name)]) for name, a in case.inputs.items()
+            if spec_name(name) in halves}
+
+
 def _other_readings(point: str) -> list[BugModel]:
     """A target following another reading of an open point that ``--variant`` fixed."""
     return [BugModel(READING_TEXT[(point, r)],
@@ -141,6 +163,10 @@ BUG_MODELS: list[BugModel] = [
     BugModel(_lbr_text, lambda case, fixed: case.op == "GRU",
              attributes=lambda case: {**case.attributes, "linear_before_reset":
                                       0 if case.attributes.get("linear_before_reset") else 1}),
+    BugModel(lambda case: "gate blocks of W, R, B read in PyTorch's order"
+             + {"LSTM": " (i,f,g,o), not ONNX's (i,o,f,c)",
+                "GRU": " (r,z,n), not ONNX's (z,r,h)"}.get(case.op, ""),
+             lambda case, fixed: case.op in TORCH_ORDER, inputs=_torch_gate_order),
     *[BugModel(f"input {name} ignored (zeros used)", _has(name), drop=(name,))
       for name in ("B", "P", "initial_h", "initial_c")],
     BugModel("direction=reverse run forwards",
@@ -179,6 +205,8 @@ def _combined(case: OnnxCase, models) -> tuple[dict, dict]:
                     else:
                         merged.pop(name, None)
             kw["attributes"] = merged
+        if model.inputs is not None:
+            kw["replace"] = {**kw.get("replace", {}), **model.inputs(case)}
         changes.update(model.readings)
         if model.feed:
             kw["feed"] = model.feed

@@ -12,7 +12,8 @@ import numpy as np
 from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, Tolerance, backward_error_tolerance,
                                     explicit_tolerance, unit_roundoff)
 from rnnsym.frameworks import Config
-from rnnsym.frameworks.onnx import CELL, OnnxCase, OnnxTarget, Unsupported, first_line, run_target
+from rnnsym.frameworks.onnx import (CELL, OnnxCase, OnnxTarget, Unsupported, first_line,
+                                    layer_name, run_target)
 from rnnsym.onnx import Readings, parse_attributes
 from rnnsym.onnx.driver import evaluate, next_layer_input
 from rnnsym.onnx.readings import OPEN, open_points
@@ -36,21 +37,24 @@ FEEDS = {"interleaved": _interleaved, "untransposed": _untransposed}
 
 
 def oracle(case: OnnxCase, readings: Readings, *, attributes=None, drop=(), feed=None,
-           only=None):
+           only=None, replace=None):
     """``run(params, x, state0, wrap=None) -> outputs`` for the tolerance estimate, and its
     arguments (per node of the stack: ``params[k]``, ``state0[k]``). Node k > 0 reads node
     k-1's ``Y`` reshaped as the model does (:func:`rnnsym.onnx.driver.next_layer_input`);
     padded steps of that ``Y`` (zeros) are past ``sequence_lens`` for node k too, so a node that
     honours the lengths never reads them. Bug models: ``attributes``/``drop`` (input names)
-    model a target that ignores them, ``feed`` (a key of :data:`FEEDS`) one that feeds node k
-    wrongly, in the nodes ``only`` lists (0-based; None: every node)."""
+    model a target that ignores them, ``replace`` ({graph input name: array}) one that reads
+    inputs otherwise, ``feed`` (a key of :data:`FEEDS`) one that feeds node k wrongly, in the
+    nodes ``only`` lists (0-based; None: every node)."""
     def changed(k):
         return only is None or k in only
 
     attrs = [parse_attributes(case.op, attributes if attributes is not None and changed(k)
                               else case.attributes, alpha_order=readings.alpha_order)
              for k in range(case.layers)]
-    inputs = [{n: v for n, v in case.layer_inputs(k).items() if not (changed(k) and n in drop)}
+    swap = replace or {}
+    inputs = [{n: swap.get(layer_name(n, k), v) if changed(k) else v
+               for n, v in case.layer_inputs(k).items() if not (changed(k) and n in drop)}
               for k in range(case.layers)]
     params = [{n: ins[n] for n in ("W", "R", "B", "P") if n in ins} for ins in inputs]
     state0 = [{n: ins[n] for n in ("initial_h", "initial_c") if n in ins} for ins in inputs]

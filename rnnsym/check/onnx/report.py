@@ -77,11 +77,13 @@ class OnnxReport(Report):
     notes: list = field(default_factory=list)
     unsupported: list = field(default_factory=list)
     checked_nothing: bool = False
+    stage: str = "loading"       # what rejecting a model is for this target (or "converting")
 
     def format(self) -> str:
         if self.checked_nothing:
             text = (f"rnnsym check {self.target} --cell {self.cell} ({self.dtype}): UNSUPPORTED: "
-                    "the target rejected every model of this attribute space when loading it; "
+                    f"the target rejected every model of this attribute space when {self.stage} "
+                    "it; "
                     f"nothing was checked\n  replay: {self.command}")
         else:
             text = super().format()
@@ -91,6 +93,7 @@ class OnnxReport(Report):
                          "not failures):")
             extra += [f"  - {n}" for n in self.notes]
         if self.unsupported:
-            extra.append("unsupported (rejected when loading the model; not counted as passes):")
+            extra.append(f"unsupported (rejected when {self.stage} the model; not counted as "
+                         "passes):")
             extra += [f"  - {u}" for u in self.unsupported]
         return "\n".join([text] + extra)

@@ -14,6 +14,7 @@ node k's get a suffix (``W_l1``); the graph outputs are the last node's ``Y`` an
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,11 @@ OP = {"elman": "RNN", "gru": "GRU", "lstm": "LSTM"}
 CELL = {op: cell for cell, op in OP.items()}
 #: inputs every node of a stack shares
 SHARED = ("X", "sequence_lens")
+
+
+def spec_name(name: str) -> str:
+    """A graph input's name in the spec: ``W_l1`` -> ``W``."""
+    return re.sub(r"_l\d+$", "", name)
 
 
 def layer_name(name: str, layer: int) -> str:
@@ -55,8 +61,9 @@ class OnnxCase:
             h.update(np.ascontiguousarray(value).tobytes())
         return h.hexdigest()
 
-    def model_bytes(self) -> bytes:
-        return build_model(self.op, self.attributes, self.inputs, self.outputs, self.layers)
+    def model_bytes(self, constants=()) -> bytes:
+        return build_model(self.op, self.attributes, self.inputs, self.outputs, self.layers,
+                           constants)
 
     def input_names(self) -> list:
         """Graph input names in order: node 0's in the spec's order, then each next node's."""
@@ -69,6 +76,10 @@ class OnnxCase:
     @property
     def graph_inputs(self) -> list:
         return [self.inputs[n] for n in self.input_names()]
+
+    def runtime_inputs(self, constants=()) -> list:
+        """The graph inputs but those that ``constants`` (spec names) makes initializers."""
+        return [self.inputs[n] for n in self.input_names() if spec_name(n) not in constants]
 
     def layer_inputs(self, layer: int) -> dict:
         """Node ``layer``'s inputs by the spec's names (X: node 0's only)."""
@@ -113,10 +124,13 @@ def _trimmed(names: list) -> list:
     return names
 
 
-def build_model(op: str, attributes: dict, inputs: dict, outputs, layers: int = 1) -> bytes:
+def build_model(op: str, attributes: dict, inputs: dict, outputs, layers: int = 1,
+                constants=()) -> bytes:
     """An opset-22 model of ``layers`` stacked nodes (module docstring): graph inputs = the
     present inputs (node 0's named as in the spec), graph outputs = the requested outputs
-    (:meth:`OnnxCase.output_names`); omitted optional ones are ``""`` in the nodes.
+    (:meth:`OnnxCase.output_names`); omitted optional ones are ``""`` in the nodes. Inputs
+    whose spec name is in ``constants`` (e.g. ``W``, ``R``, ``B``) are initializers instead,
+    as in an exported model (converters bake them into the module).
 
     The model is validated by onnx itself (strict shape inference, then the full checker), so
     that a target rejecting it is the target's doing: ValueError if rnnsym built a bad one."""
@@ -149,9 +163,11 @@ def build_model(op: str, attributes: dict, inputs: dict, outputs, layers: int = 
     graph = helper.make_graph(
         nodes, f"rnnsym_{op.lower()}",
         [helper.make_tensor_value_info(n, TensorProto.INT32 if n == "sequence_lens" else elem,
-                                       inputs[n].shape) for n in case.input_names()],
+                                       inputs[n].shape) for n in case.input_names()
+         if spec_name(n) not in constants],
         [helper.make_tensor_value_info(n, elem, None) for n in case.output_names()],
-        initializer=initializers)
+        initializer=initializers + [numpy_helper.from_array(inputs[n], n)
+                                    for n in case.input_names() if spec_name(n) in constants])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rnnsym", ir_version=IR_VERSION)
     try:

@@ -14,8 +14,9 @@ attributes it needs::
     Y, Y_h, Y_c     present | absent     (at least one present)
 
 ``--attributes NAME=V1|V2,...`` restricts it (:func:`parse_attribute_space`). :func:`probe`
-tries each value alone on the simplest model and takes the ones the target rejects when loading
-out of the space: they are reported as *unsupported*, never as passes.
+tries the simplest model, then each value alone on it, and takes the ones the target rejects when
+loading out of the space: they are reported as *unsupported*, never as passes (a target that
+rejects the simplest model has nothing left: ``empty`` is ``["model"]``).
 """
 from __future__ import annotations
 
@@ -97,10 +98,12 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
                         layers=layers)
         case.inputs = {n: inputs[n] for n in case.input_names()}
         try:
-            target.load(case.model_bytes())
+            target.load(case.model_bytes(target.constants))
             return None
         except Unsupported as exc:
             return str(exc)
+        except Exception:  # noqa: BLE001 - not a rejection: the search meets and reports it
+            return None
 
     trials = {
         ("direction", "reverse"): ({"direction": "reverse"}, {}),
@@ -115,6 +118,10 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
         ("initial_c", "present"): ({}, {"initial_c": np.zeros((1, N, H), f)}),
         ("P", "present"): ({}, {"P": np.zeros((1, 3 * H), f)}),
     }
+    why = loads({})
+    if why:
+        return space, [f"the simplest {op} node (every attribute and optional input at its "
+                       f"default): {why}"], ["model"]
     for n in space.get("layers", ()):
         if n > 1:          # node k > 0 reads [seq, batch, H]
             trials[("layers", n)] = ({}, {f"{w}_l{k}": rng.uniform(-1, 1, (1, G * H, H))

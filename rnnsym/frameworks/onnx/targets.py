@@ -8,21 +8,27 @@
                     node's present outputs; with ``--layers`` the graph is a stack of nodes,
                     :mod:`~.model`). Raising :class:`Unsupported` (or
                     ``NotImplementedError``) declares the model unsupported.
+``onnx2pytorch``, ``onnx2torch``, ``onnx-converter:MODULE:NAME``
+                    ONNX -> torch converters (:mod:`~.converters`): the model, with the
+                    weights as initializers, converted to a torch module and run on the
+                    graph inputs.
 
 A new kind of target (another runtime, an exporter) is an :class:`OnnxTarget`: ``load`` raises
-:class:`Unsupported` for a model it rejects, ``run`` returns the outputs in graph order.
+:class:`Unsupported` for a model it rejects, ``run`` returns the outputs in graph order; any
+other exception of ``load`` is the target failing on that model.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx.model import OnnxCase
 
-NAMED_TARGETS = ("onnxruntime", "onnx-reference")
+NAMED_TARGETS = ("onnxruntime", "onnx-reference", "onnx2pytorch", "onnx2torch")
+PREFIXES = ("onnx:", "onnx-converter:")
 
 
 class Unsupported(Exception):
@@ -32,11 +38,17 @@ class Unsupported(Exception):
 @dataclass
 class OnnxTarget:
     """``load(model_bytes) -> session`` (raise Unsupported) and
-    ``run(session, inputs list) -> outputs list`` (graph-output order)."""
+    ``run(session, inputs list) -> outputs list`` (graph-output order). ``constants``: the
+    inputs the model holds as initializers (not fed to ``run``); ``label``: what the report
+    names besides the target (a version, a stand-in); ``stage``: what rejecting a model is
+    ("loading", "converting")."""
 
     name: str
     load: Callable
     run: Callable
+    constants: tuple = ()
+    label: Optional[str] = None
+    stage: str = "loading"
 
 
 def first_line(exc) -> str:
@@ -95,11 +107,14 @@ def _function_target(spec: str) -> OnnxTarget:
 
 def is_onnx_target(target) -> bool:
     return isinstance(target, str) and (target.lower() in NAMED_TARGETS or
-                                        target.lower().startswith("onnx:"))
+                                        target.lower().startswith(PREFIXES))
 
 
 def onnx_target(target: str) -> OnnxTarget:
-    """``onnxruntime``, ``onnx-reference`` or ``onnx:MODULE:NAME`` -> OnnxTarget."""
+    """``onnxruntime``, ``onnx-reference``, ``onnx:MODULE:NAME``, ``onnx2pytorch``,
+    ``onnx2torch`` or ``onnx-converter:MODULE:NAME`` -> OnnxTarget."""
+    from rnnsym.frameworks.onnx import converters
+
     key = target.lower()
     try:
         if key == "onnxruntime":
@@ -108,19 +123,23 @@ def onnx_target(target: str) -> OnnxTarget:
             return _reference_target()
     except ImportError as exc:
         raise UsageError(f"target {target}: {exc}") from exc
+    if key in converters.CONVERTERS:
+        return converters.named_converter_target(key)
+    if key.startswith("onnx-converter:"):
+        return converters.function_converter_target(target[len("onnx-converter:"):])
     if key.startswith("onnx:"):
         return _function_target(target[len("onnx:"):])
-    raise UsageError(f"target {target!r}: expected onnxruntime, onnx-reference or "
-                     "onnx:MODULE:NAME")
+    raise UsageError(f"target {target!r}: expected onnxruntime, onnx-reference, "
+                     "onnx:MODULE:NAME, onnx2pytorch, onnx2torch or onnx-converter:MODULE:NAME")
 
 
 def run_target(target: OnnxTarget, case: OnnxCase) -> dict:
     """Load (Unsupported propagates) and run; the outputs by name (a stack's states stacked,
     :meth:`OnnxCase.collect`), their number checked."""
-    session = target.load(case.model_bytes())
+    session = target.load(case.model_bytes(target.constants))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = target.run(session, case.graph_inputs)
+        result = target.run(session, case.runtime_inputs(target.constants))
     result = list(result) if isinstance(result, (list, tuple)) else [result]
     names = case.output_names()
     if len(result) != len(names):
