@@ -30,6 +30,18 @@ def test_onnx2pytorch_lstm_ignores_a_lone_initial_state():
     assert any(u.startswith("P=present: NotImplementedError: LSTM P") for u in both.unsupported)
 
 
+def test_onnx2pytorch_lstm_stack_feeds_an_omitted_output_on():
+    # node 0's omitted Y_h ("") is stored as the activation "", then passed for node 1's
+    # omitted B and sequence_lens (both "") next to its initial states: six arguments
+    report = rnnsym.check("onnx2pytorch", "lstm", layers=(2,), examples=5, seed=1,
+                          attributes="initial_h=present,initial_c=present,Y_h=absent,"
+                                     "Y_c=present,B=absent,sequence_lens=absent,"
+                                     "activations=default")
+    assert not report.passed
+    assert report.counterexample.error == ("TypeError: LSTMWrapper.forward() takes from 2 to 4 "
+                                           "positional arguments but 6 were given")
+
+
 @pytest.mark.parametrize("cell", ["gru", "elman"])
 def test_onnx2pytorch_gru_and_rnn_pass_with_a_note(cell):
     report = rnnsym.check("onnx2pytorch", cell, examples=25, seed=1)

@@ -190,7 +190,8 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                     for why, where in subject.rejected.items()]
     unsupported += [f"every value of {n} (nothing left to draw)" for n in empty if n in space]
     report = OnnxReport(
-        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=cell, stage=tgt.stage, dtype=dtype, seed=seed,
+        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=cell, stage=tgt.stage,
+        dtype=dtype, seed=seed,
         passed=stats["failure"] is None and stats["examples"] > 0,
         examples=stats["examples"] + (stats["failure"] is not None),
         configurations=len(stats["configs"]), elapsed=elapsed,
