@@ -9,17 +9,17 @@ import re
 import string
 from importlib import resources
 
-import sympy as sp
 from sympy import MatrixSymbol
 
 from rnnsym.cells.cell import Cell, split_name
+from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward import BACKWARD_RESERVED, render_backward
+from rnnsym.codegen.groups import WRITE_INTO, fused_lines, group_lines, shape_tuple
 from rnnsym.codegen.helpers import HELPERS
-from rnnsym.codegen.plan import INPLACE, plan
-from rnnsym.printing.numpy import numpy_code
-from rnnsym.cells.nodes import Activation, mmul
-from rnnsym.printing.text import equation_text, text
+from rnnsym.codegen.plan import plan
 from rnnsym.gradients.display import backward_text
+from rnnsym.printing.numpy import numpy_code
+from rnnsym.printing.text import equation_text
 from rnnsym.shapes import derive
 
 TEMPLATE = "forward.py.tmpl"
@@ -30,8 +30,6 @@ HEADER = """\
 # template: rnnsym/codegen/templates/{template}
 # Do NOT modify by hand. Regenerate with: {regen}
 # ruff: noqa"""
-#: activations NumPy can compute into a given array
-WRITE_INTO = {"tanh": "np.tanh({u}, out={o})", "relu": "np.maximum({u}, 0, out={o})"}
 RESERVED = {"np", "params", "x", "x_t", "state", "state0", "size", "T", "B", "t", "dtype", "out",
             "step", "forward", "_check", "_sigmoid", "_sigmoid_"} | BACKWARD_RESERVED
 
@@ -54,10 +52,6 @@ def _defaults(name):
         return {}
     return {k: (tuple(p.default) if isinstance(p.default, tuple) else p.default)
             for k, p in inspect.signature(fn).parameters.items()}
-
-
-def _shape_tuple(table, name) -> tuple:
-    return tuple(str(s) for s in table.shape(name))
 
 
 class _Names:
@@ -132,56 +126,6 @@ class _Names:
         return m
 
 
-def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = None) -> list[str]:
-    """Set-up of one GEMM group: its concatenated weights, the hoisted GEMM over all T steps or
-    the in-loop buffer, and the named views of its products. ``train``: the in-loop buffer holds
-    every step, (T, B, ·), so that the backward reads each product's value. ``seq``: the (T, B, d)
-    array of each input (default: the one input is ``x``)."""
-    lines: list[str] = []
-    emit = lines.append
-    ws = [p.weight for p in g.products]
-    # transposed once into a C-contiguous copy: BLAS runs faster than on a transposed view
-    wcode = (f'np.ascontiguousarray(np.asarray(params["{ws[0]}"], dtype=dtype).T)' if len(ws) == 1
-             else "np.ascontiguousarray(np.concatenate([" + ", ".join(f'params["{w}"]' for w in ws)
-             + "], axis=0).astype(dtype).T)")
-    operand_txt = equation_text("", g.operand).split(" = ", 1)[1]
-    sizes = [table.shape(p.weight)[0] for p in g.products]
-    if g.hoisted:
-        inp = split_name(g.operand.name)[0] if isinstance(g.operand, MatrixSymbol) else None
-        emit("")
-        emit(f"# input projection of all T steps in one GEMM: {operand_txt} times "
-             + ", ".join(ws) + (" (biases folded in)" if any(p.biases for p in g.products) else ""))
-        emit(f"W_{g.name} = {wcode}")
-        if any(p.biases for p in g.products):
-            parts = []
-            for p, sz in zip(g.products, sizes):
-                parts.append(" + ".join(f'params["{b}"]' for b in p.biases) if p.biases
-                             else f"np.zeros({sz})")
-            emit(f"b_{g.name} = np.concatenate([" + ", ".join(parts) + "]).astype(dtype)")
-        if inp is not None:
-            rows_code = f"{(seq or {}).get(inp, 'x')}.reshape(T * B, {', '.join(_shape_tuple(table, inp))})"
-        else:   # an expression of the input alone: evaluated for all T steps at once
-            rows_code = (f"({numpy_code(g.operand, whole)})"
-                         f".reshape(T * B, {table.shape(g.products[0].weight)[-1]})")
-        emit(f"{g.name} = ({rows_code} @ W_{g.name}"
-             + (f" + b_{g.name}" if any(p.biases for p in g.products) else "")
-             + f").reshape(T, B, W_{g.name}.shape[1])")
-    else:
-        emit("")
-        emit(f"# one fused GEMM per step for {', '.join(ws)} (all applied to {operand_txt}); "
-             "its buffer is reused")
-        emit(f"W_{g.name} = {wcode}")
-        emit(f"{g.name} = np.empty(({'T, ' if train else ''}B, W_{g.name}.shape[1]), dtype=dtype)")
-    off = sp.Integer(0)
-    for p, sz in zip(g.products, sizes):
-        end = off + sz
-        sl = f"[:, :, {off}:{end}]" if g.hoisted or train else f"[:, {off}:{end}]"
-        emit(f"{p.slot.name} = {g.name}{sl}  # {text(mmul(sp.Symbol(p.weight), g.operand))}"
-             + (f" + {' + '.join(p.biases)}" if p.biases else ""))
-        off = end
-    return lines
-
-
 def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module for ``cell``."""
     table = derive(cell)
@@ -193,7 +137,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     code = names.mapping(cell, sp_)
 
     def dims_code(name):
-        return ", ".join(_shape_tuple(table, name))
+        return ", ".join(shape_tuple(table, name))
 
     body: list[str] = []
     emit = body.append
@@ -249,18 +193,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     for k, (name, rhs) in enumerate(sp_.equations):
         for g in sp_.gemm_before.get(k, []):
             loop.append(f"    np.matmul({numpy_code(g.operand, code)}, W_{g.name}, out={g.name})")
-            if g.add_hoisted:
-                h, m = g.add_hoisted
-                end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
-                whole = m == len(g.products) == len(h.products)
-                loop.append(f"    {g.name} += {h.name}[t]" if whole else
-                            f"    {g.name}[:, :{end}] += {h.name}[t, :, :{end}]")
-            for act, k0, k1 in g.inplace:
-                a = sum((table.shape(p.weight)[0] for p in g.products[:k0]), sp.Integer(0))
-                b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
-                view = g.name if (a == 0 and k1 == len(g.products)) else f"{g.name}[:, {a}:{b}]"
-                loop.append("    " + INPLACE[act].format(v=view)
-                            + f"  # {', '.join(p.slot.name for p in g.products[k0:k1])} in place")
+            loop.extend(fused_lines(g, table, every_step=False))
         for tname, texpr, first in sp_.temps:
             if first == k:
                 loop.append(f"    {tname} = {numpy_code(texpr, code)}")
@@ -294,7 +227,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         "{" + ", ".join(f'"{q}": {v}' for q, v in names.out.items()) + "}"
     body.append(f"return {outs}, {{{final}}}")
 
-    state_doc = "{" + ", ".join(f'"{s}": (B, {", ".join(_shape_tuple(table, s))})'
+    state_doc = "{" + ", ".join(f'"{s}": (B, {", ".join(shape_tuple(table, s))})'
                                for s in cell.states) + "}"
     if len(cell.inputs) == 1 and len(names.out) == 1:
         dims_line = body[:sizes_end]       # the sizes and their checks
@@ -304,8 +237,8 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
             resources.files("rnnsym.codegen").joinpath("templates").joinpath(BACKWARD_TEMPLATE).read_text()
         ).substitute(cached_body=bw["cached_body"], backward_body=bw["backward_body"],
                      backward_equations=eq_bw, state_doc=state_doc,
-                     output_dim=", ".join(_shape_tuple(table, cell.output)),
-                     input_dim=", ".join(_shape_tuple(table, cell.inputs[0])))
+                     output_dim=", ".join(shape_tuple(table, cell.output)),
+                     input_dim=", ".join(shape_tuple(table, cell.inputs[0])))
         gradients_doc = GRADIENTS_DOC
         cache_doc = CACHE_DOC
     else:       # the backward is generated for one input and one output array
@@ -328,12 +261,12 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         signature=table.signature(),
         state_keys=", ".join(f'"{s}"' for s in cell.states),
         output=cell.output,
-        param_shapes=_dict_literal({p: _shape_tuple(table, p) for p in cell.params}),
-        state_shapes=_dict_literal({s: _shape_tuple(table, s) for s in cell.states}),
-        input_shape=repr(_shape_tuple(table, cell.inputs[0])),
-        output_shape=repr(_shape_tuple(table, cell.output)),
-        input_shapes=repr({i: _shape_tuple(table, i) for i in cell.inputs}),
-        output_shapes=repr({q: _shape_tuple(table, q) for q in names.out}),
+        param_shapes=_dict_literal({p: shape_tuple(table, p) for p in cell.params}),
+        state_shapes=_dict_literal({s: shape_tuple(table, s) for s in cell.states}),
+        input_shape=repr(shape_tuple(table, cell.inputs[0])),
+        output_shape=repr(shape_tuple(table, cell.output)),
+        input_shapes=repr({i: shape_tuple(table, i) for i in cell.inputs}),
+        output_shapes=repr({q: shape_tuple(table, q) for q in names.out}),
         first_state=cell.states[0],
         **_io_docs(cell, table, names),
         state_doc=state_doc,
@@ -366,7 +299,7 @@ def _io_docs(cell: Cell, table, names) -> dict:
     """The docstring phrases that say what ``x`` and ``outputs`` are: one array each, or dicts
     (several inputs: ``x = {"x": ..., "u": ...}``; several readouts: ``outputs = {"y": ...}``)."""
     def dims(q):
-        return ", ".join(_shape_tuple(table, q))
+        return ", ".join(shape_tuple(table, q))
 
     if len(cell.inputs) == 1:
         i = cell.inputs[0]

@@ -7,7 +7,7 @@ from sympy import MatAdd, MatrixSymbol
 
 from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward.printer import bcode, dim_code, word_used
-from rnnsym.codegen.plan import INPLACE
+from rnnsym.codegen.groups import WRITE_INTO, fused_lines, group_lines, shape_tuple
 
 #: activations applied in place on a stored step
 IN_PLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})",
@@ -16,14 +16,12 @@ IN_PLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})",
 
 def cached_forward(st, dims_line) -> list[str]:
     """The body of ``_forward_cached`` (unindented lines)."""
-    from rnnsym.codegen.generator import WRITE_INTO, _shape_tuple, group_lines
-
     cell, table, names, forward_code = st.cell, st.table, st.names, st.forward_code
     groups, var, store, group_in, transient = st.groups, st.var, st.store, st.group_in, st.transient
     inplace_gate, fused, quantities = st.inplace_gate, st.fused, st.quantities
 
     def dims(name):
-        return ", ".join(_shape_tuple(table, name))
+        return ", ".join(shape_tuple(table, name))
 
     # code names in the cached forward's loop
     fcode = dict(forward_code)
@@ -97,7 +95,7 @@ def _loop(st, fcode, write_into) -> list[str]:
                     src = bcode(g.operand, fcode)
                 step = g.name if g.name in transient else f"{g.name}[t]"
                 loop.append(f"    np.matmul({src}, W_{g.name}, out={step})")
-                loop.extend(_fused_lines(g, table, g.name not in transient))
+                loop.extend(fused_lines(g, table, g.name not in transient))
         if q in inplace_gate:
             loop.append(f"    {var[q]} = {inplace_gate[q].name}[t]  # {kind} {q}, activated in place")
             continue
@@ -131,24 +129,3 @@ def _loop(st, fcode, write_into) -> list[str]:
 
 def _negative_term(t) -> bool:
     return isinstance(t, sp.MatMul) and t.args[0].is_number and t.args[0].is_negative
-
-
-def _fused_lines(g, table, every_step=True):
-    """After an in-loop GEMM of the fused plan: the hoisted slices added in, gates in place."""
-    lines = []
-    if not every_step:
-        return [line.replace(f"{g.name}[t, :, ", f"{g.name}[:, ").replace(f"{g.name}[t]", g.name)
-                for line in _fused_lines(g, table)]
-    if g.add_hoisted:
-        h, m = g.add_hoisted
-        end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
-        whole = m == len(g.products) == len(h.products)
-        lines.append(f"    {g.name}[t] += {h.name}[t]" if whole else
-                     f"    {g.name}[t, :, :{end}] += {h.name}[t, :, :{end}]")
-    for act, k0, k1 in g.inplace:
-        a = sum((table.shape(p.weight)[0] for p in g.products[:k0]), sp.Integer(0))
-        b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
-        view = f"{g.name}[t]" if (a == 0 and k1 == len(g.products)) else f"{g.name}[t, :, {a}:{b}]"
-        lines.append("    " + INPLACE[act].format(v=view)
-                     + f"  # {', '.join(p.slot.name for p in g.products[k0:k1])} in place")
-    return lines
