@@ -175,3 +175,14 @@ def test_onnx_backend_that_hangs_times_out(tmp_path):
                    attributes="direction=bidirectional")
     assert report.exit_code == 1 and "timed out after 0.3 s (--timeout)" in report.format()
     assert report.counterexample.error.startswith("timed out")
+
+
+def test_short_prints_the_first_entries_of_floats_and_integers_whole():
+    """One helper for both reports: floats to 4 digits, cut after 12 with '...'; integer arrays
+    (ONNX sequence_lens) as a list."""
+    import numpy as np
+
+    from rnnsym.check.report import short
+    assert short(np.arange(3) / 3) == "[0.    , 0.3333, 0.6667]"
+    assert short(np.ones((2, 7))).endswith("1., ...]") and short(np.ones((2, 7))).count("1.") == 12
+    assert short(np.array([3, 0, 2], dtype=np.int32)) == "[3, 0, 2]"

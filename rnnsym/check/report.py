@@ -65,12 +65,16 @@ class Counterexample:
                          f"max abs error {m.max_abs_error:.3g}, max rel error {m.max_rel_error:.3g}")
         if self.mismatches and self.got is not None:
             first = self.mismatches[0]
-            lines.append(f"  expected {first.name}: {_short(self.expected[first.name])}")
-            lines.append(f"  got      {first.name}: {_short(self.got[first.name])}")
+            lines.append(f"  expected {first.name}: {short(self.expected[first.name])}")
+            lines.append(f"  got      {first.name}: {short(self.got[first.name])}")
         return "\n".join(lines)
 
 
-def _short(arr, limit: int = 12) -> str:
+def short(arr, limit: int = 12) -> str:
+    """The first ``limit`` entries of an array, flattened, for a report: 4 digits, ``...`` when
+    cut; integer arrays (ONNX ``sequence_lens``) whole, as a list."""
+    if np.issubdtype(np.asarray(arr).dtype, np.integer):
+        return str(np.asarray(arr).ravel().tolist())
     flat = np.asarray(arr, np.float64).ravel()
     text = np.array2string(flat[:limit], precision=4, separator=", ", max_line_width=10**6)
     return text[:-1] + ", ...]" if flat.size > limit else text

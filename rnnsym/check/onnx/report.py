@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from rnnsym.check.report import Counterexample, Report
+from rnnsym.check.report import Counterexample, Report, short
 from rnnsym.frameworks.onnx import OnnxCase
 
 
@@ -24,7 +24,7 @@ class OnnxCounterexample(Counterexample):
                  f"; outputs {', '.join(case.outputs)}"]
         for name, value in case.inputs.items():
             if name not in ("W", "R") or value.size <= 24:
-                lines.append(f"  {name} {list(value.shape)} = {_short(value)}")
+                lines.append(f"  {name} {list(value.shape)} = {short(value)}")
             else:
                 lines.append(f"  {name} {list(value.shape)} (|max| {np.abs(value).max():.3g})")
         if self.error:
@@ -35,8 +35,8 @@ class OnnxCounterexample(Counterexample):
                          f"elements differ, max abs error {m.max_abs_error:.3g}")
         if self.mismatches and self.got is not None:
             first = self.mismatches[0].name
-            lines.append(f"  expected {first}: {_short(self.expected[first])}")
-            lines.append(f"  got      {first}: {_short(self.got[first])}")
+            lines.append(f"  expected {first}: {short(self.expected[first])}")
+            lines.append(f"  got      {first}: {short(self.got[first])}")
         return "\n".join(lines)
 
 
@@ -57,14 +57,6 @@ def where(case: OnnxCase, name: str, index: tuple) -> str:
     parts = [f"layer={index[0]}"] + [f"{a}={names[i] if a == 'direction' else i}"
                                      for a, i in zip(axes, index[1:])]
     return f"{name}[{', '.join(parts)}]"
-
-
-def _short(arr, limit: int = 12) -> str:
-    if np.issubdtype(np.asarray(arr).dtype, np.integer):
-        return str(np.asarray(arr).ravel().tolist())
-    flat = np.asarray(arr, np.float64).ravel()
-    text = np.array2string(flat[:limit], precision=4, separator=", ", max_line_width=10**6)
-    return text[:-1] + ", ...]" if flat.size > limit else text
 
 
 @dataclass
