@@ -16,7 +16,9 @@ from impls import BROKEN  # noqa: E402
 
 @pytest.mark.parametrize("cell,cls", BROKEN, ids=[c.__name__ for _, c in BROKEN])
 def test_broken_implementation_is_rejected(cell, cls):
-    report = check(f"{BROKEN_DIR / 'impls.py'}:{cls.__name__}", cell, examples=100, seed=0)
+    # 150: a fixed seed is no detection guarantee (the search is steered by error/tolerance
+    # ratios); GRUIgnoresBatchFirst is first caught at example 128 of this seed
+    report = check(f"{BROKEN_DIR / 'impls.py'}:{cls.__name__}", cell, examples=150, seed=0)
     assert not report.passed, f"{cls.__name__} ({cls.__doc__.strip()}) was accepted"
     assert report.counterexample is not None
     if cls.EXPECT is not None:

@@ -105,7 +105,8 @@ def test_failure_kinds_of_broken_drop_ins():
     assert numbers.failure_kind == "wrong numbers"
     assert "diagnosis: wrong numbers: matches rnnsym's GRU with reset applied before" in \
         numbers.format()
-    shape = check(f"{impls}:GRUIgnoresBatchFirst", "gru", examples=50, seed=0)
+    # (seed 1 draws a batch-major case first; what is tested is the kind, not the search)
+    shape = check(f"{impls}:GRUIgnoresBatchFirst", "gru", examples=50, seed=1)
     assert shape.failure_kind == "wrong shape" and "batch_first ignored" in shape.diagnosis
     assert set(KINDS) == {"wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out"}
 

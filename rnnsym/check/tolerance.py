@@ -28,10 +28,13 @@ from backward error analysis:
     rounding errors don't (two large terms of opposite sign).
 4.  Activations round their *results* too: a gate z near 1 carries an absolute
     error of u, which ``1 - z`` turns into a large relative one (likewise ``f*c``),
-    and that error travels on through the recurrence and into the next layer.
-    Perturbed inputs don't model that, so the probes also run the layer one step
-    at a time and add to every new state entry ``v`` an absolute
-    ``FUNCTION_ULPS * u * (1 + |v|) * r``.
+    and that error travels on through the recurrence and into the next layer; and a
+    float32 sigmoid is often accurate to a few u only *absolutely* (``0.5 + 0.5 *
+    tanh(a / 2)``, as in rnnsym's generated code and onnxruntime: a gate of 2e-4 may be
+    off by 1e-7), which a small gate times a large ``W_hn h`` in a GRU turns into a large
+    error. Perturbed inputs don't model either, so the probes also run the layer one step
+    at a time and add an absolute ``FUNCTION_ULPS * u * (1 + |v|) * r`` to every sigmoid
+    result ``v`` inside the step (``noisy_activations``) and to every new state entry ``v``.
 5.  Finally the target's result is rounded to its dtype: ``u * |expected|``.
 
     tol = SAFETY * (max_probe |oracle(perturbed) - oracle| + u * |expected|)
@@ -47,6 +50,7 @@ usual ``atol + rtol * |expected|``.
 """
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from typing import Callable
 
@@ -108,10 +112,52 @@ def _perturb(tree, rel: float, rng: np.random.Generator):
     return arr * (1 + rel * rng.uniform(-1.0, 1.0, size=arr.shape))
 
 
+def noisy_activations(forward: Callable, eta: float, rng: np.random.Generator) -> Callable:
+    """A generated forward (``rnnsym.compile(cell).forward``) whose sigmoid results (its
+    module's ``_sigmoid`` and ``_sigmoid_``) each get an absolute ``eta * (1 + |v|) * r`` (r
+    uniform in [-1, 1]); any other callable is returned as is.
+
+    Why absolute, and why sigmoid: float32 sigmoids are commonly ``0.5 + 0.5 * tanh(a / 2)``
+    (rnnsym's own generated code, onnxruntime's kernels) or polynomial approximations,
+    accurate to a few ``u`` absolutely but not relatively: onnxruntime's GRU gives
+    ``sigmoid(-8.5) = 2.0e-4`` with an error of 1e-7 (5e-4 relative; ``torch.sigmoid`` is
+    within 2 ulps). The gate multiplies whatever it gates (``r`` times ``W_hn h + b_hn`` in a
+    GRU, ``i * g``, ``f * c``), which relative perturbations of the inputs do not reach. (tanh
+    implementations are relatively accurate near 0, and a tanh state gets the state noise.)"""
+    names = getattr(forward, "__globals__", {})
+    if "_sigmoid_" not in names and "_sigmoid" not in names or \
+            not hasattr(forward, "__code__"):
+        return forward
+
+    def add(v):
+        noise = eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
+        if isinstance(v, np.ndarray) and v.ndim:
+            v += noise          # in place: _sigmoid_ writes a view of a reused buffer
+            return v
+        return v + noise
+
+    def sigmoid_(u):            # in place, as the generated helper
+        names["_sigmoid_"](u)
+        add(u)
+
+    patched = dict(names)
+    if "_sigmoid_" in names:
+        patched["_sigmoid_"] = sigmoid_
+    if "_sigmoid" in names:
+        patched["_sigmoid"] = lambda u: add(names["_sigmoid"](u))
+    noisy = types.FunctionType(forward.__code__, patched, forward.__name__,
+                               forward.__defaults__, forward.__closure__)
+    noisy.__kwdefaults__ = forward.__kwdefaults__
+    return noisy
+
+
 def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Callable:
-    """Wrap a single-layer canonical forward: run it one step at a time and add
-    ``eta * (1 + |v|) * r`` (r uniform in [-1, 1]) to every entry v of each new state.
-    The outputs are the (noisy) h_t, as for every built-in cell."""
+    """Wrap a single-layer canonical forward: run it one step at a time, its sigmoid results
+    perturbed (:func:`noisy_activations`), and add ``eta * (1 + |v|) * r`` (r uniform
+    in [-1, 1]) to every entry v of each new state. The outputs are the (noisy) h_t, as for
+    every built-in cell."""
+    forward = noisy_activations(forward, eta, rng)
+
     def forward_with_noise(params, x, state0=None):
         if len(x) == 0:
             return forward(params, x, state0)
