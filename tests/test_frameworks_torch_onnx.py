@@ -26,3 +26,10 @@ def test_a_pipeline_that_drops_the_initial_state_fails(monkeypatch):
     assert not report.passed
     assert "initial state ignored" in report.diagnosis, str(report)
 
+
+
+def test_onnxruntime_refusing_float64_leaves_nothing_to_check():
+    report = rnnsym.check("torch-onnx", cell="gru", dtype="float64", examples=3, seed=0)
+    assert report.exit_code == 3 and report.verdict == "UNSUPPORTED", str(report)
+    assert "dtype=float64" in str(report) and "GRU operator does not support double yet" in \
+        str(report)

@@ -12,7 +12,8 @@ structure, so the oracle, tolerances and diagnosis are those of the torch target
 
 What the pipeline refuses is *unsupported*, not wrong (the checker lists the feature that
 causes it): an exception from the exporter, a model onnxruntime will not load, or an
-onnxruntime ``NOT_IMPLEMENTED`` at run time. Anything else it raises, and every wrong number,
+onnxruntime ``NOT_IMPLEMENTED`` at run time (also a kernel's "GRU operator does not support
+double yet": ``--dtype float64`` is then the unsupported feature, nothing can be checked). Anything else it raises, and every wrong number,
 is a failure. Variable-length batches (``PackedSequence``) are left out.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import warnings
 import numpy as np
 
 from rnnsym.frameworks import Config, Unsupported
+from rnnsym.frameworks.onnx.targets import ort_refusal
 from rnnsym.frameworks.torch import MODULE_NAMES, TorchHarness, _torch
 
 #: opset the exporter targets (its RNN/GRU/LSTM symbolics exist from opset 7 on)
@@ -72,10 +74,9 @@ def run_onnxruntime(model: bytes, feeds: dict) -> list:
     """Load ``model`` in onnxruntime (CPU) and run it; a load failure or NOT_IMPLEMENTED is
     Unsupported, any other error propagates (a failure of the pipeline)."""
     import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4        # its refusals are reported, not logged to stderr
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - a model it will not load is a refusal
@@ -83,8 +84,12 @@ def run_onnxruntime(model: bytes, feeds: dict) -> list:
     wanted = {i.name for i in session.get_inputs()}
     try:
         return session.run(None, {k: v for k, v in feeds.items() if k in wanted})
-    except state.NotImplemented as exc:
-        raise Unsupported(f"onnxruntime: {_first_line(exc)}") from exc
+    except Exception as exc:
+        refusal = ort_refusal(exc)
+        if refusal is None:
+            raise
+        raise Unsupported(refusal if refusal.startswith("onnxruntime") else
+                          f"onnxruntime: {refusal}") from exc
 
 
 class TorchOnnxHarness(TorchHarness):

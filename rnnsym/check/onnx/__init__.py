@@ -37,7 +37,7 @@ from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
 from rnnsym.check.onnx.strategy import onnx_cases
 from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.frameworks import UsageError, canonical_cell
-from rnnsym.frameworks.onnx import (OP, OnnxTarget, is_onnx_target, onnx_target,
+from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
                                     parse_attribute_space, probe)
 from rnnsym.onnx.readings import OPEN, READING_TEXT
 
@@ -95,8 +95,7 @@ class OnnxSubject:
 
     def unsupported(self, outcome) -> bool:
         where = ", ".join(f"{k}={v}" for k, v in outcome.case.choices.items()
-                          if v not in ("absent", "default", 0, "none", "forward")
-                          and (k, v) != ("layers", 1))
+                          if v != SPACE.get(k, (1,))[0])      # the non-default choices
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
@@ -201,7 +200,8 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                    else "backward-error estimate, see rnnsym.check.tolerance"),
         command=command, coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
         notes=notes, unsupported=unsupported,
-        checked_nothing=stats["examples"] == 0 and stats["failure"] is None)
+        checked_nothing=stats["examples"] == 0 and stats["failure"] is None,
+        reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
     outcome = stats["failure"]
     if outcome is not None:
         ce = OnnxCounterexample(config=config_for(outcome.case, dtype),

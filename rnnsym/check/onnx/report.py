@@ -62,7 +62,7 @@ def where(case: OnnxCase, name: str, index: tuple) -> str:
 @dataclass
 class OnnxReport(Report):
     """A Report with the ONNX-specific sections: notes (open points of the spec where the
-    target follows another reading) and unsupported attribute values (load-time rejections,
+    target follows another reading) and unsupported attribute values or dtype (rejections,
     as text). Verdicts and exit codes are the Report's: nothing checked (every model
     rejected) is UNSUPPORTED, exit 3; with ``strict`` an unsupported value fails."""
 
@@ -70,13 +70,16 @@ class OnnxReport(Report):
     unsupported: list = field(default_factory=list)
     checked_nothing: bool = False
     stage: str = "loading"       # what rejecting a model is for this target (or "converting")
+    reason: str = ""            # why nothing was checked
 
     def format(self) -> str:
         if self.checked_nothing:
             text = (f"rnnsym check {self.target} --cell {self.cell} ({self.dtype}): UNSUPPORTED: "
-                    f"the target rejected every model of this attribute space when {self.stage} "
-                    "it; "
-                    f"nothing was checked\n  replay: {self.command}")
+                    + (f"nothing could be checked: {self.reason} (see below)" if self.reason else
+                       f"the target rejected every model of this attribute space when {self.stage} "
+                       "it; nothing was checked")
+                    + (" (--strict: a failure)" if self.strict else "") +
+                    f"\n  replay: {self.command}")
         else:
             text = super().format()
         extra = []
@@ -85,7 +88,7 @@ class OnnxReport(Report):
                          "not failures):")
             extra += [f"  - {n}" for n in self.notes]
         if self.unsupported:
-            extra.append(f"unsupported (rejected when {self.stage} the model; not counted as "
-                         "passes):")
+            extra.append(f"unsupported (rejected when {self.stage} or running the model; not "
+                         "counted as passes):")
             extra += [f"  - {u}" for u in self.unsupported]
         return "\n".join([text] + extra)

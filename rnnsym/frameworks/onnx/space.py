@@ -16,7 +16,8 @@ attributes it needs::
 ``--attributes NAME=V1|V2,...`` restricts it (:func:`parse_attribute_space`). :func:`probe`
 tries the simplest model, then each value alone on it, and takes the ones the target rejects when
 loading out of the space: they are reported as *unsupported*, never as passes (a target that
-rejects the simplest model has nothing left: ``empty`` is ``["model"]``).
+rejects the simplest model has nothing left: ``empty`` is ``["model"]``; one that refuses it in
+the requested dtype only, when loading or running it, ``["dtype"]``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx.model import OnnxCase
-from rnnsym.frameworks.onnx.targets import OnnxTarget, Unsupported
+from rnnsym.frameworks.onnx.targets import OnnxTarget, Unsupported, run_target
 from rnnsym.onnx import OUTPUTS
 from rnnsym.onnx.attributes import DEFAULT_ACTIVATIONS, GATES, ONNX_ACTIVATIONS, SLOTS
 
@@ -81,7 +82,10 @@ def parse_attribute_space(text, op: str) -> dict:
 
 def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, list, list]:
     """Try each attribute value of the space alone on the simplest model; drop the values the
-    target rejects when loading. Returns (space, unsupported texts, emptied attributes)."""
+    target rejects when loading. Returns (space, unsupported texts, emptied attributes).
+    First, a dtype other than float32 in which the simplest model is refused (when loading or
+    running: onnxruntime has no float64 GRU kernel) while it runs in float32 leaves nothing
+    to check: ``(space, [why], ["dtype"])``."""
     rng = np.random.default_rng(0)
     T, N, I, H = 2, 3, 4, 5
     G = GATES[op]
@@ -105,6 +109,22 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
         except Exception:  # noqa: BLE001 - not a rejection: the search meets and reports it
             return None
 
+    def runs(dtype):         # the simplest model, loaded and run: None, or why not
+        f = np.dtype(dtype)
+        inputs = {n: v.astype(f) for n, v in base_inputs().items()}
+        case = OnnxCase(op, {"hidden_size": H}, inputs, OUTPUTS[op][:2])
+        try:
+            run_target(target, case)
+        except Unsupported as exc:
+            return str(exc)
+        except Exception:  # noqa: BLE001 - a failure, for the search to report
+            return None
+        return None
+
+    refused = runs(dtype) if dtype != "float32" else None
+    if refused and runs("float32") is None:
+        return space, [f"dtype={dtype} (the simplest model runs in float32): {refused}"], \
+            ["dtype"]
     trials = {
         ("direction", "reverse"): ({"direction": "reverse"}, {}),
         ("direction", "bidirectional"): ({"direction": "bidirectional"}, {}),

@@ -14,11 +14,13 @@
                     graph inputs.
 
 A new kind of target (another runtime, an exporter) is an :class:`OnnxTarget`: ``load`` raises
-:class:`Unsupported` for a model it rejects, ``run`` returns the outputs in graph order; any
+:class:`Unsupported` for a model it rejects, ``run`` returns the outputs in graph order (and
+raises :class:`Unsupported` for what it declines to run: onnxruntime's :func:`ort_refusal`); any
 other exception of ``load`` is the target failing on that model.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -57,6 +59,26 @@ def first_line(exc) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
 
 
+#: an onnxruntime kernel refusing a type when run (``ORT_NOT_IMPLEMENTED("GRU operator does not
+#: support double yet")`` in ``deep_cpu_gru.cc``/``deep_cpu_lstm.cc``): the executor turns it
+#: into a RUNTIME_EXCEPTION, "... Status Message: GRU operator does not support double yet"
+_KERNEL_REFUSAL = re.compile(r"Status Message: (\w+ operator does not support \w+ yet)")
+
+
+def ort_refusal(exc: BaseException) -> Optional[str]:
+    """What onnxruntime declines to do in ``exc``, in words, or None when ``exc`` is another
+    error (a failure): a NOT_IMPLEMENTED error, or a kernel's "operator does not support
+    <type> yet" (only that message of the RUNTIME_EXCEPTIONs)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    if isinstance(exc, state.NotImplemented):
+        return first_line(exc)
+    match = _KERNEL_REFUSAL.search(str(exc))
+    if isinstance(exc, state.RuntimeException) and match:
+        return f"onnxruntime: {match.group(1)}"
+    return None
+
+
 def _ort_target() -> OnnxTarget:
     import onnxruntime as ort
 
@@ -71,7 +93,13 @@ def _ort_target() -> OnnxTarget:
 
     def run(session, inputs):
         feed = {i.name: v for i, v in zip(session.get_inputs(), inputs)}
-        return session.run(None, feed)
+        try:
+            return session.run(None, feed)
+        except Exception as exc:
+            refusal = ort_refusal(exc)
+            if refusal is None:
+                raise
+            raise Unsupported(refusal) from exc
     return OnnxTarget("onnxruntime", load, run)
 
 
