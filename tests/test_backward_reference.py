@@ -168,6 +168,9 @@ def test_bench_backward_runs_every_contender_on_the_same_problem():
     assert set(fns) == {"generated", "reference", "torch"}
     (dp, dx, _), (rp, rx, _) = fns["generated"](), fns["reference"]()
     np.testing.assert_allclose(dx, rx, rtol=1e-12, atol=1e-14)
+    assert set(dp) == set(rp) == set(params)
+    for name in params:        # the parameter gradients too, not only the input's
+        np.testing.assert_allclose(dp[name], rp[name], rtol=1e-12, atol=1e-14, err_msg=name)
     np.testing.assert_allclose(fns["torch"]().numpy(), dx, rtol=1e-10, atol=1e-12)
     rows = bench.run(("elman",), [(3, 2, 4, 5)], ("float32",), repeats=1, use_torch=False,
                      backward=True)

@@ -6,7 +6,7 @@ import torch
 
 import rnnsym
 from rnnsym.cells import DefinitionError, parse_cell
-from rnnsym.cells.nodes import Chunk, HadamardQuotient, LayerNorm, chunk, divide, layernorm
+from rnnsym.cells.nodes import HadamardQuotient, LayerNorm, chunk, divide, layernorm
 from rnnsym.cells.cell import make_cell, now, param, prev
 from rnnsym.shapes import ShapeConflict, derive
 

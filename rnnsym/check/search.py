@@ -43,12 +43,6 @@ from rnnsym.frameworks import Config, Harness
 SHRINK_BUDGET_S = 40.0
 
 
-def _fail():
-    """Raise _Failure from one place: Hypothesis tells failures apart by where they are
-    raised, and the replay of a known failure must look like the failure itself."""
-    raise _Failure()
-
-
 class _Failure(Exception):
     pass
 

@@ -289,6 +289,6 @@ def __getattr__(name):   # TorchCellHarness lives in torch_cell.py (it builds on
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["torch_param_shapes", "torch_to_canonical", "canonical_to_torch", "state_to_torch",
+__all__ = ["torch_param_shapes",  # noqa: F822 (TorchCellHarness: lazy, see __getattr__) "torch_to_canonical", "canonical_to_torch", "state_to_torch",
            "state_from_torch", "TorchHarness", "TorchCellHarness", "torch_harness",
            "nest_state", "flat_outputs"]
