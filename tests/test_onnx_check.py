@@ -49,7 +49,7 @@ def test_onnxruntime_activation_defaults_finding():
     report = rnnsym.check("onnxruntime", "rnn", examples=60, seed=1,
                           attributes="activations=Affine|ScaledTanh|ThresholdedRelu,"
                                      "activation_params=default")
-    assert not report.passed
+    assert not report.passed and report.failure_kind == "wrong numbers"
     assert "default to 0 for Affine, ScaledTanh and ThresholdedRelu" in report.diagnosis
 
 
@@ -90,7 +90,7 @@ def test_cli_exit_codes_and_plugin(tmp_path, capsys):
     assert "OK" in out and "no batch-major layout here" in out
     assert cli.main(["onnx-reference", "--attributes", "clip=given,activations=default,"
                      "sequence_lens=absent"] + args) == 1
-    assert "diagnosis: clip ignored" in capsys.readouterr().out
+    assert "diagnosis: wrong numbers: clip ignored" in capsys.readouterr().out
     assert cli.main(["onnxruntime", "--attributes", "colour=red"] + args) == 2
     assert "--attributes colour: unknown" in capsys.readouterr().err
     assert cli.main(["onnxruntime", "--variant", "clip_before_h=maybe"] + args) == 2
@@ -118,3 +118,23 @@ def test_models_are_validated_by_onnx_before_any_target_sees_them():
     assert build_model("GRU", {"hidden_size": 5, "linear_before_reset": 1}, inputs, ("Y_h",))
     with pytest.raises(ValueError, match="rnnsym built an invalid GRU model.*input_forget"):
         build_model("GRU", {"hidden_size": 5, "input_forget": 1}, inputs, ("Y_h",))
+
+
+@pytest.mark.parametrize("body, kind, diagnosis", [
+    ("raise RuntimeError('kernel crashed')", "raised",
+     "diagnosis: raised: the target raised an error instead of returning outputs"),
+    ("return [y[..., :1] for y in rnnsym.onnx.run(model_bytes, inputs) if y is not None]",
+     "wrong shape", "diagnosis: wrong shape (see 'target failed' above)"),
+])
+def test_onnx_failure_kinds_are_reported(tmp_path, body, kind, diagnosis):
+    """An ONNX target that raises on a model it loaded, or returns a wrong shape: the report
+    names the kind, as the framework reports do, and a wrong shape is not called an error."""
+    plugin = tmp_path / "backend.py"
+    plugin.write_text("import rnnsym.onnx\n\n\ndef run(model_bytes, inputs):\n"
+                      f"    if b'clip' in model_bytes:\n        {body}\n"
+                      "    return [y for y in rnnsym.onnx.run(model_bytes, inputs) "
+                      "if y is not None]\n")
+    report = rnnsym.check(f"onnx:{plugin}:run", "gru", examples=40, seed=1,
+                          attributes="clip=given")
+    assert not report.passed and report.failure_kind == kind, report.format()
+    assert diagnosis in report.format(), report.format()

@@ -210,6 +210,7 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
         if outcome.got is not None:
             ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
         report.counterexample = ce
+        report.failure_kind = outcome.kind
         if outcome.got is not None and not outcome.error:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
@@ -218,8 +219,10 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
         elif outcome.timed_out:
             report.diagnosis = f"one load and run of the model {outcome.error}"
             report.diagnoses = [report.diagnosis]
-        elif outcome.error:
+        elif outcome.error and outcome.got is None:
             report.diagnosis = ("the target raised an error instead of returning outputs (see "
                                 "'target failed' above): it cannot run this model")
             report.diagnoses = [report.diagnosis]
+        # (a wrong shape has no diagnosis: the report says "diagnosis: wrong shape (see
+        # 'target failed' above)", the shapes being on that line)
     return report
