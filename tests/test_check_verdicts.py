@@ -1,5 +1,6 @@
 """Verdicts: "unsupported" is not "wrong", the space is the user's to narrow, and each
 failure says its kind (tests/broken/unsupported.py)."""
+import re
 import sys
 import time
 from pathlib import Path
@@ -187,3 +188,33 @@ def test_short_prints_the_first_entries_of_floats_and_integers_whole():
     assert short(np.arange(3) / 3) == "[0.    , 0.3333, 0.6667]"
     assert short(np.ones((2, 7))).endswith("1., ...]") and short(np.ones((2, 7))).count("1.") == 12
     assert short(np.array([3, 0, 2], dtype=np.int32)) == "[3, 0, 2]"
+
+
+def _without_times(text: str) -> str:
+    return re.sub(r"\d+\.\d s", "", text)
+
+
+def test_a_replay_ends_on_the_same_counterexample_and_a_time_cut_says_so(monkeypatch):
+    """The shrink budget counts tries, so one seed gives one counterexample however loaded the
+    machine is; only the time net (a slow target) may cut it elsewhere, and the report says so."""
+    from impls import GRUIgnoresPacking
+
+    import rnnsym.check.search as search
+    first = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
+    again = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
+    assert not first.passed and first.counterexample is not None
+    assert _without_times(first.format()) == _without_times(again.format())
+    assert "shrinking stopped" not in first.format()
+    monkeypatch.setattr(search, "SHRINK_BUDGET_S", 0.0)
+    cut = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
+    assert not cut.passed and "(shrinking stopped after 0 s (" in cut.format(), cut.format()
+    assert "a replay on a faster or slower machine may end on another" in cut.format()
+    monkeypatch.setattr(search, "SHRINK_BUDGET_S", 60.0)
+    monkeypatch.setattr(search, "SHRINK_BUDGET_CALLS", 0)
+    unshrunk = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
+    assert not unshrunk.passed and "shrinking stopped" not in unshrunk.format()
+    tries = int(re.search(r"shrinking stopped after 0 s \((\d+) tries\)", cut.format())[1])
+    assert tries <= 3        # counted at the cut, not the cheap no-op calls Hypothesis made after
+    # with no tries the first failing case is reported, larger than the shrunk one
+    big, small = unshrunk.counterexample.config, first.counterexample.config
+    assert big != small and big.T * big.B >= small.T * small.B

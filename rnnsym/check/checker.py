@@ -13,7 +13,7 @@ import numpy as np
 from rnnsym.check.compare import max_errors
 from rnnsym.check.probe import Probe
 from rnnsym.check.report import Counterexample, Report
-from rnnsym.check.search import HarnessSubject, Progress, new_stats, search
+from rnnsym.check.search import HarnessSubject, Progress, new_stats, search, shrink_note
 from rnnsym.check.space import CheckOptions, config_space, parse_bidirectional
 from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
@@ -151,6 +151,7 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
     if outcome is not None:
         report.counterexample = _counterexample(outcome)
         report.failure_kind = outcome.kind
+        report.shrink_note = shrink_note(stats)
         with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
             if options.gradients and outcome.kind == "wrong gradients":

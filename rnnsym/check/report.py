@@ -105,6 +105,7 @@ class Report:
     strict: bool = False            # unsupported features count as failures
     checked_nothing: bool = False   # no example could be run at all
     failure_kind: Optional[str] = None   # rnnsym.check.target.KINDS
+    shrink_note: str = ""           # set when shrinking was cut by time (rnnsym.check.search)
 
     @property
     def ok(self) -> bool:
@@ -175,4 +176,6 @@ class Report:
         else:
             lines.append(f"diagnosis: {self.failure_kind} (see 'target failed' above)")
         lines.append(f"replay: {self.command}")
+        if self.shrink_note:
+            lines.append(f"  ({self.shrink_note})")
         return lines

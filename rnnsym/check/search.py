@@ -6,9 +6,12 @@ One property, run once per drawn case:
 - a case containing a combination found unsupported is skipped (``reject``);
 - a case where the target raised "unsupported" goes to ``Probe.identify``: a feature (now left
   out of the space) or, when none is needed, a failure;
-- any other failure is raised to Hypothesis, which shrinks it; after ``SHRINK_BUDGET_S``
-  seconds of shrinking (or at once after a time-out, whose calls are slow by definition) only
-  the best counterexample so far fails;
+- any other failure is raised to Hypothesis, which shrinks it; after ``SHRINK_BUDGET_CALLS``
+  shrinking tries (or at once after a time-out, whose calls are slow by definition) only the
+  best counterexample so far fails. The budget counts tries, not seconds, so that a replay
+  (same seed, deterministic target) ends on the same counterexample on a loaded machine as on
+  an idle one; ``SHRINK_BUDGET_S`` is a safety net for slow targets, and when it is what
+  stopped the shrinking the report says that a replay may end elsewhere;
 - a pass feeds the statistics and ``hypothesis.target`` (error / tolerance), which steers the
   search towards examples near the tolerance.
 
@@ -39,8 +42,10 @@ from rnnsym.check.space import CheckOptions
 from rnnsym.check.target import run_case
 from rnnsym.frameworks import Config, Harness
 
-#: Seconds of shrinking after which the best counterexample so far is reported.
-SHRINK_BUDGET_S = 40.0
+#: Shrinking tries after which the best counterexample so far is reported (deterministic).
+SHRINK_BUDGET_CALLS = 300
+#: Seconds of shrinking after which it stops anyway (slow targets; the report says so).
+SHRINK_BUDGET_S = 60.0
 
 
 class _Failure(Exception):
@@ -86,7 +91,16 @@ class Progress:
 
 def new_stats() -> dict:
     return {"examples": 0, "configs": set(), "ratio": 0.0, "abs": 0.0, "rel": 0.0,
-            "failure": None, "first_failure_at": None, "shrink_calls": 0, "coverage": {}}
+            "failure": None, "first_failure_at": None, "shrink_calls": 0, "coverage": {},
+            "shrink_cut_at": 0}
+
+
+def shrink_note(stats: dict) -> str:
+    """A line for the report when the time net, not the tries budget, stopped shrinking."""
+    if not stats.get("shrink_cut_at"):
+        return ""
+    return (f"shrinking stopped after {SHRINK_BUDGET_S:g} s ({stats['shrink_cut_at']} tries): "
+            "a replay on a faster or slower machine may end on another counterexample")
 
 
 def cover(coverage: dict, c: Config, length_mode) -> None:
@@ -166,9 +180,12 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
             stats["shrink_calls"] += 1
             if case.key() == failure.case.key():
                 _fail()                 # the final replay: known to fail, don't run it again
-            over_budget = time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S
-            if over_budget or failure.kind == "timed out":
+            if stats["shrink_calls"] > SHRINK_BUDGET_CALLS or failure.kind == "timed out":
                 return                  # stop shrinking: only the best counterexample fails
+            if stats["shrink_cut_at"] or \
+                    time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S:
+                stats["shrink_cut_at"] = stats["shrink_cut_at"] or stats["shrink_calls"]
+                return
         if subject.excluded(case):
             reject()
         outcome = subject.run(case)

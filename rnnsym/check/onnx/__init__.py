@@ -35,7 +35,7 @@ from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.search import Progress, new_stats, search, shrink_note
 from rnnsym.frameworks import UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
                                     parse_attribute_space, probe)
@@ -211,6 +211,7 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
             ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
         report.counterexample = ce
         report.failure_kind = outcome.kind
+        report.shrink_note = shrink_note(stats)
         if outcome.got is not None and not outcome.error:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
