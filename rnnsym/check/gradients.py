@@ -24,7 +24,7 @@ import numpy as np
 
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.oracle import _compiled, variant_for
-from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
+from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
                                     explicit_tolerance, fan_in, gamma, unit_roundoff)
 from rnnsym.frameworks import Config, ContractError, OutputError, UsageError
@@ -207,8 +207,8 @@ def target_gradients(harness, case, upstream, timeout=None):
     if state0 is None:                 # an explicit zero state: its gradient is checked too
         s0 = _state0(case.config, None)
         state0 = {k: v[None, None].astype(case.config.dtype) for k, v in s0.items()}
-    return call_with_limit(lambda: run(case.config, case.values, case.x, state0, upstream),
-                           timeout)
+    return call_twice_if_slow(lambda: run(case.config, case.values, case.x, state0, upstream),
+                              timeout)
 
 
 @dataclass
@@ -232,7 +232,7 @@ def run_gradient_case(harness, case, *, rtol=None, atol=None, timeout=None):
     try:
         flat, got = target_gradients(harness, case, upstream, timeout)
     except TargetTimeout:
-        outcome.kind, outcome.error = "timed out", "timed out (--timeout)"
+        outcome.kind, outcome.error = "timed out", timeout_text(timeout)
         return outcome
     except (OutputError, ContractError) as exc:
         outcome.kind, outcome.error = "wrong shape", str(exc)

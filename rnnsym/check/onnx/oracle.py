@@ -18,7 +18,7 @@ from rnnsym.onnx import Readings, parse_attributes
 from rnnsym.onnx.driver import evaluate, next_layer_input
 from rnnsym.onnx.readings import OPEN, open_points
 from rnnsym.check.compare import compare_flat, error_ratio
-from rnnsym.check.target import TargetTimeout, call_with_limit
+from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 
 
 def _interleaved(Y, layout):
@@ -165,9 +165,9 @@ def run_case(target: OnnxTarget, case: OnnxCase, dtype: str, fixed: dict, *, rto
         return None
     outcome = OnnxOutcome(case, expected, tol)
     try:
-        got = call_with_limit(lambda: run_target(target, case), timeout)
+        got = call_twice_if_slow(lambda: run_target(target, case), timeout)
     except TargetTimeout:
-        outcome.error, outcome.timed_out = f"timed out after {timeout:g} s (--timeout)", True
+        outcome.error, outcome.timed_out = timeout_text(timeout), True
         return outcome
     except Unsupported as exc:
         outcome.unsupported = str(exc)
