@@ -19,9 +19,11 @@ from gradients import BROKEN_GRADIENTS, EQUIVALENT_GRADIENTS  # noqa: E402
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_torch_modules_gradients_pass(cell):
-    report = check("torch", cell, examples=20, seed=0, gradients=True)
+    """Stacks and both directions, projections (LSTM), batch_first and initial states."""
+    report = check("torch", cell, examples=40, seed=0, gradients=True)
     assert report.passed, report.format()
-    assert report.coverage["layers"] == [1] and report.coverage["bidirectional"] == [False]
+    assert report.coverage["layers"] == [1, 2, 3], report.format()
+    assert report.coverage["bidirectional"] == [False, True], report.format()
 
 
 @pytest.mark.parametrize("cell,name,expect", BROKEN_GRADIENTS,
@@ -46,6 +48,28 @@ def test_the_differing_parameter_is_named():
 def test_gradient_preserving_rewrite_passes(cell, name):
     report = check(f"{BROKEN}:{name}", cell, examples=25, seed=0, gradients=True)
     assert report.passed, report.format()
+
+
+@pytest.mark.parametrize("name,cell", [("GRUReverseByFlip", "gru"), ("LSTMOutputBuffer", "lstm")])
+def test_rewritten_stacks_pass_over_stacks_and_directions(name, cell):
+    report = check(f"{BROKEN}:{name}", cell, examples=25, seed=0, gradients=True,
+                   layers=(2, 3), bidirectional="yes")
+    assert report.passed, report.format()
+    assert report.coverage["layers"] == [2, 3] and report.coverage["bidirectional"] == [True]
+
+
+@pytest.mark.parametrize("name,cell,expect", [
+    ("LSTMDetachedCell", "lstm", "no gradient through the cell state c"),
+    ("GRUDetachedReset", "gru", "no gradient through the reset gate r"),
+    ("LSTMTruncated3", "lstm", "truncated BPTT: the gradient stops after 3 steps")])
+def test_step_bugs_are_diagnosed_in_stacks(name, cell, expect):
+    """A bug in the step is in every layer and direction; the diagnosis still names it."""
+    report = check(f"{BROKEN}:{name}", cell, examples=40, seed=0, gradients=True,
+                   layers=(2,), bidirectional="yes")
+    assert not report.passed and report.failure_kind == "wrong gradients", report.format()
+    config = report.counterexample.config
+    assert config.num_layers == 2 and config.bidirectional, report.format()
+    assert expect in report.diagnosis, report.format()
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
@@ -76,7 +100,9 @@ def test_targets_without_gradients_are_usage_errors(capsys):
     with pytest.raises(UsageError, match="ONNX targets compute no gradients"):
         check("onnxruntime", "gru", examples=5, seed=0, gradients=True)
     with pytest.raises(UsageError, match="one layer"):
-        check("torch", "gru", examples=5, seed=0, gradients=True, layers=(2,))
+        check("torch", "gru", examples=5, seed=0, gradients=True, layers=(2,), cell_api=True)
+    with pytest.raises(UsageError, match="one layer"):
+        check(f"{BROKEN}:elman", "elman", examples=5, seed=0, gradients=True, layers=(2,))
     assert check_main([f"{BROKEN}:elman_without_backward", "--cell", "elman", "--gradients",
                        "--examples", "3", "--no-progress"]) == 2
 
@@ -105,8 +131,8 @@ def test_gru_gate_entries_differ_from_a_correct_gru():
     the correct gradient."""
     from rnnsym.check.cases import build_case
     from rnnsym.check.compare import compare_flat
-    from rnnsym.check.gradients import (GRADIENT_BUGS, _gru_constant_gate, _state0,
-                                        expected_gradients, gradient_tolerance, upstream_for)
+    from rnnsym.check.gradients import (GRADIENT_BUGS, _gru_constant_gate, expected_gradients,
+                                        gradient_tolerance, upstream_for)
     from rnnsym.frameworks import Config
     from rnnsym.frameworks.torch import torch_harness
     from rnnsym.reference import gru_backward
@@ -116,18 +142,15 @@ def test_gru_gate_entries_differ_from_a_correct_gru():
     up = upstream_for(case)
     expected = expected_gradients(harness, case, up)
     tol = gradient_tolerance(harness, case, up, expected).arrays
-    params = {k: np.asarray(v, np.float64)
-              for k, v in harness.to_canonical(case.config, case.values)[0][0].items()}
-    s0 = _state0(case.config, case.state0)
-    x = np.asarray(case.x, np.float64)
-    right = gru_backward(params, x, s0, up["output"][:, :, 0], {"h": up["h_n"][0, 0]})
-    assert not compare_flat(expected, expected_gradients(harness, case, up, d_canonical=right),
-                            tol)
+
+    def right(config, params, x, s0, u):
+        return gru_backward(params, x, s0, u["output"][:, :, 0], {"h": u["h_n"][0, 0]})
+    assert not compare_flat(expected, expected_gradients(harness, case, up, layer=right), tol)
     entries = [b for b in GRADIENT_BUGS if "gate" in b.message and b.when(case.config)]
     assert len(entries) == 2
     for gate in "rz":
-        variant = expected_gradients(harness, case, up, d_canonical=_gru_constant_gate(
-            case.config, params, x, s0, up, gate))
+        variant = expected_gradients(harness, case, up, layer=lambda c, p, x, s, u:
+                                     _gru_constant_gate(c, p, x, s, u, gate))
         assert compare_flat(expected, variant, tol), gate
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -53,8 +53,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     timeout        seconds one call of the target may take (None: no limit; see
                    ``rnnsym.check.target`` for where it cannot be enforced)
     gradients      compare the target's gradients (parameters, input, initial state) with
-                   the generated backward under a random upstream gradient, one layer and
-                   one direction at fixed lengths (``rnnsym.check.gradients``)
+                   the generated backward under a random upstream gradient, at fixed
+                   lengths; stacks and both directions for torch modules and drop-ins, one
+                   layer and one direction for the others (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
@@ -62,10 +63,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
 
     if gradients and is_onnx_target(target):
         raise UsageError("--gradients: ONNX targets compute no gradients")
-    if gradients:       # the space the generated (single-layer) backward covers
-        if layers not in (None, 1, (1,), [1]):
-            raise UsageError("--gradients checks one layer: leave out --layers")
-        layers, bidirectional = (1,), "no"
+    if gradients:       # fixed lengths, batched (stacks: see below, per harness)
         without = tuple(_names(without) or ()) + ("lengths", "unbatched")
     if is_onnx_target(target):
         if features is not None or without:
@@ -100,6 +98,12 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     if options.gradients and getattr(harness, "gradients", None) is None:
         raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
                          "cells and drop-ins, Keras, functions with a backward)")
+    if options.gradients and not getattr(harness, "gradient_stacks", False):
+        # its gradients() computes one layer and one direction
+        if options.layers not in (None, (1,)):
+            raise UsageError(f"--gradients on {harness.name} checks one layer (stacks: torch "
+                             "modules and drop-ins): leave out --layers")
+        options = replace(options, layers=(1,), bidirectional=parse_bidirectional("no"))
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)

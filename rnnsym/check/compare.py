@@ -16,7 +16,11 @@ import numpy as np
 
 AXES = {"output": ("t", "b", "direction", "k"),
         "h_n": ("layer", "direction", "b", "k"),
-        "c_n": ("layer", "direction", "b", "k")}
+        "c_n": ("layer", "direction", "b", "k"),
+        # gradients (rnnsym.check.gradients): the input's and the initial state's
+        "x": ("t", "b", "i"),
+        "h0": ("layer", "direction", "b", "k"),
+        "c0": ("layer", "direction", "b", "k")}
 DIRECTIONS = ("forward", "reverse")
 
 

@@ -5,26 +5,30 @@ and the ones a failure matches (:func:`diagnose_gradients`); the forward table i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
 from rnnsym.check.compare import compare_flat
-from rnnsym.check.gradients import _state0, canonical_gradients, expected_gradients
+from rnnsym.check.gradients import canonical_gradients, expected_gradients
 from rnnsym.check.oracle import variant_for
 
 
 @dataclass
 class GradientBug:
     """One known gradient bug: when it can apply, its message, and the gradients a target
-    with that bug computes (``make(config, params, x, state0, upstream, **item)`` returns
-    canonical ``(d_params, d_x, d_state0)``); ``over(config)`` expands it per item."""
+    with that bug computes: ``make(config, params, x, state0, upstream, **item)`` is one
+    layer and direction's backward, returning canonical ``(d_params, d_x, d_state0)`` (the
+    bug is in the step every layer runs); a bug of the stack itself has no ``make`` and
+    ``stack`` instead, keyword arguments of :func:`stack_gradients`. ``over(config)``
+    expands it per item."""
 
     message: str
-    make: Callable
+    make: Optional[Callable] = None
     when: Callable = lambda config: True
     over: Callable = lambda config: [{}]
+    stack: dict = field(default_factory=dict)
 
 
 def _detach_every(k, initial=True):
@@ -96,6 +100,12 @@ GRADIENT_BUGS = [
                 over=lambda c: [{"step": 0}, {"step": c.T - 1}]),
     GradientBug("transposed weight gradient (dW^T) of the square recurrent matrices",
                 _transposed),
+    GradientBug("no gradient between layers (the input of each layer above the first is "
+                "detached): the lower layers get only their h_n/c_n gradient",
+                when=lambda c: c.num_layers > 1, stack={"between_layers": False}),
+    GradientBug("the reverse direction's input is detached (e.g. x.flip(0).detach()): the "
+                "input gradient comes from the forward direction only",
+                when=lambda c: c.bidirectional, stack={"reverse_to_input": False}),
 ]
 
 
@@ -109,18 +119,16 @@ def diagnose_gradients(harness, outcome) -> list[str]:
     head = ("gradient of " + ", ".join(differ) + " differs"
             + ("" if outcome.forward_agrees else "; the forward is wrong too (run without "
                "--gradients for its diagnosis)"))
-    params = {k: np.asarray(v, np.float64)
-              for k, v in harness.to_canonical(config, case.values)[0][0].items()}
-    s0 = _state0(config, case.state0)
     found = []
     with np.errstate(all="ignore"):
         for bug in GRADIENT_BUGS:
             if not bug.when(config):
                 continue
             for item in bug.over(config):
-                d = bug.make(config, params, np.asarray(case.x, np.float64), s0,
-                             outcome.upstream, **item)
-                variant = expected_gradients(harness, case, outcome.upstream, d_canonical=d)
+                layer = None if bug.make is None else \
+                    (lambda c, p, x, s, u, make=bug.make, item=item: make(c, p, x, s, u, **item))
+                variant = expected_gradients(harness, case, outcome.upstream, layer=layer,
+                                             **bug.stack)
                 if not compare_flat(variant, outcome.got, outcome.tolerance.arrays):
                     found.append(bug.message.format(**item))
                     break

@@ -1,19 +1,23 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
-Per drawn case (one layer, one direction, fixed lengths: the space the generated backward
-covers) an upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
+Per drawn case (fixed lengths, batched; stacks of layers and both directions for torch
+modules and drop-ins, one layer and one direction for cells, Keras and functions) an
+upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
 by the case, so shrinking keeps it with its case). The target computes the gradient of
 ``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
-(torch modules, cells and drop-ins, Keras on the torch backend: autograd; functions: their ``backward`` in the canonical
-convention); the oracle is ``rnnsym.compile(cell).backward`` (BPTT generated from the symbolic
-cell), its canonical parameter gradients mapped to the target's layout by the adjoint of the
-harness's parameter conversion. Every gradient array is compared with a per-element tolerance
+(torch modules, cells and drop-ins, Keras on the torch backend: autograd; functions: their
+``backward`` in the canonical convention); the oracle is ``rnnsym.compile(cell).backward``
+(BPTT generated from the symbolic cell) run layer by layer and direction by direction
+(:func:`stack_gradients`: a reverse direction is the forward one on the time-reversed input,
+a layer's input gradient is the output gradient of the layer below), its canonical parameter
+gradients mapped to the target's layout by the adjoint of the harness's parameter conversion. Every gradient array is compared with a per-element tolerance
 (:func:`gradient_tolerance`). A failure names the target parameter whose gradient differs,
 and :data:`GRADIENT_BUGS` (the gradient part of the diagnosis table, in ``gradient_bugs.py``)
 names the bug.
 
 Gradient arrays are keyed ``param:NAME`` (the target's own names), ``x`` (T, B, d_in),
-``h0``/``c0`` (B, d); outputs keep the flat layout of :mod:`rnnsym.frameworks`.
+``h0``/``c0`` (layers, directions, B, d), the flat state layout; outputs keep the flat layout
+of :mod:`rnnsym.frameworks`.
 """
 from __future__ import annotations
 
@@ -41,14 +45,68 @@ def _module(config: Config):
     return _compiled(config.cell, tuple(sorted(variant_for(config).items())))
 
 
-def _state0(config: Config, state0) -> dict:
-    """Single-layer canonical initial state (zeros where the case has none)."""
-    if state0 is not None:
-        return {k: np.asarray(v[0, 0], np.float64) for k, v in state0.items()}
-    out = {"h": np.zeros((config.B, config.d_out))}
-    if config.cell == "lstm":
-        out["c"] = np.zeros((config.B, config.d_h))
-    return out
+def _state0(config: Config, state0) -> list:
+    """Canonical initial state ``[layer][direction]`` (zeros where the case has none)."""
+    if state0 is None:
+        state0 = {"h": np.zeros((config.num_layers, config.D, config.B, config.d_out))}
+        if config.cell == "lstm":
+            state0["c"] = np.zeros((config.num_layers, config.D, config.B, config.d_h))
+    return [[{k: np.asarray(v[layer, d], np.float64) for k, v in state0.items()}
+             for d in range(config.D)] for layer in range(config.num_layers)]
+
+
+def _float64(params) -> list:
+    return [[{k: np.asarray(v, np.float64) for k, v in p.items()} for p in layer]
+            for layer in params]
+
+
+def stack_gradients(config: Config, params: list, x, state0: list, upstream: dict, *,
+                    layer: Optional[Callable] = None, noise: Optional[Callable] = None,
+                    between_layers: bool = True, reverse_to_input: bool = True):
+    """The backward of a stack, from the single-layer one: ``(d_params[layer][direction],
+    d_x, d_state0[layer][direction])``, canonical.
+
+    ``layer(config, params, x, state0, upstream)`` is the backward of one layer and direction
+    (``x`` in its own time order, ``upstream`` flat with one layer and direction) returning
+    ``(d_params, d_x, d_state0)``; by default :func:`canonical_gradients` (a diagnosis
+    variant passes a broken one: the bug is in every layer's step). A reverse direction runs
+    on the time-reversed input and output gradient, its input gradient flipped back; a
+    layer's output gradient is its share of the input gradient of the layer above (none with
+    ``between_layers=False``, a bug model; ``reverse_to_input=False``, another, drops what the
+    reverse direction sends to its input). ``noise`` perturbs what the forward keeps,
+    the inputs of the layers above the first included (tolerance probes)."""
+    if layer is None:
+        def layer(c, p, xs, s0, up):
+            return canonical_gradients(c, p, xs, s0, up, noise=noise)[:3]
+    module = _module(config)
+    L, D = len(params), len(params[0])
+    inputs = [np.asarray(x, np.float64)]
+    for lay in range(L - 1):
+        outs = []
+        for d in range(D):
+            xs = inputs[lay][::-1] if d else inputs[lay]
+            out = module.forward(params[lay][d], xs, state0[lay][d])[0]
+            outs.append(out[::-1] if d else out)
+        nxt = np.concatenate(outs, axis=-1)
+        inputs.append(nxt if noise is None else noise(nxt))
+    d_params = [[None] * D for _ in range(L)]
+    d_state0 = [[None] * D for _ in range(L)]
+    d_y = np.asarray(upstream["output"], np.float64)          # (T, B, D, d_out)
+    for lay in reversed(range(L)):
+        d_in = np.zeros_like(inputs[lay])
+        for d in range(D):
+            up = {"output": d_y[::-1, :, d:d + 1] if d else d_y[:, :, d:d + 1]}
+            for k in ("h_n", "c_n"):
+                if k in upstream:
+                    up[k] = np.asarray(upstream[k], np.float64)[lay:lay + 1, d:d + 1]
+            xs = inputs[lay][::-1] if d else inputs[lay]
+            d_params[lay][d], dx, d_state0[lay][d] = layer(config, params[lay][d], xs,
+                                                            state0[lay][d], up)
+            if d == 0 or reverse_to_input:
+                d_in = d_in + (dx[::-1] if d else dx)
+        if lay:
+            d_y = d_in.reshape(d_y.shape) if between_layers else np.zeros_like(d_y)
+    return d_params, d_in, d_state0
 
 
 def canonical_gradients(config: Config, params: dict, x, state0: dict, upstream: dict, *,
@@ -100,9 +158,11 @@ def conversion_matrix(harness, config: Config, values: dict):
         layout[n] = (offset, np.shape(v))
         offset += int(np.size(v))
 
-    def convert(flat):
+    def convert(flat):          # -> {(layer, direction, canonical name): array}
         arrays = {n: flat[o:o + int(np.prod(sh))].reshape(sh) for n, (o, sh) in layout.items()}
-        return harness.to_canonical(config, arrays)[0][0]
+        nested = harness.to_canonical(config, arrays)
+        return {(lay, d, k): v for lay, dirs in enumerate(nested)
+                for d, p in enumerate(dirs) for k, v in p.items()}
 
     base = convert(np.zeros(offset))
     canon_layout, o = {}, 0
@@ -121,32 +181,33 @@ def conversion_matrix(harness, config: Config, values: dict):
     return cache[config]
 
 
-def to_target_layout(conversion, d_canonical: dict) -> dict:
-    """The adjoint of the conversion: ``A^T g``, in the target's arrays."""
+def to_target_layout(conversion, d_canonical: list) -> dict:
+    """The adjoint of the conversion: ``A^T g``, in the target's arrays (``d_canonical``:
+    ``[layer][direction]`` dicts)."""
     A, layout, canon_layout = conversion
-    g = np.concatenate([np.ravel(np.asarray(d_canonical[k], np.float64)) for k in canon_layout])
+    g = np.concatenate([np.ravel(np.asarray(d_canonical[lay][d][k], np.float64))
+                        for lay, d, k in canon_layout])
     out = A.T @ g
     return {f"param:{n}": out[o:o + int(np.prod(s))].reshape(s) for n, (o, s) in layout.items()}
 
 
-def expected_gradients(harness, case, upstream, *, d_canonical=None, params=None, x=None,
-                       state0=None, noise=None) -> dict:
-    """Oracle gradients of ``case`` in the gradient layout (module docstring)."""
+def expected_gradients(harness, case, upstream, *, layer=None, params=None, x=None,
+                       state0=None, noise=None, **stack) -> dict:
+    """Oracle gradients of ``case`` in the gradient layout (module docstring); ``layer``,
+    ``noise`` and ``stack`` (bug models) as in :func:`stack_gradients` (diagnosis variants,
+    tolerance probes); ``params``/``state0`` canonical and nested."""
     config = case.config
-    params = params if params is not None else harness.to_canonical(config, case.values)[0][0]
-    params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    params = _float64(params if params is not None else
+                      harness.to_canonical(config, case.values))
     x = case.x if x is None else x
     s0 = _state0(config, case.state0) if state0 is None else state0
-    if d_canonical is None:
-        d_canonical, d_x, d_s0, _ = canonical_gradients(config, params, x, s0, upstream,
-                                                        noise=noise)
-    else:
-        d_canonical, d_x, d_s0 = d_canonical
-    grads = to_target_layout(conversion_matrix(harness, config, case.values), d_canonical)
+    d_params, d_x, d_s0 = stack_gradients(config, params, x, s0, upstream, layer=layer,
+                                          noise=noise, **stack)
+    grads = to_target_layout(conversion_matrix(harness, config, case.values), d_params)
     grads["x"] = np.asarray(d_x, np.float64)
-    grads["h0"] = np.asarray(d_s0["h"], np.float64)
-    if config.cell == "lstm":
-        grads["c0"] = np.asarray(d_s0["c"], np.float64)
+    for k in (["h", "c"] if config.cell == "lstm" else ["h"]):
+        grads[f"{k}0"] = np.array([[np.asarray(d[k], np.float64) for d in dirs]
+                                   for dirs in d_s0])
     return grads
 
 
@@ -155,7 +216,7 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
 
     A correct backward in the target's dtype computes exactly the gradient of perturbed data:
     every product it sums has at most ``n`` terms, where ``n`` is the forward's fan-in, the
-    backward's (``W^T δ`` sums over the ``G·d_out`` gate rows) or a weight gradient's
+    backward's (``W^T δ`` sums over the ``G·d_h`` gate rows of each direction) or a weight gradient's
     (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so parameters,
     input, initial state and the upstream gradient are perturbed relatively by
     ``gamma_n`` (+ ``FUNCTION_ULPS`` for the activations' rounding), ``PROBES`` times, and the
@@ -170,11 +231,10 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
     config = case.config
     u = unit_roundoff(config.dtype)
     gates = {"elman": 1, "lstm": 4, "gru": 3}[config.cell]
-    n = max(fan_in(config), gates * config.d_out, config.T * config.B)
+    n = max(fan_in(config), gates * config.d_h * config.D, config.T * config.B)
     g = gamma(n + FUNCTION_ULPS, u)
     rng = np.random.default_rng(seed)
-    params = {k: np.asarray(v, np.float64)
-              for k, v in harness.to_canonical(config, case.values)[0][0].items()}
+    params = _float64(harness.to_canonical(config, case.values))
     s0 = _state0(config, case.state0)
     spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
     with np.errstate(all="ignore"):
@@ -203,10 +263,11 @@ def target_gradients(harness, case, upstream, timeout=None):
     if run is None:
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
                          "modules and drop-ins, torch cells, Keras, functions with a backward)")
-    state0 = case.state0
+    c, state0 = case.config, case.state0
     if state0 is None:                 # an explicit zero state: its gradient is checked too
-        s0 = _state0(case.config, None)
-        state0 = {k: v[None, None].astype(case.config.dtype) for k, v in s0.items()}
+        state0 = {"h": np.zeros((c.num_layers, c.D, c.B, c.d_out), c.dtype)}
+        if c.cell == "lstm":
+            state0["c"] = np.zeros((c.num_layers, c.D, c.B, c.d_h), c.dtype)
     return call_twice_if_slow(lambda: run(case.config, case.values, case.x, state0, upstream),
                               timeout)
 

@@ -237,8 +237,8 @@ class KerasHarness(Harness):
     def gradients(self, config: Config, values, x, state0, upstream):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by torch autograd
         through the layer (torch backend): the weights' by their Keras names (``param:NAME``),
-        the input's ``x`` (T, B, d_in), the initial state's ``h0``/``c0`` (B, units); one
-        layer, one direction (``--gradients``)."""
+        the input's ``x`` (T, B, d_in), the initial state's ``h0``/``c0`` (1, 1, B, units):
+        one layer, one direction (``--gradients``)."""
         keras = _keras()
         import torch            # the backend: build() insists on it
         layer = self.build(config)
@@ -281,7 +281,7 @@ class KerasHarness(Harness):
 
         grads = {f"param:{n}": numpy(p) for n, p in own.items()}
         grads["x"] = numpy(xt).transpose(1, 0, 2)
-        grads.update({f"{k}0": numpy(v) for k, v in hx.items()})
+        grads.update({f"{k}0": numpy(v)[None, None] for k, v in hx.items()})
         return flat, grads
 
 

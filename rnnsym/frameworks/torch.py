@@ -59,6 +59,8 @@ class TorchHarness(Harness):
     outputs past each length read as zeros.
     """
 
+    gradient_stacks = True      # gradients() covers layers and directions (--gradients)
+
     #: how variable lengths are fed -> whether they must be sorted (longest first)
     length_modes = {"packed, enforce_sorted": True, "packed, unsorted": False}
 
@@ -179,7 +181,7 @@ class TorchHarness(Harness):
     def gradients(self, config: Config, values, x, state0, upstream):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by autograd: the
         parameters' by their names (``param:NAME``), the input's ``x`` (T, B, d_in), the
-        initial state's ``h0``/``c0`` (B, d); one layer, one direction (``--gradients``)."""
+        initial state's ``h0``/``c0`` (layers, directions, B, d) (``--gradients``)."""
         torch = _torch()
         module, own = self.build(config)
         for n, v in values.items():
@@ -198,20 +200,27 @@ class TorchHarness(Harness):
             flat = self.read_result(config, result)
             output, states = result
             h_n, c_n = states if self.cell == "lstm" else (states, None)
-            up_out = upstream["output"][:, :, 0]
+            T, B, D, d = np.shape(upstream["output"])     # torch: directions side by side
+            up_out = np.reshape(upstream["output"], (T, B, D * d))
             if config.batch_first:
                 up_out = up_out.transpose(1, 0, 2)
+
+            def up(name):           # (layers, D, B, d) -> torch's (layers * D, B, d)
+                v = np.asarray(upstream[name])
+                return torch.from_numpy(np.ascontiguousarray(
+                    v.reshape((-1,) + v.shape[2:]))).to(dtype)
             loss = (output * torch.from_numpy(np.ascontiguousarray(up_out)).to(dtype)).sum()
-            loss = loss + (h_n * torch.from_numpy(upstream["h_n"][0]).to(dtype)).sum()
+            loss = loss + (h_n * up("h_n")).sum()
             if c_n is not None:
-                loss = loss + (c_n * torch.from_numpy(upstream["c_n"][0]).to(dtype)).sum()
+                loss = loss + (c_n * up("c_n")).sum()
             loss.backward()
         grads = {f"param:{n}": (np.zeros(tuple(p.shape)) if p.grad is None else _to_numpy(p.grad))
                  for n, p in own.items()}
         gx = np.zeros(np.shape(inp)) if xt.grad is None else _to_numpy(xt.grad)
         grads["x"] = gx.transpose(1, 0, 2) if config.batch_first else gx
         for k, v in hx.items():
-            grads[f"{k}0"] = np.zeros(tuple(v.shape[1:])) if v.grad is None else _to_numpy(v.grad)[0]
+            g = np.zeros(tuple(v.shape)) if v.grad is None else _to_numpy(v.grad)
+            grads[f"{k}0"] = g.reshape((config.num_layers, config.D) + g.shape[1:])
         return flat, grads
 
     def read_result(self, config: Config, result, lengths=None) -> dict[str, np.ndarray]:

@@ -17,6 +17,8 @@ class TorchCellHarness(TorchHarness):
     time step, ``(B, d_in)`` or unbatched ``(d_in,)``. The harness runs it over T
     steps, feeding each step's state to the next."""
 
+    gradient_stacks = False     # one cell: one layer, one direction
+
     def __init__(self, factory, cell: str, name: str | None = None):
         super().__init__(factory, cell, name)
         self.length_modes = {}
@@ -46,7 +48,7 @@ class TorchCellHarness(TorchHarness):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by autograd through
         the T calls of the cell (each step's state fed to the next, as in ``run``): the
         parameters' (``param:NAME``), the input's ``x`` (T, B, d_in) and the initial
-        state's ``h0``/``c0`` (B, d_h), as ``TorchHarness.gradients``."""
+        state's ``h0``/``c0`` (1, 1, B, d_h), as ``TorchHarness.gradients``."""
         torch = _torch()
         dtype = getattr(torch, config.dtype)
         with torch.enable_grad():
@@ -62,8 +64,9 @@ class TorchCellHarness(TorchHarness):
         grads = {f"param:{n}": (np.zeros(tuple(p.shape)) if p.grad is None else _to_numpy(p.grad))
                  for n, p in own.items()}
         grads["x"] = np.zeros(np.shape(x)) if xs.grad is None else _to_numpy(xs.grad)
-        for k, v in hx.items():
-            grads[f"{k}0"] = np.zeros(tuple(v.shape)) if v.grad is None else _to_numpy(v.grad)
+        for k, v in hx.items():     # one layer, one direction: (1, 1, B, d)
+            grads[f"{k}0"] = (np.zeros(tuple(v.shape)) if v.grad is None
+                              else _to_numpy(v.grad))[None, None]
         return flat, grads
 
     def _steps(self, config: Config, values, x, state0, grad=False):

@@ -235,7 +235,7 @@ class FunctionHarness(Harness):
             flat["c_n"] = np.asarray(final["c"])[None, None]
         grads = {f"param:{k}": v for k, v in dict(dp).items()}
         grads["x"] = dx
-        grads.update({f"{k}0": v for k, v in dict(ds0).items()})
+        grads.update({f"{k}0": np.asarray(v)[None, None] for k, v in dict(ds0).items()})
         return flat, grads
 
 

@@ -118,6 +118,10 @@ class DropIn(torch.nn.Module):
     def merge_directions(self, outs):
         return torch.cat(outs, dim=-1)
 
+    def layer_input(self, layer, inp):
+        """What layer ``layer`` > 0 reads: the output of the layer below."""
+        return inp
+
     def initial_state(self, hx, B, dtype):
         H, d_out = self.hidden_size, self.proj_size or self.hidden_size
         LD = self.num_layers * self.D
@@ -149,6 +153,8 @@ class DropIn(torch.nn.Module):
         inp = x
         for layer in range(self.num_layers):
             outs = []
+            if layer:
+                inp = self.layer_input(layer, inp)
             for d in range(self.D):
                 i = self.state_index(layer, d)
                 out, state = self.run_direction(layer, d, inp, tuple(s[i] for s in states0))

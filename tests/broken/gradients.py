@@ -87,6 +87,53 @@ class GRUPlainAutograd(DropIn):
     CELL = "gru"
 
 
+# --- stacks and directions -----------------------------------------------------------------
+class GRUStackDetached(DropIn):
+    """Each layer above the first reads the output below detached (a .detach() or .data
+    between layers): the forward is right, the lower layers learn only from h_n."""
+    CELL, EXPECT = "gru", "no gradient between layers"
+
+    def layer_input(self, layer, inp):
+        return inp.detach()
+
+
+class LSTMReverseInputDetached(DropIn):
+    """The reverse direction reads a detached copy of its input."""
+    CELL, EXPECT = "lstm", "the reverse direction's input is detached"
+
+    def run_direction(self, layer, d, x, state):
+        return super().run_direction(layer, d, x.detach() if d else x, state)
+
+
+class GRUReverseByFlip(DropIn):
+    """Correct, built another way: the reverse direction is a forward loop over
+    ``x.flip(0)``, its outputs flipped back (autograd through two flips; fixed lengths
+    only, as --gradients draws them)."""
+    CELL = "gru"
+
+    def run_direction(self, layer, d, x, state):
+        if not d:
+            return super().run_direction(layer, d, x, state)
+        outputs = []
+        for x_t in x.flip(0):
+            state = self.step(layer, d, x_t, state)
+            outputs.append(state[0])
+        return torch.stack(outputs).flip(0), state
+
+
+class LSTMOutputBuffer(DropIn):
+    """Correct, built another way: each direction's outputs are written into slices of one
+    preallocated buffer (in-place writes that autograd must route back)."""
+    CELL = "lstm"
+
+    def merge_directions(self, outs):
+        d = outs[0].shape[-1]
+        buf = outs[0].new_zeros(outs[0].shape[:-1] + (len(outs) * d,))
+        for i, o in enumerate(outs):
+            buf[..., i * d:(i + 1) * d] = o
+        return buf
+
+
 # --- torch cell API (--cell-api): one step per call ---------------------------------------
 class GRUCellPlain(torch.nn.Module):
     """Correct: a hand-written torch.nn.GRUCell (same constructor, parameters, forward)."""
@@ -202,7 +249,10 @@ BROKEN_GRADIENTS = [("gru", "GRUDetachedState", GRUDetachedState.EXPECT),
                     ("gru", "GRUDetachedReset", GRUDetachedReset.EXPECT),
                     ("gru", "GRUDetachedUpdate", GRUDetachedUpdate.EXPECT),
                     ("elman", "elman_bias_once", elman_bias_once.EXPECT),
-                    ("elman", "elman_transposed", elman_transposed.EXPECT)]
+                    ("elman", "elman_transposed", elman_transposed.EXPECT),
+                    ("gru", "GRUStackDetached", GRUStackDetached.EXPECT),
+                    ("lstm", "LSTMReverseInputDetached", LSTMReverseInputDetached.EXPECT)]
 EQUIVALENT_GRADIENTS = [("lstm", "LSTMPlainAutograd"), ("gru", "GRUPlainAutograd"),
-                        ("gru", "GRUInterpolated"),
+                        ("gru", "GRUInterpolated"), ("gru", "GRUReverseByFlip"),
+                        ("lstm", "LSTMOutputBuffer"),
                         ("elman", "elman"), ("elman", "elman_reordered")]
