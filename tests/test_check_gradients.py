@@ -19,11 +19,13 @@ from gradients import BROKEN_GRADIENTS, EQUIVALENT_GRADIENTS  # noqa: E402
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_torch_modules_gradients_pass(cell):
-    """Stacks and both directions, projections (LSTM), batch_first and initial states."""
+    """Stacks and both directions, packed sequences, projections (LSTM), batch_first and
+    initial states."""
     report = check("torch", cell, examples=40, seed=0, gradients=True)
     assert report.passed, report.format()
     assert report.coverage["layers"] == [1, 2, 3], report.format()
     assert report.coverage["bidirectional"] == [False, True], report.format()
+    assert any(m.startswith("packed") for m in report.coverage["lengths"]), report.format()
 
 
 @pytest.mark.parametrize("cell,name,expect", BROKEN_GRADIENTS,
@@ -56,6 +58,9 @@ def test_rewritten_stacks_pass_over_stacks_and_directions(name, cell):
                    layers=(2, 3), bidirectional="yes")
     assert report.passed, report.format()
     assert report.coverage["layers"] == [2, 3] and report.coverage["bidirectional"] == [True]
+    # the flip-built one takes no packed input: listed as unsupported, not a failure
+    assert [u.feature for u in report.unsupported] == \
+        (["lengths"] if name == "GRUReverseByFlip" else []), report.format()
 
 
 @pytest.mark.parametrize("name,cell,expect", [
@@ -189,3 +194,45 @@ def test_keras_layer_with_a_detached_initial_state_fails():
     assert outcome.kind == "wrong gradients"
     assert [m.name for m in outcome.mismatches] == ["h0"]
     assert np.all(outcome.got["h0"] == 0)
+
+
+def test_padding_bug_is_caught_in_bidirectional_stacks_and_blending_passes():
+    report = check(f"{BROKEN}:GRUPaddingDetached", "gru", examples=60, seed=1, gradients=True,
+                   layers=(2,), bidirectional="yes")
+    assert not report.passed, report.format()
+    assert "the state held through the padding steps is detached" in report.diagnosis
+    assert report.counterexample.lengths is not None
+    report = check(f"{BROKEN}:LSTMPaddingBlended", "lstm", examples=40, seed=1, gradients=True,
+                   layers=(2,), bidirectional="yes")
+    assert report.passed and any(m.startswith("packed") for m in report.coverage["lengths"])
+
+
+def test_sample_gradients_are_the_stack_gradients_of_each_sample():
+    """Per-sample lengths: the gradients of a batch are those of each sample run alone on its
+    own steps; a batch whose lengths are all T gives the batched result."""
+    from rnnsym.check.gradients import _state0, sample_gradients, stack_gradients
+    from rnnsym.frameworks import Config
+    from rnnsym.frameworks.torch import torch_harness
+    rng = np.random.default_rng(0)
+    config = Config(cell="lstm", T=4, B=3, d_in=2, d_h=3, num_layers=2, bidirectional=True,
+                    dtype="float64", initial_state=True)
+    harness = torch_harness("lstm")
+    from rnnsym.check.cases import build_case
+    case = build_case(harness, config)
+    params = harness.to_canonical(config, case.values)
+    s0 = _state0(config, case.state0)
+    up = {k: rng.uniform(-1, 1, v) for k, v in config.flat_shapes().items()}
+    full = sample_gradients(config, params, case.x, s0, up, [4, 4, 4])
+    batched = stack_gradients(config, params, case.x, s0, up)
+    np.testing.assert_allclose(full[1], batched[1], rtol=1e-12, atol=1e-14)
+    for a, b in zip(full[0][1], batched[0][1]):
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-14, err_msg=k)
+    d_params, d_x, d_s0 = sample_gradients(config, params, case.x, s0, up, [4, 1, 2])
+    assert np.all(d_x[1:, 1] == 0) and np.all(d_x[2:, 2] == 0) and np.any(d_x[0, 1] != 0)
+    one = stack_gradients(config, params, case.x[:2, 2:3],
+                          [[{k: v[2:3] for k, v in s.items()} for s in dirs] for dirs in s0],
+                          {k: (v[:2, 2:3] if k == "output" else v[:, :, 2:3])
+                           for k, v in up.items()})
+    np.testing.assert_allclose(d_x[:2, 2], one[1][:, 0], rtol=1e-12)
+    np.testing.assert_allclose(d_s0[1][1]["c"][2], one[2][1][1]["c"][0], rtol=1e-12)

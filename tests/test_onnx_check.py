@@ -58,6 +58,8 @@ def test_onnxruntime_softplus_overflow_finding():
                           attributes="activations=Softplus")
     assert not report.passed
     assert "got inf" in report.format() or "got nan" in report.format()
+    assert "not finite where the exact result is: an overflow inside the target (Softplus" \
+        in report.diagnosis, report.format()
 
 
 @pytest.mark.parametrize("cell, space, diagnosis", [

@@ -53,9 +53,10 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     timeout        seconds one call of the target may take (None: no limit; see
                    ``rnnsym.check.target`` for where it cannot be enforced)
     gradients      compare the target's gradients (parameters, input, initial state) with
-                   the generated backward under a random upstream gradient, at fixed
-                   lengths; stacks and both directions for torch modules and drop-ins, one
-                   layer and one direction for the others (``rnnsym.check.gradients``)
+                   the generated backward under a random upstream gradient; stacks, both
+                   directions and packed sequences for torch modules and drop-ins, one
+                   layer, one direction and fixed lengths for the others
+                   (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
@@ -63,8 +64,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
 
     if gradients and is_onnx_target(target):
         raise UsageError("--gradients: ONNX targets compute no gradients")
-    if gradients:       # fixed lengths, batched (stacks: see below, per harness)
-        without = tuple(_names(without) or ()) + ("lengths", "unbatched")
+    if gradients:       # batched (stacks and lengths: see below, per harness)
+        without = tuple(_names(without) or ()) + ("unbatched",)
     if is_onnx_target(target):
         if features is not None or without:
             raise UsageError("--without/--features: an ONNX target's space is narrowed with "
@@ -104,6 +105,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
             raise UsageError(f"--gradients on {harness.name} checks one layer (stacks: torch "
                              "modules and drop-ins): leave out --layers")
         options = replace(options, layers=(1,), bidirectional=parse_bidirectional("no"))
+    if options.gradients and not getattr(harness, "gradient_lengths", False):
+        options = replace(options, without=tuple(options.without) + ("lengths",))
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)

@@ -83,9 +83,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "limit; needs SIGALRM, i.e. not on Windows)")
     parser.add_argument("--gradients", action="store_true",
                         help="check the gradients (parameters, input, initial state) against "
-                             "the generated backward, under a random upstream gradient; one "
-                             "layer, one direction (torch modules/cells and drop-ins, Keras on "
-                             "the torch backend: autograd; functions: their backward)")
+                             "the generated backward, under a random upstream gradient "
+                             "(torch modules and drop-ins: stacks, both directions, packed "
+                             "sequences; torch cells, Keras on the torch backend and functions "
+                             "with a backward: one layer, one direction, fixed lengths)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none unless stderr is a "
                              "terminal)")

@@ -29,6 +29,7 @@ class GradientBug:
     when: Callable = lambda config: True
     over: Callable = lambda config: [{}]
     stack: dict = field(default_factory=dict)
+    lengths_only: bool = False      # a bug of variable-length batches only
 
 
 def _detach_every(k, initial=True):
@@ -55,7 +56,7 @@ def _bias_once(config, params, x, s0, up, step):
     once = dict(total)
     for k in total:
         if k.startswith("b_"):
-            once[k] = steps[step][k]
+            once[k] = steps[min(step, len(steps) - 1)][k]      # (a shorter sample: its last)
     return once, d_x, d_s0
 
 
@@ -106,6 +107,10 @@ GRADIENT_BUGS = [
     GradientBug("the reverse direction's input is detached (e.g. x.flip(0).detach()): the "
                 "input gradient comes from the forward direction only",
                 when=lambda c: c.bidirectional, stack={"reverse_to_input": False}),
+    GradientBug("the state held through the padding steps is detached (torch.where(valid, "
+                "new, state.detach())): a sample shorter than T gets no h_n/c_n gradient in "
+                "the forward direction and no initial-state gradient in the reverse one",
+                stack={"padding_detached": True}, lengths_only=True),
 ]
 
 
@@ -122,7 +127,7 @@ def diagnose_gradients(harness, outcome) -> list[str]:
     found = []
     with np.errstate(all="ignore"):
         for bug in GRADIENT_BUGS:
-            if not bug.when(config):
+            if not bug.when(config) or (bug.lengths_only and case.lengths is None):
                 continue
             for item in bug.over(config):
                 layer = None if bug.make is None else \

@@ -1,19 +1,20 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
-Per drawn case (fixed lengths, batched; stacks of layers and both directions for torch
-modules and drop-ins, one layer and one direction for cells, Keras and functions) an
-upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
+Per drawn case (batched; stacks of layers, both directions and packed sequences for torch
+modules and drop-ins; one layer, one direction and fixed lengths for cells, Keras and
+functions) an upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
 by the case, so shrinking keeps it with its case). The target computes the gradient of
 ``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
 (torch modules, cells and drop-ins, Keras on the torch backend: autograd; functions: their
 ``backward`` in the canonical convention); the oracle is ``rnnsym.compile(cell).backward``
 (BPTT generated from the symbolic cell) run layer by layer and direction by direction
 (:func:`stack_gradients`: a reverse direction is the forward one on the time-reversed input,
-a layer's input gradient is the output gradient of the layer below), its canonical parameter
-gradients mapped to the target's layout by the adjoint of the harness's parameter conversion. Every gradient array is compared with a per-element tolerance
-(:func:`gradient_tolerance`). A failure names the target parameter whose gradient differs,
-and :data:`GRADIENT_BUGS` (the gradient part of the diagnosis table, in ``gradient_bugs.py``)
-names the bug.
+a layer's input gradient is the output gradient of the layer below; with per-sample lengths
+each sample is its own sequence, :func:`sample_gradients`), its canonical parameter
+gradients mapped to the target's layout by the adjoint of the harness's parameter conversion.
+Every gradient array is compared with a per-element tolerance (:func:`gradient_tolerance`). A
+failure names the target parameter whose gradient differs, and :data:`GRADIENT_BUGS` (the
+gradient part of the diagnosis table, in ``gradient_bugs.py``) names the bug.
 
 Gradient arrays are keyed ``param:NAME`` (the target's own names), ``x`` (T, B, d_in),
 ``h0``/``c0`` (layers, directions, B, d), the flat state layout; outputs keep the flat layout
@@ -114,9 +115,10 @@ def canonical_gradients(config: Config, params: dict, x, state0: dict, upstream:
                         noise: Optional[Callable] = None):
     """The generated backward for one layer: ``(d_params, d_x, d_state0)`` in the canonical
     layout. With ``carry(t, d_state)`` (what flows from step t back to step t-1, or to the
-    initial state at t = 0, e.g. zeros for a state detached before step t) or ``per_step``, the backward runs one step at a time and also
-    returns each step's parameter gradients (diagnosis variants). ``noise(array)`` perturbs
-    every quantity the forward keeps for the backward (tolerance probes)."""
+    initial state at t = 0, e.g. zeros for a state detached before step t) or ``per_step``,
+    the backward runs one step at a time and also returns each step's parameter gradients
+    (diagnosis variants). ``noise(array)`` perturbs every quantity the forward keeps for
+    the backward (tolerance probes)."""
     module = _module(config)
     x = np.asarray(x, np.float64)
     d_out = upstream["output"][:, :, 0]
@@ -191,18 +193,58 @@ def to_target_layout(conversion, d_canonical: list) -> dict:
     return {f"param:{n}": out[o:o + int(np.prod(s))].reshape(s) for n, (o, s) in layout.items()}
 
 
+def sample_gradients(config: Config, params: list, x, state0: list, upstream: dict,
+                     lengths, *, padding_detached: bool = False, **stack):
+    """:func:`stack_gradients` for a batch of per-sample ``lengths``: each sample is its
+    own sequence ``x[:n, b]`` (a packed sequence's semantics: the steps past n are not run,
+    the final state is the one at n-1, a reverse direction starts there), its gradients
+    summed into the parameters' and written into its slices of ``x`` (zero past n) and of
+    the initial state. ``padding_detached`` is a bug model: the state a sample holds through
+    the padding steps is detached, so for samples shorter than T the forward direction's
+    ``h_n``/``c_n`` gradient and the reverse direction's initial-state gradient are lost."""
+    x = np.asarray(x, np.float64)
+    T = len(x)
+    d_x = np.zeros_like(x)
+    d_s0 = [[{k: np.zeros_like(v) for k, v in s.items()} for s in dirs] for dirs in state0]
+    d_params = None
+    for b, n in enumerate(int(v) for v in lengths):
+        up = {"output": np.asarray(upstream["output"], np.float64)[:n, b:b + 1]}
+        for k in ("h_n", "c_n"):
+            if k in upstream:
+                up[k] = np.array(upstream[k], np.float64)[:, :, b:b + 1]
+                if padding_detached and n < T:
+                    up[k][:, 0] = 0.0
+        s0 = [[{k: v[b:b + 1] for k, v in s.items()} for s in dirs] for dirs in state0]
+        dp, dx, ds = stack_gradients(config, params, x[:n, b:b + 1], s0, up, **stack)
+        d_x[:n, b] = dx[:, 0]
+        for lay, dirs in enumerate(ds):
+            for d, s in enumerate(dirs):
+                if padding_detached and n < T and d == 1:
+                    continue
+                for k, v in s.items():
+                    d_s0[lay][d][k][b] = v[0]
+        d_params = dp if d_params is None else \
+            [[{k: a[k] + p[k] for k in a} for a, p in zip(da, dq)] for da, dq in zip(d_params, dp)]
+    return d_params, d_x, d_s0
+
+
 def expected_gradients(harness, case, upstream, *, layer=None, params=None, x=None,
                        state0=None, noise=None, **stack) -> dict:
     """Oracle gradients of ``case`` in the gradient layout (module docstring); ``layer``,
-    ``noise`` and ``stack`` (bug models) as in :func:`stack_gradients` (diagnosis variants,
-    tolerance probes); ``params``/``state0`` canonical and nested."""
+    ``noise`` and ``stack`` (bug models) as in :func:`stack_gradients` and
+    :func:`sample_gradients` (a case with per-sample lengths); ``params``/``state0``
+    canonical and nested."""
     config = case.config
     params = _float64(params if params is not None else
                       harness.to_canonical(config, case.values))
     x = case.x if x is None else x
     s0 = _state0(config, case.state0) if state0 is None else state0
-    d_params, d_x, d_s0 = stack_gradients(config, params, x, s0, upstream, layer=layer,
-                                          noise=noise, **stack)
+    if case.lengths is not None:
+        d_params, d_x, d_s0 = sample_gradients(config, params, x, s0, upstream, case.lengths,
+                                               layer=layer, noise=noise, **stack)
+    else:
+        d_params, d_x, d_s0 = stack_gradients(config, params, x, s0, upstream, layer=layer,
+                                              noise=noise, **stack)
     grads = to_target_layout(conversion_matrix(harness, config, case.values), d_params)
     grads["x"] = np.asarray(d_x, np.float64)
     for k in (["h", "c"] if config.cell == "lstm" else ["h"]):
@@ -216,8 +258,8 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
 
     A correct backward in the target's dtype computes exactly the gradient of perturbed data:
     every product it sums has at most ``n`` terms, where ``n`` is the forward's fan-in, the
-    backward's (``W^T δ`` sums over the ``G·d_h`` gate rows of each direction) or a weight gradient's
-    (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so parameters,
+    backward's (``W^T δ`` sums over the ``G·d_h`` gate rows of each direction) or a weight
+    gradient's (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so parameters,
     input, initial state and the upstream gradient are perturbed relatively by
     ``gamma_n`` (+ ``FUNCTION_ULPS`` for the activations' rounding), ``PROBES`` times, and the
     largest deviation of the oracle's gradients is taken, plus the rounding of the result
@@ -268,8 +310,11 @@ def target_gradients(harness, case, upstream, timeout=None):
         state0 = {"h": np.zeros((c.num_layers, c.D, c.B, c.d_out), c.dtype)}
         if c.cell == "lstm":
             state0["c"] = np.zeros((c.num_layers, c.D, c.B, c.d_h), c.dtype)
-    return call_twice_if_slow(lambda: run(case.config, case.values, case.x, state0, upstream),
-                              timeout)
+    kwargs = {}
+    if case.lengths is not None:
+        kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}
+    return call_twice_if_slow(lambda: run(case.config, case.values, case.x, state0, upstream,
+                                          **kwargs), timeout)
 
 
 @dataclass

@@ -178,10 +178,15 @@ class TorchHarness(Harness):
         with torch.no_grad():
             return module(*args)
 
-    def gradients(self, config: Config, values, x, state0, upstream):
+    gradient_lengths = True     # and per-sample lengths (packed sequences)
+
+    def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
+                  length_mode=None):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by autograd: the
         parameters' by their names (``param:NAME``), the input's ``x`` (T, B, d_in), the
-        initial state's ``h0``/``c0`` (layers, directions, B, d) (``--gradients``)."""
+        initial state's ``h0``/``c0`` (layers, directions, B, d) (``--gradients``). With
+        ``lengths`` the input goes in packed, as in :meth:`run`, and the output is unpacked
+        before the loss (its padding, zeros, carries no gradient)."""
         torch = _torch()
         module, own = self.build(config)
         for n, v in values.items():
@@ -196,9 +201,16 @@ class TorchHarness(Harness):
         for p in own.values():
             p.grad = None
         with torch.enable_grad():
-            result = module(xt, (hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
-            flat = self.read_result(config, result)
+            inp_t = xt
+            if lengths is not None:
+                inp_t = torch.nn.utils.rnn.pack_padded_sequence(
+                    xt, torch.tensor(lengths, dtype=torch.int64), batch_first=config.batch_first,
+                    enforce_sorted=self.length_modes.get(length_mode, False))
+            result = module(inp_t, (hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
+            flat = self.read_result(config, result, lengths)
             output, states = result
+            if lengths is not None:
+                output = self._unpack(config, output, lengths)
             h_n, c_n = states if self.cell == "lstm" else (states, None)
             T, B, D, d = np.shape(upstream["output"])     # torch: directions side by side
             up_out = np.reshape(upstream["output"], (T, B, D * d))

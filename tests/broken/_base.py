@@ -108,12 +108,16 @@ class DropIn(torch.nn.Module):
             new = self.step(layer, d, x[t], state)
             if self.lengths is not None:
                 valid = (t < self.lengths).unsqueeze(-1)
-                new = tuple(torch.where(valid, n, s) for n, s in zip(new, state))
+                new = self.hold(valid, new, state)
                 outputs[t] = torch.where(valid, new[0], torch.zeros_like(new[0]))
             else:
                 outputs[t] = new[0]
             state = new
         return torch.stack(outputs), state
+
+    def hold(self, valid, new, state):
+        """Past a sample's length its state is held: the new state where ``valid``."""
+        return tuple(torch.where(valid, n, s) for n, s in zip(new, state))
 
     def merge_directions(self, outs):
         return torch.cat(outs, dim=-1)

@@ -107,11 +107,13 @@ class LSTMReverseInputDetached(DropIn):
 
 class GRUReverseByFlip(DropIn):
     """Correct, built another way: the reverse direction is a forward loop over
-    ``x.flip(0)``, its outputs flipped back (autograd through two flips; fixed lengths
-    only, as --gradients draws them)."""
+    ``x.flip(0)``, its outputs flipped back (autograd through two flips). It takes no packed
+    sequences (NotImplementedError: an unsupported feature, not a failure)."""
     CELL = "gru"
 
     def run_direction(self, layer, d, x, state):
+        if self.lengths is not None:
+            raise NotImplementedError("packed sequences")
         if not d:
             return super().run_direction(layer, d, x, state)
         outputs = []
@@ -132,6 +134,26 @@ class LSTMOutputBuffer(DropIn):
         for i, o in enumerate(outs):
             buf[..., i * d:(i + 1) * d] = o
         return buf
+
+
+# --- packed sequences ----------------------------------------------------------------------
+class GRUPaddingDetached(DropIn):
+    """The state held through the padding steps is detached: right outputs, but for a sample
+    shorter than T, h_n's gradient never reaches its valid steps."""
+    CELL, EXPECT = "gru", "the state held through the padding steps is detached"
+
+    def hold(self, valid, new, state):
+        return tuple(torch.where(valid, n, s.detach()) for n, s in zip(new, state))
+
+
+class LSTMPaddingBlended(DropIn):
+    """Correct, built another way: the held state is blended arithmetically,
+    ``m * new + (1 - m) * state`` with a 0/1 mask, instead of torch.where."""
+    CELL = "lstm"
+
+    def hold(self, valid, new, state):
+        m = valid.to(new[0].dtype)
+        return tuple(m * n + (1 - m) * s for n, s in zip(new, state))
 
 
 # --- torch cell API (--cell-api): one step per call ---------------------------------------
@@ -251,8 +273,9 @@ BROKEN_GRADIENTS = [("gru", "GRUDetachedState", GRUDetachedState.EXPECT),
                     ("elman", "elman_bias_once", elman_bias_once.EXPECT),
                     ("elman", "elman_transposed", elman_transposed.EXPECT),
                     ("gru", "GRUStackDetached", GRUStackDetached.EXPECT),
-                    ("lstm", "LSTMReverseInputDetached", LSTMReverseInputDetached.EXPECT)]
+                    ("lstm", "LSTMReverseInputDetached", LSTMReverseInputDetached.EXPECT),
+                    ("gru", "GRUPaddingDetached", GRUPaddingDetached.EXPECT)]
 EQUIVALENT_GRADIENTS = [("lstm", "LSTMPlainAutograd"), ("gru", "GRUPlainAutograd"),
                         ("gru", "GRUInterpolated"), ("gru", "GRUReverseByFlip"),
-                        ("lstm", "LSTMOutputBuffer"),
+                        ("lstm", "LSTMOutputBuffer"), ("lstm", "LSTMPaddingBlended"),
                         ("elman", "elman"), ("elman", "elman_reordered")]

@@ -237,4 +237,24 @@ def diagnose(case: OnnxCase, got: dict, dtype: str, fixed: dict) -> list[str]:
         for one, two in itertools.combinations(singles, 2):
             if fits([one, two]):
                 found.append(f"{one.describe(case)}, and {two.describe(case)}")
+    if not found:
+        found = _overflow(case, got, dtype, base)
     return found
+
+
+def _overflow(case: OnnxCase, got: dict, dtype: str, base: Readings) -> list[str]:
+    """No bug model fits, but the target returns inf/nan where the exact result is finite:
+    an overflow inside the target (Softplus as log(1 + exp(u)) is the one seen)."""
+    try:
+        exp, _ = expectation(case, base, dtype)
+    except (OnnxError, ValueError):
+        return []
+    bad = [n for n in exp if n in got and np.shape(got[n]) == np.shape(exp[n])
+           and np.any(~np.isfinite(np.asarray(got[n], np.float64)) & np.isfinite(exp[n]))]
+    if not bad:
+        return []
+    acts = [_canonical_name(a) for a in case.attributes.get("activations", [])]
+    hint = (" (Softplus is in the node: a log(1 + exp(u)) overflows for u above ~88 in "
+            "float32, where the exact value is about u)" if "Softplus" in acts else "")
+    return [f"{', '.join(bad)} not finite where the exact result is: an overflow inside the "
+            f"target{hint}"]
