@@ -35,3 +35,27 @@ def test_keras_numpy_backend_computes_float64_in_float32():
     code, out = _check("numpy", "--cell", "elman", "--examples", "5", "--dtype", "float64")
     assert code == 1, out
     assert "[KERAS_BACKEND=numpy]" in out and "computes (at least partly) in float32" in out, out
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_keras_gradients_on_each_autodiff_backend(backend):
+    """The fused kernel and the generic loop pass; a cell reading its state through
+    stop_gradient fails with the detached-state diagnosis (tests/broken/keras_gradients.py)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "broken" / "keras_gradients.py")],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " | " in line)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert lines["KerasHarness"].startswith("None |"), done.stdout
+    assert lines["GenericLoop"].startswith("None |"), done.stdout
+    assert lines["StateDetached"].startswith("wrong gradients |"), done.stdout
+    assert "state detached before every step" in lines["StateDetached"], done.stdout
+
+
+def test_keras_numpy_backend_has_no_gradients():
+    env = {**os.environ, "KERAS_BACKEND": "numpy", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "rnnsym", "check", "keras", "--cell", "gru",
+                           "--gradients", "--examples", "2"],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "KERAS_BACKEND=numpy has none" in done.stderr

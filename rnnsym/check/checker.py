@@ -54,9 +54,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    ``rnnsym.check.target`` for where it cannot be enforced)
     gradients      compare the target's gradients (parameters, input, initial state) with
                    the generated backward under a random upstream gradient; stacks, both
-                   directions and packed sequences for torch modules and drop-ins, one
-                   layer, one direction and fixed lengths for the others
-                   (``rnnsym.check.gradients``)
+                   directions and packed sequences for torch modules and drop-ins, both
+                   directions for Keras, one layer, one direction and fixed lengths for
+                   the others (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
@@ -99,14 +99,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     if options.gradients and getattr(harness, "gradients", None) is None:
         raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
                          "cells and drop-ins, Keras, functions with a backward)")
-    if options.gradients and not getattr(harness, "gradient_stacks", False):
-        # its gradients() computes one layer and one direction
-        if options.layers not in (None, (1,)):
-            raise UsageError(f"--gradients on {harness.name} checks one layer (stacks: torch "
-                             "modules and drop-ins): leave out --layers")
-        options = replace(options, layers=(1,), bidirectional=parse_bidirectional("no"))
-    if options.gradients and not getattr(harness, "gradient_lengths", False):
-        options = replace(options, without=tuple(options.without) + ("lengths",))
+    if options.gradients:
+        options = _gradient_space(harness, options)
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
     _contract(harness, space, dtype, options.timeout)
@@ -168,6 +162,28 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
                 report.diagnoses = diagnose(harness, outcome, probe.core)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
+
+
+def _gradient_space(harness, options: CheckOptions) -> CheckOptions:
+    """The space its ``gradients()`` covers: stacks (``gradient_stacks``), both directions
+    (``gradient_bidirectional``), per-sample lengths (``gradient_lengths``); a harness
+    without one gets that feature left out, and a usage error if it was asked for."""
+    reason = getattr(harness, "no_gradients_reason", lambda: None)()
+    if reason:
+        raise UsageError(reason)
+    if not getattr(harness, "gradient_stacks", False):
+        if options.layers not in (None, (1,)):
+            raise UsageError(f"--gradients on {harness.name} checks one layer (stacks: torch "
+                             "modules and drop-ins): leave out --layers")
+        options = replace(options, layers=(1,))
+    if not getattr(harness, "gradient_bidirectional", False):
+        if options.bidirectional == parse_bidirectional("yes"):
+            raise UsageError(f"--gradients on {harness.name} checks one direction: leave out "
+                             "--bidirectional yes")
+        options = replace(options, bidirectional=parse_bidirectional("no"))
+    if not getattr(harness, "gradient_lengths", False):
+        options = replace(options, without=tuple(options.without) + ("lengths",))
+    return options
 
 
 def _names(value) -> Optional[tuple]:

@@ -85,8 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="check the gradients (parameters, input, initial state) against "
                              "the generated backward, under a random upstream gradient "
                              "(torch modules and drop-ins: stacks, both directions, packed "
-                             "sequences; torch cells, Keras on the torch backend and functions "
-                             "with a backward: one layer, one direction, fixed lengths)")
+                             "sequences; Keras on torch, tensorflow or jax: both directions; "
+                             "torch cells and functions with a backward: one layer, one "
+                             "direction, fixed lengths)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none unless stderr is a "
                              "terminal)")

@@ -1,12 +1,14 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
 Per drawn case (batched; stacks of layers, both directions and packed sequences for torch
-modules and drop-ins; one layer, one direction and fixed lengths for cells, Keras and
-functions) an upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded
+modules and drop-ins; both directions for Keras; one layer, one direction and fixed lengths
+for cells and functions; what a harness covers: its ``gradient_stacks``,
+``gradient_bidirectional``, ``gradient_lengths``) an upstream gradient ``G`` of the flat
+outputs is drawn (uniform in [-1, 1], seeded
 by the case, so shrinking keeps it with its case). The target computes the gradient of
 ``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
-(torch modules, cells and drop-ins, Keras on the torch backend: autograd; functions: their
-``backward`` in the canonical convention); the oracle is ``rnnsym.compile(cell).backward``
+(torch modules, cells and drop-ins: autograd; Keras: its backend's autodiff; functions:
+their ``backward`` in the canonical convention); the oracle is ``rnnsym.compile(cell).backward``
 (BPTT generated from the symbolic cell) run layer by layer and direction by direction
 (:func:`stack_gradients`: a reverse direction is the forward one on the time-reversed input,
 a layer's input gradient is the output gradient of the layer below; with per-sample lengths

@@ -40,8 +40,8 @@ import os
 
 import numpy as np
 
-from rnnsym.frameworks import (Capabilities, Config, Harness, OutputError,
-                               check_shape, per_direction, split_directions,
+from rnnsym.frameworks import (DIRECTION_NAMES, Capabilities, Config, Harness,
+                               OutputError, check_shape, per_direction, split_directions,
                                torch_single_thread)
 
 GATES = {"elman": ("h",), "lstm": tuple("ifgo"), "gru": tuple("rzn")}
@@ -197,29 +197,29 @@ class KerasHarness(Harness):
         Bidirectional (see the module docstring)."""
         return "zero" if config.bidirectional else "repeat"
 
-    def run(self, config: Config, values, x, state0, lengths=None, length_mode=None):
-        keras = _keras()
+    def _loaded(self, config: Config, values):
+        """The layer for ``config`` with ``values`` written into it, and its variables by the
+        values' names (``kernel``, or ``forward/kernel`` under Bidirectional)."""
         layer = self.build(config)
-        for sub, weights in zip(self._directions(layer, config), self._split(config, values)):
-            names = list(keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
-                                             use_bias=config.bias,
-                                             reset_after=self._reset_after(config)))
+        names = list(keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
+                                         use_bias=config.bias,
+                                         reset_after=self._reset_after(config)))
+        variables = {}
+        for d, (sub, weights) in enumerate(zip(self._directions(layer, config),
+                                               self._split(config, values))):
             sub.set_weights([weights[n] for n in names])
-        inp = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2)).astype(config.dtype)
-        kwargs = {}
-        if state0 is not None:
-            keys = ["h", "c"] if self.cell == "lstm" else ["h"]
-            kwargs["initial_state"] = [np.asarray(state0[k][0, d], config.dtype)
-                                       for d in range(config.D) for k in keys]
-        if lengths is not None:
-            mask = np.arange(config.T)[None, :] < np.asarray(lengths)[:, None]
-            if length_mode == "Masking layer" and (state0 is None or
-                                                   self.masking_layer_with_initial_state):
-                inp = np.where(mask[:, :, None], inp, 0).astype(config.dtype)
-                inp = keras.layers.Masking(0.0, dtype=config.dtype)(inp)
-            else:
-                kwargs["mask"] = mask
-        result = [keras.ops.convert_to_numpy(r) for r in layer(inp, **kwargs)]
+            prefix = f"{DIRECTION_NAMES[d]}/" if config.bidirectional else ""
+            variables.update({prefix + n: v for n, v in zip(names, sub.weights)})
+        return layer, variables
+
+    def _initial_state(self, config: Config, state0) -> list:
+        """Flat ``state0`` -> Keras' ``initial_state`` list: per direction h (and c)."""
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        return [np.asarray(state0[k][0, d], config.dtype) for d in range(config.D)
+                for k in keys]
+
+    def _flat(self, config: Config, result: list) -> dict:
+        """The layer's outputs (NumPy) -> flat outputs, shapes checked."""
         n_states = 2 if self.cell == "lstm" else 1
         if len(result) != 1 + n_states * config.D:
             raise OutputError(f"layer returned {len(result)} tensors, expected "
@@ -234,55 +234,118 @@ class KerasHarness(Harness):
             flat["c_n"] = np.stack(states[1::n_states])[None]
         return flat
 
-    def gradients(self, config: Config, values, x, state0, upstream):
-        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by torch autograd
-        through the layer (torch backend): the weights' by their Keras names (``param:NAME``),
-        the input's ``x`` (T, B, d_in), the initial state's ``h0``/``c0`` (1, 1, B, units):
-        one layer, one direction (``--gradients``)."""
+    def run(self, config: Config, values, x, state0, lengths=None, length_mode=None):
         keras = _keras()
-        import torch            # the backend: build() insists on it
-        layer = self.build(config)
-        names = list(keras_weight_shapes(self.cell, input_size=config.d_in, units=config.d_h,
-                                         use_bias=config.bias,
-                                         reset_after=self._reset_after(config)))
-        layer.set_weights([values[n] for n in names])
-        own = dict(zip(names, (v.value for v in layer.weights)))
-        dtype = getattr(torch, config.dtype)
+        layer, _ = self._loaded(config, values)
+        inp = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2)).astype(config.dtype)
+        kwargs = {}
+        if state0 is not None:
+            kwargs["initial_state"] = self._initial_state(config, state0)
+        if lengths is not None:
+            mask = np.arange(config.T)[None, :] < np.asarray(lengths)[:, None]
+            if length_mode == "Masking layer" and (state0 is None or
+                                                   self.masking_layer_with_initial_state):
+                inp = np.where(mask[:, :, None], inp, 0).astype(config.dtype)
+                inp = keras.layers.Masking(0.0, dtype=config.dtype)(inp)
+            else:
+                kwargs["mask"] = mask
+        result = [keras.ops.convert_to_numpy(r) for r in layer(inp, **kwargs)]
+        return self._flat(config, result)
 
-        def tensor(a):
-            return torch.from_numpy(np.ascontiguousarray(a)).to(dtype).requires_grad_(True)
+    # --- gradients (--gradients) ---------------------------------------------------------
+    gradient_bidirectional = True   # one layer (Keras has no stacks), both directions
 
-        xt = tensor(np.asarray(x).transpose(1, 0, 2))
-        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
-        hx = {k: tensor(state0[k][0, 0]) for k in keys}
-        for p in own.values():
-            p.grad = None
-        with torch.enable_grad():
-            result = layer(xt, initial_state=[hx[k] for k in keys])
-            if len(result) != 1 + len(keys):
-                raise OutputError(f"layer returned {len(result)} tensors, expected "
-                                  f"{1 + len(keys)}")
-            up = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
-                  for k, v in upstream.items()}
-            loss = (result[0] * up["output"][:, :, 0].transpose(0, 1)).sum()
-            for i, k in enumerate(keys):
-                loss = loss + (result[1 + i] * up[f"{k}_n"][0, 0]).sum()
-            loss.backward()
+    def no_gradients_reason(self):
+        """Why this backend cannot give gradients, or None."""
+        if self.backend not in _DIFFERENTIATE:
+            return (f"--gradients on Keras needs a backend with automatic differentiation "
+                    f"(torch, tensorflow or jax); KERAS_BACKEND={self.backend} has none")
+        return None
+
+    def gradients(self, config: Config, values, x, state0, upstream):
+        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs``, differentiated by the
+        backend itself (torch autograd, ``tf.GradientTape``, ``jax.vjp`` of
+        ``layer.stateless_call``): the weights' by their Keras names (``param:NAME``,
+        ``param:forward/NAME`` under Bidirectional), the input's ``x`` (T, B, d_in), the
+        initial state's ``h0``/``c0`` (1, D, B, units); one layer (``--gradients``)."""
+        layer, variables = self._loaded(config, values)
         c = config
-        out = check_shape("output", keras.ops.convert_to_numpy(result[0]),
-                          (c.B, c.T, c.d_h), "(B, T, units)", c)
-        states = [keras.ops.convert_to_numpy(r) for r in result[1:]]
-        flat = {"output": out.transpose(1, 0, 2)[:, :, None], "h_n": states[0][None, None]}
-        if self.cell == "lstm":
-            flat["c_n"] = states[1][None, None]
-
-        def numpy(t):
-            return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().cpu().numpy()
-
-        grads = {f"param:{n}": numpy(p) for n, p in own.items()}
-        grads["x"] = numpy(xt).transpose(1, 0, 2)
-        grads.update({f"{k}0": numpy(v)[None, None] for k, v in hx.items()})
+        inp = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2)).astype(c.dtype)
+        init = self._initial_state(c, state0)
+        up_out = np.ascontiguousarray(np.reshape(upstream["output"], (c.T, c.B, c.D * c.d_h))
+                                      .transpose(1, 0, 2)).astype(c.dtype)
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        up_states = [np.asarray(upstream[f"{k}_n"][0, d], c.dtype) for d in range(c.D)
+                     for k in keys]
+        result, g_vars, g_x, g_init = _DIFFERENTIATE[self.backend](
+            layer, list(variables.values()), inp, init, up_out, up_states)
+        flat = self._flat(c, result)
+        grads = {f"param:{n}": np.asarray(g, np.float64) for n, g in zip(variables, g_vars)}
+        grads["x"] = np.asarray(g_x, np.float64).transpose(1, 0, 2)
+        for i, k in enumerate(keys):
+            grads[f"{k}0"] = np.stack([np.asarray(g_init[d * len(keys) + i], np.float64)
+                                       for d in range(c.D)])[None]
         return flat, grads
+
+
+# How each backend differentiates ``L = <up_out, output> + Σ <up_state, state>`` through a
+# layer: ``(layer, variables, x, initial states, up_out, up_states) -> (outputs as NumPy,
+# gradient per variable, gradient of x, gradient per initial state)``; an unconnected
+# input's gradient is zeros.
+def _torch_gradients(layer, variables, inp, init, up_out, up_states):
+    import torch
+    xt = torch.from_numpy(inp).requires_grad_(True)
+    hx = [torch.from_numpy(np.ascontiguousarray(s)).requires_grad_(True) for s in init]
+    tensors = [v.value for v in variables]
+    for t in tensors:
+        t.grad = None
+    with torch.enable_grad():
+        result = layer(xt, initial_state=hx)
+        loss = sum((r * torch.from_numpy(u)).sum()
+                   for r, u in zip(result, [up_out] + up_states))
+        loss.backward()
+
+    def grad(t):
+        return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().cpu().numpy()
+    return ([r.detach().cpu().numpy() for r in result], [grad(t) for t in tensors], grad(xt),
+            [grad(h) for h in hx])
+
+
+def _tensorflow_gradients(layer, variables, inp, init, up_out, up_states):
+    import tensorflow as tf
+    xt = tf.constant(inp)
+    hx = [tf.constant(s) for s in init]
+    tensors = [v.value for v in variables]
+    with tf.GradientTape() as tape:
+        tape.watch([xt] + hx + tensors)
+        result = layer(xt, initial_state=hx)
+        loss = tf.add_n([tf.reduce_sum(r * u) for r, u in zip(result, [up_out] + up_states)])
+    g = tape.gradient(loss, [xt] + hx + tensors)
+    g = [np.zeros(tuple(t.shape)) if d is None else np.asarray(d)
+         for t, d in zip([xt] + hx + tensors, g)]
+    return [np.asarray(r) for r in result], g[1 + len(hx):], g[0], g[1:1 + len(hx)]
+
+
+def _jax_gradients(layer, variables, inp, init, up_out, up_states):
+    import jax
+    import jax.numpy as jnp
+    trainable = list(layer.trainable_variables)
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    def f(tv, x, hs):
+        out, _ = layer.stateless_call(tv, non_trainable, x, initial_state=list(hs))
+        return list(out)
+    result, vjp = jax.vjp(f, [v.value for v in trainable], jnp.asarray(inp),
+                          [jnp.asarray(s) for s in init])
+    cot = [jnp.asarray(u, r.dtype) for r, u in zip(result, [up_out] + up_states)]
+    g_tv, g_x, g_hs = vjp(cot)
+    index = {id(v): i for i, v in enumerate(trainable)}
+    return ([np.asarray(r) for r in result], [np.asarray(g_tv[index[id(v)]]) for v in variables],
+            np.asarray(g_x), [np.asarray(g) for g in g_hs])
+
+
+_DIFFERENTIATE = {"torch": _torch_gradients, "tensorflow": _tensorflow_gradients,
+                  "jax": _jax_gradients}
 
 
 def keras_harness(cell: str) -> KerasHarness:

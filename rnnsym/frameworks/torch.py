@@ -59,7 +59,8 @@ class TorchHarness(Harness):
     outputs past each length read as zeros.
     """
 
-    gradient_stacks = True      # gradients() covers layers and directions (--gradients)
+    #: gradients() (--gradients) covers stacks, both directions and packed sequences
+    gradient_stacks = gradient_bidirectional = gradient_lengths = True
 
     #: how variable lengths are fed -> whether they must be sorted (longest first)
     length_modes = {"packed, enforce_sorted": True, "packed, unsorted": False}
@@ -177,8 +178,6 @@ class TorchHarness(Harness):
         torch = _torch()
         with torch.no_grad():
             return module(*args)
-
-    gradient_lengths = True     # and per-sample lengths (packed sequences)
 
     def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
                   length_mode=None):

@@ -17,8 +17,8 @@ class TorchCellHarness(TorchHarness):
     time step, ``(B, d_in)`` or unbatched ``(d_in,)``. The harness runs it over T
     steps, feeding each step's state to the next."""
 
-    gradient_stacks = False     # one cell: one layer, one direction, fixed lengths
-    gradient_lengths = False
+    #: one cell: one layer, one direction, fixed lengths (--gradients)
+    gradient_stacks = gradient_bidirectional = gradient_lengths = False
 
     def __init__(self, factory, cell: str, name: str | None = None):
         super().__init__(factory, cell, name)
