@@ -153,3 +153,32 @@ def test_unusual_flax_cell_passes_and_broken_one_fails():
     broken = rnnsym.check(FlippedGRUCell, cell="gru", examples=20, seed=3)
     assert not broken.passed
     assert "update rule flipped" in broken.diagnosis, str(broken)
+
+
+FLAX_BROKEN = str(__import__("pathlib").Path(__file__).parent / "broken" / "flax_cells.py")
+
+
+@pytest.mark.parametrize("target,cell", [("flax", "gru"), ("flax", "elman"),
+                                         ("flax-nnx", "lstm"), ("flax-nnx", "gru"),
+                                         ("flax.linen:OptimizedLSTMCell", "lstm")])
+def test_flax_gradients_pass_in_both_directions(target, cell):
+    """jax.vjp of the jitted RNN / Bidirectional against the generated backward; the fused
+    OptimizedLSTMCell (another way of computing LSTMCell) too."""
+    report = rnnsym.check(target, cell, examples=12, seed=1, gradients=True)
+    assert report.passed, report.format()
+    assert report.coverage["bidirectional"] == [False, True], report.format()
+
+
+@pytest.mark.parametrize("name,cell", [("GRUStateDetached", "gru"),
+                                       ("LSTMStateDetached", "lstm")])
+def test_flax_cell_with_a_detached_carry_fails_only_in_gradients(name, cell):
+    assert rnnsym.check(f"{FLAX_BROKEN}:{name}", cell, examples=10, seed=1).passed
+    report = rnnsym.check(f"{FLAX_BROKEN}:{name}", cell, examples=20, seed=1, gradients=True)
+    assert not report.passed and report.failure_kind == "wrong gradients", report.format()
+    assert "state detached before every step" in report.diagnosis, report.format()
+
+
+def test_flax_gradients_under_the_torch_claim_are_a_usage_error():
+    with pytest.raises(rnnsym.check.UsageError, match="hidden_bias=rzn"):
+        rnnsym.check("flax", "gru", examples=5, seed=1, gradients=True,
+                     variant="hidden_bias=rzn")

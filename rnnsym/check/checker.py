@@ -55,7 +55,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     gradients      compare the target's gradients (parameters, input, initial state) with
                    the generated backward under a random upstream gradient; stacks, both
                    directions and packed sequences for torch modules and drop-ins, both
-                   directions for Keras, one layer, one direction and fixed lengths for
+                   directions for Keras and Flax, one layer, one direction and fixed lengths for
                    the others (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
@@ -98,7 +98,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
     if options.gradients and getattr(harness, "gradients", None) is None:
         raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
-                         "cells and drop-ins, Keras, functions with a backward)")
+                         "cells and drop-ins, Keras, Flax, functions with a backward)")
     if options.gradients:
         options = _gradient_space(harness, options)
     dtype = options.dtype or default_dtype
@@ -168,7 +168,7 @@ def _gradient_space(harness, options: CheckOptions) -> CheckOptions:
     """The space its ``gradients()`` covers: stacks (``gradient_stacks``), both directions
     (``gradient_bidirectional``), per-sample lengths (``gradient_lengths``); a harness
     without one gets that feature left out, and a usage error if it was asked for."""
-    reason = getattr(harness, "no_gradients_reason", lambda: None)()
+    reason = getattr(harness, "no_gradients_reason", lambda variant: None)(options.variant)
     if reason:
         raise UsageError(reason)
     if not getattr(harness, "gradient_stacks", False):

@@ -65,8 +65,14 @@ def _gru_constant_gate(config, params, x, s0, up, gate):
     backward with that gate held constant."""
     from rnnsym.reference import gru_backward
     d_final = {"h": up["h_n"][0, 0]}
-    return gru_backward(params, x, s0, up["output"][:, :, 0], d_final,
-                        reset=variant_for(config)["reset"], constant=(gate,))
+    # a GRU variant without some hidden biases (Flax: b_hr, b_hz; nnx: b_hn too) is the
+    # reference GRU with those biases zero
+    full = dict(params)
+    for g in "rzn":
+        full.setdefault(f"b_h{g}", np.zeros(np.shape(params[f"b_x{g}"])))
+    d_params, d_x, d_s0 = gru_backward(full, x, s0, up["output"][:, :, 0], d_final,
+                                       reset=variant_for(config)["reset"], constant=(gate,))
+    return {k: v for k, v in d_params.items() if k in params}, d_x, d_s0
 
 
 def _transposed(config, params, x, s0, up):

@@ -1,22 +1,22 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
 Per drawn case (batched; stacks of layers, both directions and packed sequences for torch
-modules and drop-ins; both directions for Keras; one layer, one direction and fixed lengths
-for cells and functions; what a harness covers: its ``gradient_stacks``,
+modules and drop-ins; both directions for Keras and Flax; one layer, one direction and fixed
+lengths for cells and functions; what a harness covers: its ``gradient_stacks``,
 ``gradient_bidirectional``, ``gradient_lengths``) an upstream gradient ``G`` of the flat
-outputs is drawn (uniform in [-1, 1], seeded
-by the case, so shrinking keeps it with its case). The target computes the gradient of
-``L = Σ G ⊙ outputs`` with respect to its own parameters, the input and the initial state
-(torch modules, cells and drop-ins: autograd; Keras: its backend's autodiff; functions:
-their ``backward`` in the canonical convention); the oracle is ``rnnsym.compile(cell).backward``
-(BPTT generated from the symbolic cell) run layer by layer and direction by direction
-(:func:`stack_gradients`: a reverse direction is the forward one on the time-reversed input,
-a layer's input gradient is the output gradient of the layer below; with per-sample lengths
-each sample is its own sequence, :func:`sample_gradients`), its canonical parameter
-gradients mapped to the target's layout by the adjoint of the harness's parameter conversion.
-Every gradient array is compared with a per-element tolerance (:func:`gradient_tolerance`). A
-failure names the target parameter whose gradient differs, and :data:`GRADIENT_BUGS` (the
-gradient part of the diagnosis table, in ``gradient_bugs.py``) names the bug.
+outputs is drawn (uniform in [-1, 1], seeded by the case, so shrinking keeps it with its case).
+The target computes the gradient of ``L = Σ G ⊙ outputs`` with respect to its own parameters,
+the input and the initial state (torch modules, cells and drop-ins: autograd; Keras: its
+backend's autodiff; Flax: jax.vjp; functions: their ``backward`` in the canonical convention);
+the oracle is ``rnnsym.compile(cell).backward`` (BPTT generated from the symbolic cell) run
+layer by layer and direction by direction (:func:`stack_gradients`: a reverse direction is the
+forward one on the time-reversed input, a layer's input gradient is the output gradient of the
+layer below; with per-sample lengths each sample is its own sequence,
+:func:`sample_gradients`), its canonical parameter gradients mapped to the target's layout by
+the adjoint of the harness's parameter conversion. Every gradient array is compared with a
+per-element tolerance (:func:`gradient_tolerance`). A failure names the target parameter whose
+gradient differs, and :data:`GRADIENT_BUGS` (the gradient part of the diagnosis table, in
+``gradient_bugs.py``) names the bug.
 
 Gradient arrays are keyed ``param:NAME`` (the target's own names), ``x`` (T, B, d_in),
 ``h0``/``c0`` (layers, directions, B, d), the flat state layout; outputs keep the flat layout
@@ -261,16 +261,16 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
     A correct backward in the target's dtype computes exactly the gradient of perturbed data:
     every product it sums has at most ``n`` terms, where ``n`` is the forward's fan-in, the
     backward's (``W^T δ`` sums over the ``G·d_h`` gate rows of each direction) or a weight
-    gradient's (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so parameters,
-    input, initial state and the upstream gradient are perturbed relatively by
+    gradient's (``Σ_t δ_t h_{t-1}^T`` sums ``T·B`` products), whichever is largest; so
+    parameters, input, initial state and the upstream gradient are perturbed relatively by
     ``gamma_n`` (+ ``FUNCTION_ULPS`` for the activations' rounding), ``PROBES`` times, and the
     largest deviation of the oracle's gradients is taken, plus the rounding of the result
-    ``u |expected|`` and the normwise floor ``gamma_n max|expected|`` of each array (its
-    elements are sums whose rounding scales with the largest terms, which may cancel), times
-    ``SAFETY`` (tolerance.py's constants, unchanged). As there, the
-    activations round their results: every quantity the forward keeps for the backward
-    (gates, states; a gate near 1 makes ``1 - z`` and ``σ' = z(1 - z)`` relatively inexact)
-    also gets an absolute ``FUNCTION_ULPS · u · (1 + |v|) · r`` in each probe.
+    ``u |expected|`` and the normwise floor ``gamma_n max|expected|`` of each array (its elements
+    are sums whose rounding scales with the largest terms, which may cancel), times ``SAFETY``
+    (tolerance.py's constants, unchanged). As there, the activations round their results: every
+    quantity the forward keeps for the backward (gates, states; a gate near 1 makes ``1 - z``
+    and ``σ' = z(1 - z)`` relatively inexact) also gets an absolute
+    ``FUNCTION_ULPS · u · (1 + |v|) · r`` in each probe.
     """
     config = case.config
     u = unit_roundoff(config.dtype)
@@ -306,7 +306,8 @@ def target_gradients(harness, case, upstream, timeout=None):
     run = getattr(harness, "gradients", None)
     if run is None:
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
-                         "modules and drop-ins, torch cells, Keras, functions with a backward)")
+                         "modules and drop-ins, torch cells, Keras, Flax, functions with a "
+                         "backward)")
     c, state0 = case.config, case.state0
     if state0 is None:                 # an explicit zero state: its gradient is checked too
         state0 = {"h": np.zeros((c.num_layers, c.D, c.B, c.d_out), c.dtype)}

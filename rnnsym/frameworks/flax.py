@@ -200,8 +200,7 @@ class FlaxHarness(Harness):
             for n, s in flax_param_shapes(self.api, self.cls_name, input_size=config.d_in,
                                           features=config.d_h).items():
                 expected[f"{d}/{n}" if d else n] = s
-        got = {k.replace("forward_rnn/", "forward/").replace("backward_rnn/", "backward/")
-               .replace("/cell/", "/").removeprefix("cell/"): s for k, s in shapes.items()}
+        got = {_value_name(k): s for k, s in shapes.items()}
         if got != expected:
             missing = sorted(set(expected) - set(got))
             unexpected = sorted(set(got) - set(expected))
@@ -226,23 +225,34 @@ class FlaxHarness(Harness):
         return {"cell": _nest(cast[0])}
 
     # -- running ----------------------------------------------------------------------------
+    def _inputs(self, config: Config, x, state0):
+        """Canonical x and flat state0 -> the RNN's input and initial carry (None: none)."""
+        c = config
+        inp = np.asarray(x, c.dtype)
+        if c.batch_first:
+            inp = inp.transpose(1, 0, 2)
+        carry = None
+        if state0 is not None:
+            def one(d):
+                h = np.asarray(state0["h"][0, d], c.dtype)
+                return (np.asarray(state0["c"][0, d], c.dtype), h) if self.cell == "lstm" \
+                    else h
+            carry = (one(0), one(1)) if c.bidirectional else one(0)
+        return np.ascontiguousarray(inp), carry
+
     def run(self, config: Config, values, x, state0):
         c = config
         with _x64(c.dtype == "float64"):
             fn, rest = self._make(c)
-            inp = np.asarray(x, c.dtype)
-            if c.batch_first:
-                inp = inp.transpose(1, 0, 2)
-            carry = None
-            if state0 is not None:
-                def one(d):
-                    h = np.asarray(state0["h"][0, d], c.dtype)
-                    return (np.asarray(state0["c"][0, d], c.dtype), h) if self.cell == "lstm" \
-                        else h
-                carry = (one(0), one(1)) if c.bidirectional else one(0)
-            result = fn(self._tree(c, values), rest, np.ascontiguousarray(inp), carry)
+            inp, carry = self._inputs(c, x, state0)
+            result = fn(self._tree(c, values), rest, inp, carry)
             import jax
             result = jax.tree_util.tree_map(np.asarray, result)
+        return self._flat(c, result)
+
+    def _flat(self, config: Config, result) -> dict:
+        """The RNN's ``(carry, outputs)`` -> flat outputs, structure and shapes checked."""
+        c = config
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise OutputError(f"RNN returned {type(result).__name__}, expected (carry, outputs)")
         carry_out, outputs = result
@@ -264,6 +274,62 @@ class FlaxHarness(Harness):
         if self.cell == "lstm":
             flat["c_n"] = np.stack(cs)[None]
         return flat
+
+    # -- gradients (--gradients) ----------------------------------------------------------
+    gradient_bidirectional = True   # one layer (RNN / Bidirectional), both directions
+
+    def no_gradients_reason(self, variant: dict):
+        """Why gradients cannot be checked under ``variant``, or None."""
+        if variant.get("hidden_bias") == "rzn":
+            return ("--gradients under --variant hidden_bias=rzn: the parameters are PyTorch's, "
+                    "ported to Flax's set lossily, so their gradients are not the Flax cell's; "
+                    "check the native variant (leave out --variant)")
+        return None
+
+    def gradients(self, config: Config, values, x, state0, upstream):
+        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by ``jax.vjp`` of the
+        jitted RNN: the parameters' by their names here (``param:NAME``, e.g. ``ir/kernel``,
+        ``forward/ir/kernel`` under Bidirectional), the input's ``x`` (T, B, d_in), the
+        initial carry's ``h0``/``c0`` (1, D, B, features)."""
+        import jax
+        c = config
+        with _x64(c.dtype == "float64"):
+            fn, rest = self._make(c)
+            inp, carry = self._inputs(c, x, state0)
+            result, vjp = jax.vjp(lambda tree, xs, h: fn(tree, rest, xs, h),
+                                  self._tree(c, values), inp, carry)
+            up_out = np.reshape(upstream["output"], (c.T, c.B, c.D * c.d_h))
+            if c.batch_first:
+                up_out = up_out.transpose(1, 0, 2)
+            leaves = []                 # the carry's leaves: per direction (c, h) or h
+            for d in range(c.D):
+                if self.cell == "lstm":
+                    leaves.append(upstream["c_n"][0, d])
+                leaves.append(upstream["h_n"][0, d])
+            carry_cot = jax.tree_util.tree_unflatten(
+                jax.tree_util.tree_structure(result[0]),
+                [np.asarray(v, c.dtype) for v in leaves])
+            g_tree, g_x, g_carry = vjp(type(result)((carry_cot,
+                                                     np.asarray(up_out, c.dtype))))
+            result = jax.tree_util.tree_map(np.asarray, result)
+        flat = self._flat(c, result)
+        grads = {f"param:{_value_name(k)}": np.asarray(v, np.float64)
+                 for k, v in _flatten(g_tree).items()}
+        g_x = np.asarray(g_x, np.float64)
+        grads["x"] = g_x.transpose(1, 0, 2) if c.batch_first else g_x
+        per_dir = list(g_carry) if c.bidirectional else [g_carry]
+        if self.cell == "lstm":
+            grads["c0"] = np.stack([np.asarray(one[0], np.float64) for one in per_dir])[None]
+            per_dir = [one[1] for one in per_dir]
+        grads["h0"] = np.stack([np.asarray(one, np.float64) for one in per_dir])[None]
+        return flat, grads
+
+
+def _value_name(path: str) -> str:
+    """A parameter's path in the module's tree -> its name here: ``cell/ir/kernel`` ->
+    ``ir/kernel``, ``forward_rnn/cell/ir/kernel`` -> ``forward/ir/kernel``."""
+    return (path.replace("forward_rnn/", "forward/").replace("backward_rnn/", "backward/")
+            .replace("/cell/", "/").removeprefix("cell/"))
 
 
 # ------------------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ class KerasHarness(Harness):
     # --- gradients (--gradients) ---------------------------------------------------------
     gradient_bidirectional = True   # one layer (Keras has no stacks), both directions
 
-    def no_gradients_reason(self):
+    def no_gradients_reason(self, variant: dict):
         """Why this backend cannot give gradients, or None."""
         if self.backend not in _DIFFERENTIATE:
             return (f"--gradients on Keras needs a backend with automatic differentiation "
