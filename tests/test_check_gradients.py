@@ -236,3 +236,17 @@ def test_sample_gradients_are_the_stack_gradients_of_each_sample():
                            for k, v in up.items()})
     np.testing.assert_allclose(d_x[:2, 2], one[1][:, 0], rtol=1e-12)
     np.testing.assert_allclose(d_s0[1][1]["c"][2], one[2][1][1]["c"][0], rtol=1e-12)
+
+
+def test_keras_gradients_with_masks_follow_the_repeated_outputs(monkeypatch):
+    """Keras' masked outputs repeat the last valid one, so their upstream gradient reaches
+    step len-1: the oracle models it (padding "repeat"), and with torch's convention (zeros
+    past a length, no gradient) the same correct layer would fail."""
+    from rnnsym.frameworks.keras import KerasHarness
+    report = check("keras", "gru", examples=40, seed=2, gradients=True, bidirectional="no")
+    assert report.passed, report.format()
+    assert "mask argument" in report.coverage["lengths"], report.format()
+    monkeypatch.setattr(KerasHarness, "length_padding", lambda self, config: "zero")
+    report = check("keras", "gru", examples=40, seed=2, gradients=True, bidirectional="no")
+    assert not report.passed and report.failure_kind == "wrong gradients", report.format()
+    assert report.counterexample.lengths is not None

@@ -85,8 +85,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="check the gradients (parameters, input, initial state) against "
                              "the generated backward, under a random upstream gradient "
                              "(torch modules and drop-ins: stacks, both directions, packed "
-                             "sequences; Keras on torch, tensorflow or jax, and Flax: both "
-                             "directions; "
+                             "sequences; Keras on torch, tensorflow or jax: both directions "
+                             "and masks; Flax: both directions; "
                              "torch cells and functions with a backward: one layer, one "
                              "direction, fixed lengths)")
     parser.add_argument("--no-progress", action="store_true",

@@ -1,10 +1,10 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
 Per drawn case (batched; stacks of layers, both directions and packed sequences for torch
-modules and drop-ins; both directions for Keras and Flax; one layer, one direction and fixed
-lengths for cells and functions; what a harness covers: its ``gradient_stacks``,
-``gradient_bidirectional``, ``gradient_lengths``) an upstream gradient ``G`` of the flat
-outputs is drawn (uniform in [-1, 1], seeded by the case, so shrinking keeps it with its case).
+modules and drop-ins; both directions for Keras and Flax, masks for Keras; one layer, one
+direction and fixed lengths for cells and functions; what a harness covers: its
+``gradient_stacks``, ``gradient_bidirectional``, ``gradient_lengths``) an upstream gradient
+``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded by the case, so shrinking keeps it with its case).
 The target computes the gradient of ``L = Σ G ⊙ outputs`` with respect to its own parameters,
 the input and the initial state (torch modules, cells and drop-ins: autograd; Keras: its
 backend's autodiff; Flax: jax.vjp; functions: their ``backward`` in the canonical convention);
@@ -196,21 +196,28 @@ def to_target_layout(conversion, d_canonical: list) -> dict:
 
 
 def sample_gradients(config: Config, params: list, x, state0: list, upstream: dict,
-                     lengths, *, padding_detached: bool = False, **stack):
+                     lengths, *, padding: str = "zero", padding_detached: bool = False,
+                     **stack):
     """:func:`stack_gradients` for a batch of per-sample ``lengths``: each sample is its
     own sequence ``x[:n, b]`` (a packed sequence's semantics: the steps past n are not run,
     the final state is the one at n-1, a reverse direction starts there), its gradients
     summed into the parameters' and written into its slices of ``x`` (zero past n) and of
-    the initial state. ``padding_detached`` is a bug model: the state a sample holds through
-    the padding steps is detached, so for samples shorter than T the forward direction's
-    ``h_n``/``c_n`` gradient and the reverse direction's initial-state gradient are lost."""
+    the initial state. ``padding`` is the target's convention for the outputs past a length
+    (``rnnsym.check.variants.pad_outputs``): "zero" (no gradient flows from them) or "repeat"
+    (Keras' mask: the forward direction's last valid output repeated, so their upstream
+    gradient adds to step n-1's). ``padding_detached`` is a bug model: the state a sample
+    holds through the padding steps is detached, so for samples shorter than T the forward
+    direction's ``h_n``/``c_n`` gradient and the reverse direction's initial-state gradient
+    are lost."""
     x = np.asarray(x, np.float64)
     T = len(x)
     d_x = np.zeros_like(x)
     d_s0 = [[{k: np.zeros_like(v) for k, v in s.items()} for s in dirs] for dirs in state0]
     d_params = None
     for b, n in enumerate(int(v) for v in lengths):
-        up = {"output": np.asarray(upstream["output"], np.float64)[:n, b:b + 1]}
+        up = {"output": np.array(upstream["output"], np.float64)[:n, b:b + 1]}
+        if padding == "repeat":
+            up["output"][n - 1, 0, 0] += np.asarray(upstream["output"], np.float64)[n:, b, 0].sum(0)
         for k in ("h_n", "c_n"):
             if k in upstream:
                 up[k] = np.array(upstream[k], np.float64)[:, :, b:b + 1]
@@ -242,7 +249,9 @@ def expected_gradients(harness, case, upstream, *, layer=None, params=None, x=No
     x = case.x if x is None else x
     s0 = _state0(config, case.state0) if state0 is None else state0
     if case.lengths is not None:
+        from rnnsym.check.variants import length_padding
         d_params, d_x, d_s0 = sample_gradients(config, params, x, s0, upstream, case.lengths,
+                                               padding=length_padding(harness, config),
                                                layer=layer, noise=noise, **stack)
     else:
         d_params, d_x, d_s0 = stack_gradients(config, params, x, s0, upstream, layer=layer,

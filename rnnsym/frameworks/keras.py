@@ -253,7 +253,8 @@ class KerasHarness(Harness):
         return self._flat(config, result)
 
     # --- gradients (--gradients) ---------------------------------------------------------
-    gradient_bidirectional = True   # one layer (Keras has no stacks), both directions
+    #: one layer (Keras has no stacks), both directions, variable lengths (a mask)
+    gradient_bidirectional = gradient_lengths = True
 
     def no_gradients_reason(self, variant: dict):
         """Why this backend cannot give gradients, or None."""
@@ -262,12 +263,15 @@ class KerasHarness(Harness):
                     f"(torch, tensorflow or jax); KERAS_BACKEND={self.backend} has none")
         return None
 
-    def gradients(self, config: Config, values, x, state0, upstream):
+    def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
+                  length_mode=None):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs``, differentiated by the
         backend itself (torch autograd, ``tf.GradientTape``, ``jax.vjp`` of
         ``layer.stateless_call``): the weights' by their Keras names (``param:NAME``,
         ``param:forward/NAME`` under Bidirectional), the input's ``x`` (T, B, d_in), the
-        initial state's ``h0``/``c0`` (1, D, B, units); one layer (``--gradients``)."""
+        initial state's ``h0``/``c0`` (1, D, B, units); one layer (``--gradients``). With
+        ``lengths`` the layer gets ``mask=`` (as :meth:`run` passes it beside an initial
+        state, which a gradient check always gives: a Masking layer's mask would be dropped)."""
         layer, variables = self._loaded(config, values)
         c = config
         inp = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2)).astype(c.dtype)
@@ -277,8 +281,10 @@ class KerasHarness(Harness):
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
         up_states = [np.asarray(upstream[f"{k}_n"][0, d], c.dtype) for d in range(c.D)
                      for k in keys]
+        mask = None if lengths is None else \
+            np.arange(c.T)[None, :] < np.asarray(lengths)[:, None]
         result, g_vars, g_x, g_init = _DIFFERENTIATE[self.backend](
-            layer, list(variables.values()), inp, init, up_out, up_states)
+            layer, list(variables.values()), inp, init, up_out, up_states, mask)
         flat = self._flat(c, result)
         grads = {f"param:{n}": np.asarray(g, np.float64) for n, g in zip(variables, g_vars)}
         grads["x"] = np.asarray(g_x, np.float64).transpose(1, 0, 2)
@@ -289,10 +295,10 @@ class KerasHarness(Harness):
 
 
 # How each backend differentiates ``L = <up_out, output> + Σ <up_state, state>`` through a
-# layer: ``(layer, variables, x, initial states, up_out, up_states) -> (outputs as NumPy,
-# gradient per variable, gradient of x, gradient per initial state)``; an unconnected
-# input's gradient is zeros.
-def _torch_gradients(layer, variables, inp, init, up_out, up_states):
+# layer: ``(layer, variables, x, initial states, up_out, up_states, mask or None) ->
+# (outputs as NumPy, gradient per variable, gradient of x, gradient per initial state)``; an
+# unconnected input's gradient is zeros.
+def _torch_gradients(layer, variables, inp, init, up_out, up_states, mask):
     import torch
     xt = torch.from_numpy(inp).requires_grad_(True)
     hx = [torch.from_numpy(np.ascontiguousarray(s)).requires_grad_(True) for s in init]
@@ -300,7 +306,7 @@ def _torch_gradients(layer, variables, inp, init, up_out, up_states):
     for t in tensors:
         t.grad = None
     with torch.enable_grad():
-        result = layer(xt, initial_state=hx)
+        result = layer(xt, initial_state=hx, **({} if mask is None else {"mask": mask}))
         loss = sum((r * torch.from_numpy(u)).sum()
                    for r, u in zip(result, [up_out] + up_states))
         loss.backward()
@@ -311,14 +317,14 @@ def _torch_gradients(layer, variables, inp, init, up_out, up_states):
             [grad(h) for h in hx])
 
 
-def _tensorflow_gradients(layer, variables, inp, init, up_out, up_states):
+def _tensorflow_gradients(layer, variables, inp, init, up_out, up_states, mask):
     import tensorflow as tf
     xt = tf.constant(inp)
     hx = [tf.constant(s) for s in init]
     tensors = [v.value for v in variables]
     with tf.GradientTape() as tape:
         tape.watch([xt] + hx + tensors)
-        result = layer(xt, initial_state=hx)
+        result = layer(xt, initial_state=hx, **({} if mask is None else {"mask": mask}))
         loss = tf.add_n([tf.reduce_sum(r * u) for r, u in zip(result, [up_out] + up_states)])
     g = tape.gradient(loss, [xt] + hx + tensors)
     g = [np.zeros(tuple(t.shape)) if d is None else np.asarray(d)
@@ -326,14 +332,15 @@ def _tensorflow_gradients(layer, variables, inp, init, up_out, up_states):
     return [np.asarray(r) for r in result], g[1 + len(hx):], g[0], g[1:1 + len(hx)]
 
 
-def _jax_gradients(layer, variables, inp, init, up_out, up_states):
+def _jax_gradients(layer, variables, inp, init, up_out, up_states, mask):
     import jax
     import jax.numpy as jnp
     trainable = list(layer.trainable_variables)
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
     def f(tv, x, hs):
-        out, _ = layer.stateless_call(tv, non_trainable, x, initial_state=list(hs))
+        out, _ = layer.stateless_call(tv, non_trainable, x, initial_state=list(hs),
+                                      **({} if mask is None else {"mask": mask}))
         return list(out)
     result, vjp = jax.vjp(f, [v.value for v in trainable], jnp.asarray(inp),
                           [jnp.asarray(s) for s in init])
