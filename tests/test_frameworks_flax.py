@@ -182,3 +182,18 @@ def test_flax_gradients_under_the_torch_claim_are_a_usage_error():
     with pytest.raises(rnnsym.check.UsageError, match="hidden_bias=rzn"):
         rnnsym.check("flax", "gru", examples=5, seed=1, gradients=True,
                      variant="hidden_bias=rzn")
+
+
+@pytest.mark.parametrize("target,cell", [("flax", "gru"), ("flax-nnx", "lstm")])
+def test_flax_seq_lengths_forward_and_gradients(target, cell, monkeypatch):
+    """seq_lengths (last valid carry, reverse direction flipped within each length) passes,
+    outputs and gradients; an RNN that is not given the lengths is caught and diagnosed."""
+    for gradients in (False, True):
+        report = rnnsym.check(target, cell, examples=40, seed=2, gradients=gradients)
+        assert report.passed, report.format()
+        assert "seq_lengths" in report.coverage["lengths"], report.format()
+    import rnnsym.frameworks.flax as flax_harness_module
+    monkeypatch.setattr(flax_harness_module, "_lengths", lambda lengths: None)
+    report = rnnsym.check(target, cell, examples=40, seed=2)
+    assert not report.passed and report.counterexample.lengths is not None, report.format()
+    assert "lengths ignored" in report.diagnosis, report.format()

@@ -55,8 +55,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     gradients      compare the target's gradients (parameters, input, initial state) with
                    the generated backward under a random upstream gradient; stacks, both
                    directions and packed sequences for torch modules and drop-ins, both
-                   directions for Keras and Flax (and masks for Keras), one layer, one direction and fixed lengths for
-                   the others (``rnnsym.check.gradients``)
+                   directions and lengths for Keras and Flax, one layer, one direction
+                   and fixed lengths for the others (``rnnsym.check.gradients``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target

@@ -86,7 +86,7 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "the generated backward, under a random upstream gradient "
                              "(torch modules and drop-ins: stacks, both directions, packed "
                              "sequences; Keras on torch, tensorflow or jax: both directions "
-                             "and masks; Flax: both directions; "
+                             "and masks; Flax: both directions and seq_lengths; "
                              "torch cells and functions with a backward: one layer, one "
                              "direction, fixed lengths)")
     parser.add_argument("--no-progress", action="store_true",

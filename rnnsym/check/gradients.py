@@ -1,10 +1,11 @@
 """``rnnsym check TARGET --gradients``: the target's gradients against the generated backward.
 
 Per drawn case (batched; stacks of layers, both directions and packed sequences for torch
-modules and drop-ins; both directions for Keras and Flax, masks for Keras; one layer, one
-direction and fixed lengths for cells and functions; what a harness covers: its
-``gradient_stacks``, ``gradient_bidirectional``, ``gradient_lengths``) an upstream gradient
-``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded by the case, so shrinking keeps it with its case).
+modules and drop-ins; both directions and lengths for Keras (masks) and Flax (seq_lengths);
+one layer, one direction and fixed lengths for torch cells and functions; what a harness
+covers: its ``gradient_stacks``, ``gradient_bidirectional``, ``gradient_lengths``) an
+upstream gradient ``G`` of the flat outputs is drawn (uniform in [-1, 1], seeded by the case,
+so shrinking keeps it with its case).
 The target computes the gradient of ``L = Σ G ⊙ outputs`` with respect to its own parameters,
 the input and the initial state (torch modules, cells and drop-ins: autograd; Keras: its
 backend's autodiff; Flax: jax.vjp; functions: their ``backward`` in the canonical convention);

@@ -85,7 +85,15 @@ class FlaxHarness(Harness):
     math on Flax's parameters; ``hidden_bias=rzn`` checks the claim that the class
     computes PyTorch's GRU: parameters are drawn in the canonical (PyTorch) set and
     ported with ``canonical_to_flax(strict=False)``.
+
+    Variable lengths go in as ``seq_lengths`` (the carry returned is the last valid one;
+    a reverse direction flips each sequence within its length). Flax documents the outputs
+    past a length as not zeroed, i.e. unspecified, so the harness zeroes them before the
+    comparison: what is checked is every valid output and the final carry.
     """
+
+    #: how variable lengths are fed -> whether they must be sorted (longest first)
+    length_modes = {"seq_lengths": False}
 
     def __init__(self, cls, api: str, cell: str, name: str | None = None,
                  cls_name: str | None = None):
@@ -169,8 +177,9 @@ class FlaxHarness(Harness):
                                             return_carry=True)
                           if config.bidirectional else rnn())
 
-                def apply(params, rest, x, carry):
-                    return module.apply({"params": params}, x, initial_carry=carry)
+                def apply(params, rest, x, carry, lengths=None):
+                    return module.apply({"params": params}, x, initial_carry=carry,
+                                        seq_lengths=lengths)
                 x0 = np.zeros((2, 1, config.d_in) if time_major else (1, 2, config.d_in),
                               config.dtype)
                 tree = jax.eval_shape(module.init, jax.random.key(0), x0)["params"]
@@ -187,10 +196,11 @@ class FlaxHarness(Harness):
                 graph, params, rest = mod.split(module, mod.Param, ...)
                 tree = mod.to_pure_dict(params)
 
-                def apply(pure, rest, x, carry):
+                def apply(pure, rest, x, carry, lengths=None):
                     state = mod.State(params)
                     mod.replace_by_pure_dict(state, pure)
-                    return mod.merge(graph, state, rest)(x, initial_carry=carry)
+                    return mod.merge(graph, state, rest)(x, initial_carry=carry,
+                                                         seq_lengths=lengths)
             shapes = {k: tuple(v.shape) for k, v in _flatten(tree).items()}
         except Exception as exc:  # noqa: BLE001 - a class that cannot be built
             raise ContractError(f"{self.name}: building RNN({self.cls_name}(features="
@@ -240,18 +250,19 @@ class FlaxHarness(Harness):
             carry = (one(0), one(1)) if c.bidirectional else one(0)
         return np.ascontiguousarray(inp), carry
 
-    def run(self, config: Config, values, x, state0):
+    def run(self, config: Config, values, x, state0, lengths=None, length_mode=None):
         c = config
         with _x64(c.dtype == "float64"):
             fn, rest = self._make(c)
             inp, carry = self._inputs(c, x, state0)
-            result = fn(self._tree(c, values), rest, inp, carry)
+            result = fn(self._tree(c, values), rest, inp, carry, _lengths(lengths))
             import jax
             result = jax.tree_util.tree_map(np.asarray, result)
-        return self._flat(c, result)
+        return self._flat(c, result, lengths)
 
-    def _flat(self, config: Config, result) -> dict:
-        """The RNN's ``(carry, outputs)`` -> flat outputs, structure and shapes checked."""
+    def _flat(self, config: Config, result, lengths=None) -> dict:
+        """The RNN's ``(carry, outputs)`` -> flat outputs, structure and shapes checked; with
+        ``lengths``, the outputs past each (unspecified in Flax) zeroed."""
         c = config
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise OutputError(f"RNN returned {type(result).__name__}, expected (carry, outputs)")
@@ -270,13 +281,17 @@ class FlaxHarness(Harness):
                 cs.append(check_shape(f"carry {d} c", one[0], (c.B, c.d_h), "(B, features)", c))
                 one = one[1]
             hs.append(check_shape(f"carry {d} h", one, (c.B, c.d_h), "(B, features)", c))
-        flat = {"output": out.reshape(c.T, c.B, c.D, c.d_h), "h_n": np.stack(hs)[None]}
+        out = out.reshape(c.T, c.B, c.D, c.d_h)
+        if lengths is not None:
+            out = np.where(_valid(lengths, c.T)[:, :, None, None], out, 0)
+        flat = {"output": out, "h_n": np.stack(hs)[None]}
         if self.cell == "lstm":
             flat["c_n"] = np.stack(cs)[None]
         return flat
 
     # -- gradients (--gradients) ----------------------------------------------------------
-    gradient_bidirectional = True   # one layer (RNN / Bidirectional), both directions
+    #: one layer (RNN / Bidirectional), both directions, seq_lengths
+    gradient_bidirectional = gradient_lengths = True
 
     def no_gradients_reason(self, variant: dict):
         """Why gradients cannot be checked under ``variant``, or None."""
@@ -286,19 +301,23 @@ class FlaxHarness(Harness):
                     "check the native variant (leave out --variant)")
         return None
 
-    def gradients(self, config: Config, values, x, state0, upstream):
+    def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
+                  length_mode=None):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` by ``jax.vjp`` of the
         jitted RNN: the parameters' by their names here (``param:NAME``, e.g. ``ir/kernel``,
         ``forward/ir/kernel`` under Bidirectional), the input's ``x`` (T, B, d_in), the
-        initial carry's ``h0``/``c0`` (1, D, B, features)."""
+        initial carry's ``h0``/``c0`` (1, D, B, features). With ``lengths``, the outputs
+        past each are left out of ``L`` (unspecified in Flax, zeroed in the flat outputs)."""
         import jax
         c = config
         with _x64(c.dtype == "float64"):
             fn, rest = self._make(c)
             inp, carry = self._inputs(c, x, state0)
-            result, vjp = jax.vjp(lambda tree, xs, h: fn(tree, rest, xs, h),
+            result, vjp = jax.vjp(lambda tree, xs, h: fn(tree, rest, xs, h, _lengths(lengths)),
                                   self._tree(c, values), inp, carry)
             up_out = np.reshape(upstream["output"], (c.T, c.B, c.D * c.d_h))
+            if lengths is not None:
+                up_out = np.where(_valid(lengths, c.T)[:, :, None], up_out, 0)
             if c.batch_first:
                 up_out = up_out.transpose(1, 0, 2)
             leaves = []                 # the carry's leaves: per direction (c, h) or h
@@ -312,7 +331,7 @@ class FlaxHarness(Harness):
             g_tree, g_x, g_carry = vjp(type(result)((carry_cot,
                                                      np.asarray(up_out, c.dtype))))
             result = jax.tree_util.tree_map(np.asarray, result)
-        flat = self._flat(c, result)
+        flat = self._flat(c, result, lengths)
         grads = {f"param:{_value_name(k)}": np.asarray(v, np.float64)
                  for k, v in _flatten(g_tree).items()}
         g_x = np.asarray(g_x, np.float64)
@@ -323,6 +342,15 @@ class FlaxHarness(Harness):
             per_dir = [one[1] for one in per_dir]
         grads["h0"] = np.stack([np.asarray(one, np.float64) for one in per_dir])[None]
         return flat, grads
+
+
+def _lengths(lengths):
+    return None if lengths is None else np.asarray(lengths, np.int32)
+
+
+def _valid(lengths, T: int) -> np.ndarray:
+    """(T, B) booleans: step t is within sample b's length."""
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
 
 
 def _value_name(path: str) -> str:
