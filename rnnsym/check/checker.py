@@ -28,8 +28,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
-                   "MODULE:NAME", "path/to/file.py:NAME", or the class/function itself; ONNX runtimes: "onnxruntime", "onnx-reference",
-                   "onnx:MODULE:NAME", ONNX -> torch converters: "onnx2pytorch", "onnx2torch",
+                   "MODULE:NAME", "path/to/file.py:NAME", or the class/function itself;
+                   ONNX runtimes: "onnxruntime", "onnx-reference", "onnx:MODULE:NAME";
+                   ONNX -> torch converters: "onnx2pytorch", "onnx2torch",
                    "onnx-converter:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
                    restricts the attribute space and ``variant`` fixes readings)
     cell           "elman" (alias "rnn"), "lstm" or "gru"

@@ -41,11 +41,10 @@ def _timeout(text: str):
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
-    parser.add_argument("target", help="torch | keras | flax | flax-linen | flax-nnx | torch-onnx | "
-                                       "MODULE:NAME | path/to/file.py:NAME | onnxruntime | "
-                                       "onnx-reference | "
-                                       "onnx:MODULE:NAME | onnx2pytorch | onnx2torch | "
-                                       "onnx-converter:MODULE:NAME")
+    parser.add_argument("target", help="torch | keras | flax | flax-linen | flax-nnx | "
+                                       "torch-onnx | MODULE:NAME | path/to/file.py:NAME | "
+                                       "onnxruntime | onnx-reference | onnx:MODULE:NAME | "
+                                       "onnx2pytorch | onnx2torch | onnx-converter:MODULE:NAME")
     parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")

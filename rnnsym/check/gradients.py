@@ -35,7 +35,8 @@ from rnnsym.check.oracle import _compiled, variant_for
 from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
                                     explicit_tolerance, fan_in, gamma, unit_roundoff)
-from rnnsym.frameworks import Config, ContractError, OutputError, UsageError
+from rnnsym.frameworks import Config, ContractError, OutputError, UsageError, nest_state
+from rnnsym.frameworks.layers import direction_forward
 
 
 # --- the oracle ----------------------------------------------------------------------------
@@ -49,14 +50,19 @@ def _module(config: Config):
     return _compiled(config.cell, tuple(sorted(variant_for(config).items())))
 
 
+def _zero_state(config: Config, dtype="float64") -> dict:
+    """The flat initial state of zeros: ``{"h": (L, D, B, d_out), "c": (L, D, B, d_h)}``."""
+    state = {"h": np.zeros((config.num_layers, config.D, config.B, config.d_out), dtype)}
+    if config.cell == "lstm":
+        state["c"] = np.zeros((config.num_layers, config.D, config.B, config.d_h), dtype)
+    return state
+
+
 def _state0(config: Config, state0) -> list:
     """Canonical initial state ``[layer][direction]`` (zeros where the case has none)."""
-    if state0 is None:
-        state0 = {"h": np.zeros((config.num_layers, config.D, config.B, config.d_out))}
-        if config.cell == "lstm":
-            state0["c"] = np.zeros((config.num_layers, config.D, config.B, config.d_h))
-    return [[{k: np.asarray(v[layer, d], np.float64) for k, v in state0.items()}
-             for d in range(config.D)] for layer in range(config.num_layers)]
+    flat = _zero_state(config) if state0 is None else \
+        {k: np.asarray(v, np.float64) for k, v in state0.items()}
+    return nest_state(flat, config.num_layers, config.D)
 
 
 def _float64(params) -> list:
@@ -86,12 +92,9 @@ def stack_gradients(config: Config, params: list, x, state0: list, upstream: dic
     L, D = len(params), len(params[0])
     inputs = [np.asarray(x, np.float64)]
     for lay in range(L - 1):
-        outs = []
-        for d in range(D):
-            xs = inputs[lay][::-1] if d else inputs[lay]
-            out = module.forward(params[lay][d], xs, state0[lay][d])[0]
-            outs.append(out[::-1] if d else out)
-        nxt = np.concatenate(outs, axis=-1)
+        nxt = np.concatenate([direction_forward(module.forward, params[lay][d], inputs[lay],
+                                                state0[lay][d], reverse=d == 1)[0]
+                              for d in range(D)], axis=-1)
         inputs.append(nxt if noise is None else noise(nxt))
     d_params = [[None] * D for _ in range(L)]
     d_state0 = [[None] * D for _ in range(L)]
@@ -217,8 +220,8 @@ def sample_gradients(config: Config, params: list, x, state0: list, upstream: di
     d_params = None
     for b, n in enumerate(int(v) for v in lengths):
         up = {"output": np.array(upstream["output"], np.float64)[:n, b:b + 1]}
-        if padding == "repeat":
-            up["output"][n - 1, 0, 0] += np.asarray(upstream["output"], np.float64)[n:, b, 0].sum(0)
+        if padding == "repeat":     # outputs n.. repeat output n-1 (forward direction)
+            up["output"][n - 1, 0, 0] += np.asarray(upstream["output"])[n:, b, 0].sum(0)
         for k in ("h_n", "c_n"):
             if k in upstream:
                 up[k] = np.array(upstream[k], np.float64)[:, :, b:b + 1]
@@ -234,7 +237,8 @@ def sample_gradients(config: Config, params: list, x, state0: list, upstream: di
                 for k, v in s.items():
                     d_s0[lay][d][k][b] = v[0]
         d_params = dp if d_params is None else \
-            [[{k: a[k] + p[k] for k in a} for a, p in zip(da, dq)] for da, dq in zip(d_params, dp)]
+            [[{k: a[k] + p[k] for k in a} for a, p in zip(da, dq)]
+             for da, dq in zip(d_params, dp)]
     return d_params, d_x, d_s0
 
 
@@ -318,11 +322,9 @@ def target_gradients(harness, case, upstream, timeout=None):
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
                          "modules and drop-ins, torch cells, Keras, Flax, functions with a "
                          "backward)")
-    c, state0 = case.config, case.state0
+    state0 = case.state0
     if state0 is None:                 # an explicit zero state: its gradient is checked too
-        state0 = {"h": np.zeros((c.num_layers, c.D, c.B, c.d_out), c.dtype)}
-        if c.cell == "lstm":
-            state0["c"] = np.zeros((c.num_layers, c.D, c.B, c.d_h), c.dtype)
+        state0 = _zero_state(case.config, case.config.dtype)
     kwargs = {}
     if case.lengths is not None:
         kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}

@@ -157,12 +157,8 @@ class TorchHarness(Harness):
             inp = inp[:, 0]
         elif config.batch_first:
             inp = inp.transpose(1, 0, 2)
-        args = [torch.from_numpy(np.ascontiguousarray(inp)).to(dtype)]
-        if lengths is not None:
-            args[0] = torch.nn.utils.rnn.pack_padded_sequence(
-                args[0], torch.tensor(lengths, dtype=torch.int64),
-                batch_first=config.batch_first,
-                enforce_sorted=self.length_modes.get(length_mode, False))
+        args = [self._pack(config, torch.from_numpy(np.ascontiguousarray(inp)).to(dtype),
+                           lengths, length_mode)]
         if state0 is not None:
             hx = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
                   for k, v in state_to_torch(state0).items()}
@@ -171,6 +167,15 @@ class TorchHarness(Harness):
             args.append((hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
         result = self.call(config, module, args)
         return self.read_result(config, result, lengths)
+
+    def _pack(self, config: Config, inp, lengths, length_mode):
+        """The input tensor, packed (``pack_padded_sequence``) when there are lengths."""
+        if lengths is None:
+            return inp
+        torch = _torch()
+        return torch.nn.utils.rnn.pack_padded_sequence(
+            inp, torch.tensor(lengths, dtype=torch.int64), batch_first=config.batch_first,
+            enforce_sorted=self.length_modes.get(length_mode, False))
 
     def call(self, config: Config, module, args: list):
         """One forward call on prepared torch arguments (a subclass may route it elsewhere,
@@ -200,12 +205,8 @@ class TorchHarness(Harness):
         for p in own.values():
             p.grad = None
         with torch.enable_grad():
-            inp_t = xt
-            if lengths is not None:
-                inp_t = torch.nn.utils.rnn.pack_padded_sequence(
-                    xt, torch.tensor(lengths, dtype=torch.int64), batch_first=config.batch_first,
-                    enforce_sorted=self.length_modes.get(length_mode, False))
-            result = module(inp_t, (hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
+            result = module(self._pack(config, xt, lengths, length_mode),
+                            (hx["h"], hx["c"]) if self.cell == "lstm" else hx["h"])
             flat = self.read_result(config, result, lengths)
             output, states = result
             if lengths is not None:
@@ -309,6 +310,7 @@ def __getattr__(name):   # TorchCellHarness lives in torch_cell.py (it builds on
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["torch_param_shapes",  # noqa: F822 (TorchCellHarness: lazy, see __getattr__) "torch_to_canonical", "canonical_to_torch", "state_to_torch",
-           "state_from_torch", "TorchHarness", "TorchCellHarness", "torch_harness",
-           "nest_state", "flat_outputs"]
+__all__ = ["torch_param_shapes", "torch_to_canonical", "canonical_to_torch", "state_to_torch",
+           "state_from_torch", "TorchHarness",
+           "TorchCellHarness",  # noqa: F822 (lazy: module __getattr__ above)
+           "torch_harness", "nest_state", "flat_outputs"]
