@@ -10,6 +10,8 @@ references (:mod:`rnnsym.reference`, sharing nothing with the rest) → ONNX sem
 (:mod:`rnnsym.check`) → helpers for users' tests (:mod:`rnnsym.testing`) → the command line.
 This file re-exports the symbolic core's entry points; the checker loads on first use.
 """
+__version__ = "0.1.0"   # the one place (pyproject.toml reads it: [tool.setuptools.dynamic])
+
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
 from rnnsym.shapes import derive as shapes

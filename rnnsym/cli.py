@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rnnsym",
         description="Symbolic RNN/LSTM/GRU cells: shapes, unrolled LaTeX, generated NumPy "
                     "reference code, and a conformance checker.")
+    from rnnsym import __version__
+    p.add_argument("--version", action="version", version=f"rnnsym {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
