@@ -57,7 +57,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -65,7 +65,6 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
     b_xW = np.concatenate([params["b_h"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
@@ -92,8 +91,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -101,7 +100,6 @@ def _forward_cached(params, x, state0=None):
     W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
     b_xW = np.concatenate([params["b_h"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
@@ -139,14 +137,12 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_h = sum_t(dh[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
-    xW = cache["xW"]
-    W_xh_x = xW[:, :, 0:d_h]
     h_all = cache["h_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward

@@ -63,7 +63,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
     # parameters read inside the loop, in the input's dtype
@@ -73,7 +73,6 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
     b_xW = np.concatenate([params["b_h"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
@@ -94,7 +93,6 @@ def forward(params, x, state0=None, *, return_cache=False):
         h = np.tanh(W_hh_h)  # state h
         np.matmul(h, W_hW2, out=hW2)
         out[t] = W_hy_h + b_y  # output y
-        y = out[t]
     return out, {"h": h.copy()}
 
 
@@ -107,8 +105,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
     # parameters read inside the loop, in the input's dtype
@@ -118,7 +116,6 @@ def _forward_cached(params, x, state0=None):
     W_xW = np.ascontiguousarray(np.asarray(params["W_xh"], dtype=dtype).T)
     b_xW = np.concatenate([params["b_h"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xh_x = xW[:, :, 0:d_h]  # W_xh @ x[t] + b_h
 
     # one fused GEMM per step for W_hh (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.asarray(params["W_hh"], dtype=dtype).T)
@@ -141,7 +138,7 @@ def _forward_cached(params, x, state0=None):
         np.tanh(W_hh_h, out=h_all[t + 1])  # state h
         h = h_all[t + 1]
         np.matmul(h, W_hW2, out=hW2)
-        y = y_all[t] = W_hy_h + b_y  # output y
+        y_all[t] = W_hy_h + b_y  # output y
     cache = {"x": x, "size": size, "xW": xW, "h_all": h_all, "y_all": y_all}
     return y_all, {"h": h_all[T].copy()}, cache
 
@@ -169,16 +166,13 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_y = sum_t(dy[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
-    xW = cache["xW"]
-    W_xh_x = xW[:, :, 0:d_h]
     h_all = cache["h_all"]
-    y_all = cache["y_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward
     W_hW = np.asarray(params["W_hh"], dtype=dtype)  # [W_hh]

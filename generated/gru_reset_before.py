@@ -37,8 +37,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_h),(d_h,d_in),(d_h,d_h),(d_h,d_in),(d_h,d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_in),(d_h)->(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"h"; weights are in math orientation (``W_xr`` is (d_h, d_in) and maps x to r) and are
+applied to a batch of row vectors as ``x @ W_xr.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -81,7 +81,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -89,15 +89,13 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xr"] + params["b_hr"], params["b_xz"] + params["b_hz"], params["b_xn"] + params["b_hn"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xr_x = xW[:, :, 0:d_h]  # W_xr @ x[t] + b_xr + b_hr
-    W_xz_x = xW[:, :, d_h:2*d_h]  # W_xz @ x[t] + b_xz + b_hz
     W_xn_x = xW[:, :, 2*d_h:3*d_h]  # W_xn @ x[t] + b_xn + b_hn
 
     # one fused GEMM per step for W_hr, W_hz (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
-    W_hr_h = hW[:, 0:d_h]  # W_hr @ h[t-1]
-    W_hz_h = hW[:, d_h:2*d_h]  # W_hz @ h[t-1]
+    r = hW[:, 0:d_h]  # r[t] = sigmoid(W_xr @ x[t] + W_hr @ h[t-1] + b_xr + b_hr), computed in place
+    z = hW[:, d_h:2*d_h]  # z[t] = sigmoid(W_xz @ x[t] + W_hz @ h[t-1] + b_xz + b_hz), computed in place
 
     # one fused GEMM per step for W_hn (all applied to r[t] * h[t-1]); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hn"], dtype=dtype).T)
@@ -110,9 +108,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW[:, :2*d_h] += xW[t, :, :2*d_h]
-        _sigmoid_(hW)  # W_hr_h, W_hz_h in place
-        r = W_hr_h  # gate r
-        z = W_hz_h  # gate z
+        _sigmoid_(hW)  # r, z in place
         np.matmul(r * h, W_uW, out=uW)
         n = np.tanh(W_xn_x[t] + W_hn_u)  # gate n
         out[t] = (1 - z) * n + z * h  # state h
@@ -129,8 +125,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -138,15 +134,13 @@ def _forward_cached(params, x, state0=None):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xr"] + params["b_hr"], params["b_xz"] + params["b_hz"], params["b_xn"] + params["b_hn"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xr_x = xW[:, :, 0:d_h]  # W_xr @ x[t] + b_xr + b_hr
-    W_xz_x = xW[:, :, d_h:2*d_h]  # W_xz @ x[t] + b_xz + b_hz
     W_xn_x = xW[:, :, 2*d_h:3*d_h]  # W_xn @ x[t] + b_xn + b_hn
 
     # one fused GEMM per step for W_hr, W_hz (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hr"], params["W_hz"]], axis=0).astype(dtype).T)
     hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
-    W_hr_h = hW[:, :, 0:d_h]  # W_hr @ h[t-1]
-    W_hz_h = hW[:, :, d_h:2*d_h]  # W_hz @ h[t-1]
+    r_all = hW[:, :, 0:d_h]  # r[t] (every step) = sigmoid(W_xr @ x[t] + W_hr @ h[t-1] + b_xr + b_hr), computed in place
+    z_all = hW[:, :, d_h:2*d_h]  # z[t] (every step) = sigmoid(W_xz @ x[t] + W_hz @ h[t-1] + b_xz + b_hz), computed in place
 
     # one fused GEMM per step for W_hn (all applied to r[t] * h[t-1]); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hn"], dtype=dtype).T)
@@ -162,9 +156,9 @@ def _forward_cached(params, x, state0=None):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
         hW[t, :, :2*d_h] += xW[t, :, :2*d_h]
-        _sigmoid_(hW[t])  # W_hr_h, W_hz_h in place
-        r = W_hr_h[t]  # gate r, activated in place
-        z = W_hz_h[t]  # gate z, activated in place
+        _sigmoid_(hW[t])  # r_all, z_all in place
+        r = r_all[t]  # gate r, activated in place
+        z = z_all[t]  # gate z, activated in place
         uW_in[t] = r * h
         np.matmul(uW_in[t], W_uW, out=uW)
         n = n_all[t]  # gate n
@@ -210,19 +204,15 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_hn = sum_t(da_n[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
-    xW = cache["xW"]
-    W_xr_x = xW[:, :, 0:d_h]
-    W_xz_x = xW[:, :, d_h:2*d_h]
-    W_xn_x = xW[:, :, 2*d_h:3*d_h]
     hW = cache["hW"]
-    W_hr_h = hW[:, :, 0:d_h]
-    W_hz_h = hW[:, :, d_h:2*d_h]
+    r_all = hW[:, :, 0:d_h]  # r[t] (every step) = sigmoid(W_xr @ x[t] + W_hr @ h[t-1] + b_xr + b_hr)
+    z_all = hW[:, :, d_h:2*d_h]  # z[t] (every step) = sigmoid(W_xz @ x[t] + W_hz @ h[t-1] + b_xz + b_hz)
     uW_in = cache["uW_in"]
     n_all = cache["n_all"]
     h_all = cache["h_all"]
@@ -243,8 +233,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        r = W_hr_h[t]
-        z = W_hz_h[t]
+        r = r_all[t]
+        z = z_all[t]
         n = n_all[t]
         h_prev = h_all[t]
         dh = d_outputs[t] + dh_next
@@ -313,7 +303,8 @@ def _check_grads(cache, d_outputs, d_final_state):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

@@ -57,7 +57,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -87,8 +87,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -132,16 +132,14 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_h = sum_t(da_h[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # parameters read by the step's derivatives, in the input's dtype
     w_hh = np.asarray(params["w_hh"], dtype=dtype)
     # what the forward kept
-    xW = cache["xW"]
-    W_xh_x = xW[:, :, 0:d_h]
     h_all = cache["h_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward

@@ -39,8 +39,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (4*d_h,d_in),(4*d_h),(4*d_h),(4*d_h,d_h),(4*d_h),(4*d_h),(d_h),(d_h),(d_in),(d_h),(d_h)->(d_h),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"c", "h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c", "h"; weights are in math orientation (``W_x`` is (4*d_h, d_in) and maps x to a) and are
+applied to a batch of row vectors as ``x @ W_x.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -80,7 +80,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     if size["4*d_h"] != 4*d_h:
@@ -129,8 +129,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -218,8 +218,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_c = sum_t(dc[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
@@ -232,7 +232,6 @@ def backward(params, cache, d_outputs, d_final_state=None):
     W_x_x = xW[:, :, 0:4*d_h]
     hW = cache["hW"]
     W_h_h = hW[:, :, 0:4*d_h]
-    a_all = cache["a_all"]
     i_all = cache["i_all"]
     f_all = cache["f_all"]
     g_all = cache["g_all"]

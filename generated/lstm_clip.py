@@ -45,8 +45,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_h),(d_h,d_h),(d_h,d_h),(d_h,d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_in),(d_h),(d_h)->(d_h),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"c", "h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c", "h"; weights are in math orientation (``W_xi`` is (d_h, d_in) and maps x to i) and are
+applied to a batch of row vectors as ``x @ W_xi.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -94,7 +94,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -102,10 +102,6 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
-    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
@@ -141,8 +137,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
@@ -234,8 +230,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_ho = sum_t(da2_o[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)

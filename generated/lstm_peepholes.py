@@ -48,8 +48,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_h),(d_h,d_h),(d_h,d_h),(d_h,d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_in),(d_h),(d_h)->(d_h),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"c", "h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c", "h"; weights are in math orientation (``W_xi`` is (d_h, d_in) and maps x to i) and are
+applied to a batch of row vectors as ``x @ W_xi.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -100,7 +100,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -112,17 +112,13 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
-    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hi_h = hW[:, 0:d_h]  # W_hi @ h[t-1]
     W_hf_h = hW[:, d_h:2*d_h]  # W_hf @ h[t-1]
-    W_hg_h = hW[:, 2*d_h:3*d_h]  # W_hg @ h[t-1]
+    g = hW[:, 2*d_h:3*d_h]  # g[t] = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg), computed in place
     W_ho_h = hW[:, 3*d_h:4*d_h]  # W_ho @ h[t-1]
 
     # states, and the output of every step
@@ -132,10 +128,9 @@ def forward(params, x, state0=None, *, return_cache=False):
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
-        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # W_hg_h in place
+        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # g in place
         i = _sigmoid(W_hi_h + p_i * c)  # gate i
         f = _sigmoid(W_hf_h + p_f * c)  # gate f
-        g = W_hg_h  # gate g
         c = f * c + i * g  # state c
         o = _sigmoid(W_ho_h + p_o * c)  # gate o
         out[t] = o * np.tanh(c)  # state h
@@ -152,8 +147,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     # parameters read inside the loop, in the input's dtype
@@ -165,17 +160,13 @@ def _forward_cached(params, x, state0=None):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
-    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
     hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
     W_hi_h = hW[:, :, 0:d_h]  # W_hi @ h[t-1]
     W_hf_h = hW[:, :, d_h:2*d_h]  # W_hf @ h[t-1]
-    W_hg_h = hW[:, :, 2*d_h:3*d_h]  # W_hg @ h[t-1]
+    g_all = hW[:, :, 2*d_h:3*d_h]  # g[t] (every step) = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg), computed in place
     W_ho_h = hW[:, :, 3*d_h:4*d_h]  # W_ho @ h[t-1]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
@@ -191,14 +182,14 @@ def _forward_cached(params, x, state0=None):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
         hW[t] += xW[t]
-        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # W_hg_h in place
+        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # g_all in place
         i = i_all[t]  # gate i
         np.add(W_hi_h[t], p_i * c, out=i)
         _sigmoid_(i)
         f = f_all[t]  # gate f
         np.add(W_hf_h[t], p_f * c, out=f)
         _sigmoid_(f)
-        g = W_hg_h[t]  # gate g, activated in place
+        g = g_all[t]  # gate g, activated in place
         c = c_all[t + 1] = f * c + i * g  # state c
         o = o_all[t]  # gate o
         np.add(W_ho_h[t], p_o * c, out=o)
@@ -253,8 +244,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/dp_o = sum_t(da_o[t] * c[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
@@ -263,16 +254,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     p_f = np.asarray(params["p_f"], dtype=dtype)
     p_o = np.asarray(params["p_o"], dtype=dtype)
     # what the forward kept
-    xW = cache["xW"]
-    W_xi_x = xW[:, :, 0:d_h]
-    W_xf_x = xW[:, :, d_h:2*d_h]
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]
     hW = cache["hW"]
-    W_hi_h = hW[:, :, 0:d_h]
-    W_hf_h = hW[:, :, d_h:2*d_h]
-    W_hg_h = hW[:, :, 2*d_h:3*d_h]
-    W_ho_h = hW[:, :, 3*d_h:4*d_h]
+    g_all = hW[:, :, 2*d_h:3*d_h]  # g[t] (every step) = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg)
     i_all = cache["i_all"]
     f_all = cache["f_all"]
     c_all = cache["c_all"]
@@ -294,7 +277,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
     for t in reversed(range(T)):
         i = i_all[t]
         f = f_all[t]
-        g = W_hg_h[t]
+        g = g_all[t]
         c = c_all[t + 1]
         o = o_all[t]
         c_prev = c_all[t]
@@ -384,7 +367,8 @@ def _sigmoid(u):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

@@ -46,8 +46,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_proj),(d_h,d_proj),(d_h,d_proj),(d_h,d_proj),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_h),(d_proj,d_h),(d_in),(d_h),(d_proj)->(d_h),(d_proj)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"c", "h"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c", "h"; weights are in math orientation (``W_xi`` is (d_h, d_in) and maps x to i) and are
+applied to a batch of row vectors as ``x @ W_xi.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -96,7 +96,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_proj = size["d_h"], size["d_in"], size["d_proj"]
 
@@ -104,18 +104,14 @@ def forward(params, x, state0=None, *, return_cache=False):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
-    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
-    W_hi_h = hW[:, 0:d_h]  # W_hi @ h[t-1]
-    W_hf_h = hW[:, d_h:2*d_h]  # W_hf @ h[t-1]
-    W_hg_h = hW[:, 2*d_h:3*d_h]  # W_hg @ h[t-1]
-    W_ho_h = hW[:, 3*d_h:4*d_h]  # W_ho @ h[t-1]
+    i = hW[:, 0:d_h]  # i[t] = sigmoid(W_xi @ x[t] + W_hi @ h[t-1] + b_xi + b_hi), computed in place
+    f = hW[:, d_h:2*d_h]  # f[t] = sigmoid(W_xf @ x[t] + W_hf @ h[t-1] + b_xf + b_hf), computed in place
+    g = hW[:, 2*d_h:3*d_h]  # g[t] = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg), computed in place
+    o = hW[:, 3*d_h:4*d_h]  # o[t] = sigmoid(W_xo @ x[t] + W_ho @ h[t-1] + b_xo + b_ho), computed in place
 
     # one fused GEMM per step for W_hr (all applied to o[t] * tanh(c[t])); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hr"], dtype=dtype).T)
@@ -129,14 +125,10 @@ def forward(params, x, state0=None, *, return_cache=False):
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
-        _sigmoid_(hW[:, 0:2*d_h])  # W_hi_h, W_hf_h in place
-        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # W_hg_h in place
-        _sigmoid_(hW[:, 3*d_h:4*d_h])  # W_ho_h in place
-        i = W_hi_h  # gate i
-        f = W_hf_h  # gate f
-        g = W_hg_h  # gate g
+        _sigmoid_(hW[:, 0:2*d_h])  # i, f in place
+        np.tanh(hW[:, 2*d_h:3*d_h], out=hW[:, 2*d_h:3*d_h])  # g in place
+        _sigmoid_(hW[:, 3*d_h:4*d_h])  # o in place
         c = f * c + i * g  # state c
-        o = W_ho_h  # gate o
         np.matmul(o * np.tanh(c), W_uW, out=uW)
         out[t] = W_hr_u  # state h
         h = out[t]
@@ -152,8 +144,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_proj = size["d_h"], size["d_in"], size["d_proj"]
 
@@ -161,18 +153,14 @@ def _forward_cached(params, x, state0=None):
     W_xW = np.ascontiguousarray(np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0).astype(dtype).T)
     b_xW = np.concatenate([params["b_xi"] + params["b_hi"], params["b_xf"] + params["b_hf"], params["b_xg"] + params["b_hg"], params["b_xo"] + params["b_ho"]]).astype(dtype)
     xW = (x.reshape(T * B, d_in) @ W_xW + b_xW).reshape(T, B, W_xW.shape[1])
-    W_xi_x = xW[:, :, 0:d_h]  # W_xi @ x[t] + b_xi + b_hi
-    W_xf_x = xW[:, :, d_h:2*d_h]  # W_xf @ x[t] + b_xf + b_hf
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]  # W_xg @ x[t] + b_xg + b_hg
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]  # W_xo @ x[t] + b_xo + b_ho
 
     # one fused GEMM per step for W_hi, W_hf, W_hg, W_ho (all applied to h[t-1]); its buffer is reused
     W_hW = np.ascontiguousarray(np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0).astype(dtype).T)
     hW = np.empty((T, B, W_hW.shape[1]), dtype=dtype)
-    W_hi_h = hW[:, :, 0:d_h]  # W_hi @ h[t-1]
-    W_hf_h = hW[:, :, d_h:2*d_h]  # W_hf @ h[t-1]
-    W_hg_h = hW[:, :, 2*d_h:3*d_h]  # W_hg @ h[t-1]
-    W_ho_h = hW[:, :, 3*d_h:4*d_h]  # W_ho @ h[t-1]
+    i_all = hW[:, :, 0:d_h]  # i[t] (every step) = sigmoid(W_xi @ x[t] + W_hi @ h[t-1] + b_xi + b_hi), computed in place
+    f_all = hW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_xf @ x[t] + W_hf @ h[t-1] + b_xf + b_hf), computed in place
+    g_all = hW[:, :, 2*d_h:3*d_h]  # g[t] (every step) = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg), computed in place
+    o_all = hW[:, :, 3*d_h:4*d_h]  # o[t] (every step) = sigmoid(W_xo @ x[t] + W_ho @ h[t-1] + b_xo + b_ho), computed in place
 
     # one fused GEMM per step for W_hr (all applied to o[t] * tanh(c[t])); its buffer is reused
     W_uW = np.ascontiguousarray(np.asarray(params["W_hr"], dtype=dtype).T)
@@ -190,14 +178,14 @@ def _forward_cached(params, x, state0=None):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW[t])
         hW[t] += xW[t]
-        _sigmoid_(hW[t, :, 0:2*d_h])  # W_hi_h, W_hf_h in place
-        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # W_hg_h in place
-        _sigmoid_(hW[t, :, 3*d_h:4*d_h])  # W_ho_h in place
-        i = W_hi_h[t]  # gate i, activated in place
-        f = W_hf_h[t]  # gate f, activated in place
-        g = W_hg_h[t]  # gate g, activated in place
+        _sigmoid_(hW[t, :, 0:2*d_h])  # i_all, f_all in place
+        np.tanh(hW[t, :, 2*d_h:3*d_h], out=hW[t, :, 2*d_h:3*d_h])  # g_all in place
+        _sigmoid_(hW[t, :, 3*d_h:4*d_h])  # o_all in place
+        i = i_all[t]  # gate i, activated in place
+        f = f_all[t]  # gate f, activated in place
+        g = g_all[t]  # gate g, activated in place
         c = c_all[t + 1] = f * c + i * g  # state c
-        o = W_ho_h[t]  # gate o, activated in place
+        o = o_all[t]  # gate o, activated in place
         uW_in[t] = o * np.tanh(c)
         np.matmul(uW_in[t], W_uW, out=uW)
         h = h_all[t + 1] = W_hr_u  # state h
@@ -249,22 +237,17 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/dW_hr = sum_t(dh[t] @ (o[t] * tanh(c[t])).T)
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in, d_proj = size["d_h"], size["d_in"], size["d_proj"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
-    xW = cache["xW"]
-    W_xi_x = xW[:, :, 0:d_h]
-    W_xf_x = xW[:, :, d_h:2*d_h]
-    W_xg_x = xW[:, :, 2*d_h:3*d_h]
-    W_xo_x = xW[:, :, 3*d_h:4*d_h]
     hW = cache["hW"]
-    W_hi_h = hW[:, :, 0:d_h]
-    W_hf_h = hW[:, :, d_h:2*d_h]
-    W_hg_h = hW[:, :, 2*d_h:3*d_h]
-    W_ho_h = hW[:, :, 3*d_h:4*d_h]
+    i_all = hW[:, :, 0:d_h]  # i[t] (every step) = sigmoid(W_xi @ x[t] + W_hi @ h[t-1] + b_xi + b_hi)
+    f_all = hW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_xf @ x[t] + W_hf @ h[t-1] + b_xf + b_hf)
+    g_all = hW[:, :, 2*d_h:3*d_h]  # g[t] (every step) = tanh(W_xg @ x[t] + W_hg @ h[t-1] + b_xg + b_hg)
+    o_all = hW[:, :, 3*d_h:4*d_h]  # o[t] (every step) = sigmoid(W_xo @ x[t] + W_ho @ h[t-1] + b_xo + b_ho)
     uW_in = cache["uW_in"]
     c_all = cache["c_all"]
     h_all = cache["h_all"]
@@ -285,11 +268,11 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dc_next = d_final["c"]
     dh_next = d_final["h"]
     for t in reversed(range(T)):
-        i = W_hi_h[t]
-        f = W_hf_h[t]
-        g = W_hg_h[t]
+        i = i_all[t]
+        f = f_all[t]
+        g = g_all[t]
         c = c_all[t + 1]
-        o = W_ho_h[t]
+        o = o_all[t]
         c_prev = c_all[t]
         tanh_c = np.tanh(c)
         dW_hr_u[t] = d_outputs[t] + dh_next
@@ -364,7 +347,8 @@ def _check_grads(cache, d_outputs, d_final_state):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

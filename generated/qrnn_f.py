@@ -29,8 +29,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_in),(d_h),(d_in)->(d_h),(d_in)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"h", "xp"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"h", "xp"; weights are in math orientation (``W_z2`` is (d_h, d_in) and maps x to z) and are
+applied to a batch of row vectors as ``x @ W_z2.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -66,21 +66,19 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
     # one fused GEMM per step for W_z1, W_f1 (all applied to xp[t-1]); its buffer is reused
     W_xpW = np.ascontiguousarray(np.concatenate([params["W_z1"], params["W_f1"]], axis=0).astype(dtype).T)
     xpW = np.empty((B, W_xpW.shape[1]), dtype=dtype)
-    W_z1_xp = xpW[:, 0:d_h]  # W_z1 @ xp[t-1]
-    W_f1_xp = xpW[:, d_h:2*d_h]  # W_f1 @ xp[t-1]
+    z = xpW[:, 0:d_h]  # z[t] = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t]), computed in place
+    f = xpW[:, d_h:2*d_h]  # f[t] = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t]), computed in place
 
     # input projection of all T steps in one GEMM: x[t] times W_z2, W_f2
     W_xW = np.ascontiguousarray(np.concatenate([params["W_z2"], params["W_f2"]], axis=0).astype(dtype).T)
     xW = (x.reshape(T * B, d_in) @ W_xW).reshape(T, B, W_xW.shape[1])
-    W_z2_x = xW[:, :, 0:d_h]  # W_z2 @ x[t]
-    W_f2_x = xW[:, :, d_h:2*d_h]  # W_f2 @ x[t]
 
     # states, and the output of every step
     h = state["h"]
@@ -90,10 +88,8 @@ def forward(params, x, state0=None, *, return_cache=False):
         x_t = x[t]
         np.matmul(xp, W_xpW, out=xpW)
         xpW += xW[t]
-        np.tanh(xpW[:, 0:d_h], out=xpW[:, 0:d_h])  # W_z1_xp in place
-        _sigmoid_(xpW[:, d_h:2*d_h])  # W_f1_xp in place
-        z = W_z1_xp  # gate z
-        f = W_f1_xp  # gate f
+        np.tanh(xpW[:, 0:d_h], out=xpW[:, 0:d_h])  # z in place
+        _sigmoid_(xpW[:, d_h:2*d_h])  # f in place
         out[t] = f * h + (1 - f) * z  # state h
         h = out[t]
         xp = x_t  # state xp
@@ -109,22 +105,20 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
     # one fused GEMM per step for W_z1, W_f1 (all applied to xp[t-1]); its buffer is reused
     W_xpW = np.ascontiguousarray(np.concatenate([params["W_z1"], params["W_f1"]], axis=0).astype(dtype).T)
     xpW = np.empty((T, B, W_xpW.shape[1]), dtype=dtype)
-    W_z1_xp = xpW[:, :, 0:d_h]  # W_z1 @ xp[t-1]
-    W_f1_xp = xpW[:, :, d_h:2*d_h]  # W_f1 @ xp[t-1]
+    z_all = xpW[:, :, 0:d_h]  # z[t] (every step) = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t]), computed in place
+    f_all = xpW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t]), computed in place
 
     # input projection of all T steps in one GEMM: x[t] times W_z2, W_f2
     W_xW = np.ascontiguousarray(np.concatenate([params["W_z2"], params["W_f2"]], axis=0).astype(dtype).T)
     xW = (x.reshape(T * B, d_in) @ W_xW).reshape(T, B, W_xW.shape[1])
-    W_z2_x = xW[:, :, 0:d_h]  # W_z2 @ x[t]
-    W_f2_x = xW[:, :, d_h:2*d_h]  # W_f2 @ x[t]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
@@ -137,10 +131,10 @@ def _forward_cached(params, x, state0=None):
         xp = xp_all[t]
         np.matmul(xp, W_xpW, out=xpW[t])
         xpW[t] += xW[t]
-        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # W_z1_xp in place
-        _sigmoid_(xpW[t, :, d_h:2*d_h])  # W_f1_xp in place
-        z = W_z1_xp[t]  # gate z, activated in place
-        f = W_f1_xp[t]  # gate f, activated in place
+        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # z_all in place
+        _sigmoid_(xpW[t, :, d_h:2*d_h])  # f_all in place
+        z = z_all[t]  # gate z, activated in place
+        f = f_all[t]  # gate f, activated in place
         h = h_all[t + 1] = f * h + (1 - f) * z  # state h
         xp = xp_all[t + 1] = x_t  # state xp
     cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "h_all": h_all, "xp_all": xp_all}
@@ -173,18 +167,15 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/dW_f2 = sum_t(da_f[t] @ x[t].T)
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
     xpW = cache["xpW"]
-    W_z1_xp = xpW[:, :, 0:d_h]
-    W_f1_xp = xpW[:, :, d_h:2*d_h]
-    xW = cache["xW"]
-    W_z2_x = xW[:, :, 0:d_h]
-    W_f2_x = xW[:, :, d_h:2*d_h]
+    z_all = xpW[:, :, 0:d_h]  # z[t] (every step) = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t])
+    f_all = xpW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t])
     h_all = cache["h_all"]
     xp_all = cache["xp_all"]
 
@@ -200,8 +191,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dh_next = d_final["h"]
     dxp_next = d_final["xp"]
     for t in reversed(range(T)):
-        z = W_z1_xp[t]
-        f = W_f1_xp[t]
+        z = z_all[t]
+        f = f_all[t]
         h_prev = h_all[t]
         dxp = dxp_next
         dh = d_outputs[t] + dh_next
@@ -257,7 +248,8 @@ def _check_grads(cache, d_outputs, d_final_state):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

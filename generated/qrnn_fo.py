@@ -35,8 +35,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_h,d_in),(d_in),(d_h),(d_in)->(d_h),(d_in),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_in); states are (B, d) arrays in a dict
-"c", "xp"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c", "xp"; weights are in math orientation (``W_z2`` is (d_h, d_in) and maps x to z) and are
+applied to a batch of row vectors as ``x @ W_z2.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -74,23 +74,20 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
     # one fused GEMM per step for W_z1, W_f1, W_o1 (all applied to xp[t-1]); its buffer is reused
     W_xpW = np.ascontiguousarray(np.concatenate([params["W_z1"], params["W_f1"], params["W_o1"]], axis=0).astype(dtype).T)
     xpW = np.empty((B, W_xpW.shape[1]), dtype=dtype)
-    W_z1_xp = xpW[:, 0:d_h]  # W_z1 @ xp[t-1]
-    W_f1_xp = xpW[:, d_h:2*d_h]  # W_f1 @ xp[t-1]
-    W_o1_xp = xpW[:, 2*d_h:3*d_h]  # W_o1 @ xp[t-1]
+    z = xpW[:, 0:d_h]  # z[t] = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t]), computed in place
+    f = xpW[:, d_h:2*d_h]  # f[t] = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t]), computed in place
+    o = xpW[:, 2*d_h:3*d_h]  # o[t] = sigmoid(W_o1 @ xp[t-1] + W_o2 @ x[t]), computed in place
 
     # input projection of all T steps in one GEMM: x[t] times W_z2, W_f2, W_o2
     W_xW = np.ascontiguousarray(np.concatenate([params["W_z2"], params["W_f2"], params["W_o2"]], axis=0).astype(dtype).T)
     xW = (x.reshape(T * B, d_in) @ W_xW).reshape(T, B, W_xW.shape[1])
-    W_z2_x = xW[:, :, 0:d_h]  # W_z2 @ x[t]
-    W_f2_x = xW[:, :, d_h:2*d_h]  # W_f2 @ x[t]
-    W_o2_x = xW[:, :, 2*d_h:3*d_h]  # W_o2 @ x[t]
 
     # states, and the output of every step
     c = state["c"]
@@ -100,14 +97,10 @@ def forward(params, x, state0=None, *, return_cache=False):
         x_t = x[t]
         np.matmul(xp, W_xpW, out=xpW)
         xpW += xW[t]
-        np.tanh(xpW[:, 0:d_h], out=xpW[:, 0:d_h])  # W_z1_xp in place
-        _sigmoid_(xpW[:, d_h:3*d_h])  # W_f1_xp, W_o1_xp in place
-        z = W_z1_xp  # gate z
-        f = W_f1_xp  # gate f
-        o = W_o1_xp  # gate o
+        np.tanh(xpW[:, 0:d_h], out=xpW[:, 0:d_h])  # z in place
+        _sigmoid_(xpW[:, d_h:3*d_h])  # f, o in place
         c = f * c + (1 - f) * z  # state c
         out[t] = o * c  # output h
-        h = out[t]
         xp = x_t  # state xp
     return out, {"c": c.copy(), "xp": xp.copy()}
 
@@ -121,24 +114,21 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
 
     # one fused GEMM per step for W_z1, W_f1, W_o1 (all applied to xp[t-1]); its buffer is reused
     W_xpW = np.ascontiguousarray(np.concatenate([params["W_z1"], params["W_f1"], params["W_o1"]], axis=0).astype(dtype).T)
     xpW = np.empty((T, B, W_xpW.shape[1]), dtype=dtype)
-    W_z1_xp = xpW[:, :, 0:d_h]  # W_z1 @ xp[t-1]
-    W_f1_xp = xpW[:, :, d_h:2*d_h]  # W_f1 @ xp[t-1]
-    W_o1_xp = xpW[:, :, 2*d_h:3*d_h]  # W_o1 @ xp[t-1]
+    z_all = xpW[:, :, 0:d_h]  # z[t] (every step) = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t]), computed in place
+    f_all = xpW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t]), computed in place
+    o_all = xpW[:, :, 2*d_h:3*d_h]  # o[t] (every step) = sigmoid(W_o1 @ xp[t-1] + W_o2 @ x[t]), computed in place
 
     # input projection of all T steps in one GEMM: x[t] times W_z2, W_f2, W_o2
     W_xW = np.ascontiguousarray(np.concatenate([params["W_z2"], params["W_f2"], params["W_o2"]], axis=0).astype(dtype).T)
     xW = (x.reshape(T * B, d_in) @ W_xW).reshape(T, B, W_xW.shape[1])
-    W_z2_x = xW[:, :, 0:d_h]  # W_z2 @ x[t]
-    W_f2_x = xW[:, :, d_h:2*d_h]  # W_f2 @ x[t]
-    W_o2_x = xW[:, :, 2*d_h:3*d_h]  # W_o2 @ x[t]
 
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     c_all = np.empty((T + 1, B, d_h), dtype=dtype)
@@ -152,13 +142,13 @@ def _forward_cached(params, x, state0=None):
         xp = xp_all[t]
         np.matmul(xp, W_xpW, out=xpW[t])
         xpW[t] += xW[t]
-        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # W_z1_xp in place
-        _sigmoid_(xpW[t, :, d_h:3*d_h])  # W_f1_xp, W_o1_xp in place
-        z = W_z1_xp[t]  # gate z, activated in place
-        f = W_f1_xp[t]  # gate f, activated in place
-        o = W_o1_xp[t]  # gate o, activated in place
+        np.tanh(xpW[t, :, 0:d_h], out=xpW[t, :, 0:d_h])  # z_all in place
+        _sigmoid_(xpW[t, :, d_h:3*d_h])  # f_all, o_all in place
+        z = z_all[t]  # gate z, activated in place
+        f = f_all[t]  # gate f, activated in place
+        o = o_all[t]  # gate o, activated in place
         c = c_all[t + 1] = f * c + (1 - f) * z  # state c
-        h = h_all[t] = o * c  # output h
+        h_all[t] = o * c  # output h
         xp = xp_all[t + 1] = x_t  # state xp
     cache = {"x": x, "size": size, "xpW": xpW, "xW": xW, "c_all": c_all, "h_all": h_all, "xp_all": xp_all}
     return h_all, {"c": c_all[T].copy(), "xp": xp_all[T].copy()}, cache
@@ -195,22 +185,17 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/dW_o2 = sum_t(da_o[t] @ x[t].T)
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
     # what the forward kept
     xpW = cache["xpW"]
-    W_z1_xp = xpW[:, :, 0:d_h]
-    W_f1_xp = xpW[:, :, d_h:2*d_h]
-    W_o1_xp = xpW[:, :, 2*d_h:3*d_h]
-    xW = cache["xW"]
-    W_z2_x = xW[:, :, 0:d_h]
-    W_f2_x = xW[:, :, d_h:2*d_h]
-    W_o2_x = xW[:, :, 2*d_h:3*d_h]
+    z_all = xpW[:, :, 0:d_h]  # z[t] (every step) = tanh(W_z1 @ xp[t-1] + W_z2 @ x[t])
+    f_all = xpW[:, :, d_h:2*d_h]  # f[t] (every step) = sigmoid(W_f1 @ xp[t-1] + W_f2 @ x[t])
+    o_all = xpW[:, :, 2*d_h:3*d_h]  # o[t] (every step) = sigmoid(W_o1 @ xp[t-1] + W_o2 @ x[t])
     c_all = cache["c_all"]
-    h_all = cache["h_all"]
     xp_all = cache["xp_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward
@@ -226,9 +211,9 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dc_next = d_final["c"]
     dxp_next = d_final["xp"]
     for t in reversed(range(T)):
-        z = W_z1_xp[t]
-        f = W_f1_xp[t]
-        o = W_o1_xp[t]
+        z = z_all[t]
+        f = f_all[t]
+        o = o_all[t]
         c = c_all[t + 1]
         c_prev = c_all[t]
         dxp = dxp_next
@@ -290,7 +275,8 @@ def _check_grads(cache, d_outputs, d_final_state):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

@@ -32,8 +32,8 @@ Shapes (derived by rnnsym from the equations):
 gufunc signature: (d_h,d_h),(d_h),(d_h),(d_h,d_h),(d_h,d_h),(d_h),(d_h),(d_h),(d_h)->(d_h),(d_h)
 
 Conventions: ``x`` is time-major, (T, B, d_h); states are (B, d) arrays in a dict
-"c"; weights are in math orientation (``W_xh`` is (d_h, d_in) and maps x to h) and are
-applied to a batch of row vectors as ``x @ W_xh.T``. ``forward`` returns
+"c"; weights are in math orientation (``W_xf`` is (d_h, d_h) and maps x to f) and are
+applied to a batch of row vectors as ``x @ W_xf.T``. ``forward`` returns
 ``(outputs, final_state)``, where outputs stacks the ``h`` of every step. Any float dtype
 is kept (float32 in, float32 out); ``T = 0`` returns empty outputs and the initial state.
 
@@ -71,7 +71,7 @@ def forward(params, x, state0=None, *, return_cache=False):
         return _forward_cached(params, x, state0)
     x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["c"].dtype
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h = size["d_h"]
     # parameters read inside the loop, in the input's dtype
@@ -95,7 +95,6 @@ def forward(params, x, state0=None, *, return_cache=False):
         c = f * c_prev + (1 - f) * W_xc_x[t]  # state c
         r = _sigmoid(W_xr_x[t] + v_r * c_prev)  # gate r
         out[t] = r * c + (1 - r) * x_t  # output h
-        h = out[t]
         c_prev = c
     return out, {"c": c_prev.copy()}
 
@@ -109,8 +108,8 @@ def step(params, x_t, state):
 def _forward_cached(params, x, state0=None):
     """``forward``, keeping every quantity of every step for ``backward``."""
     x, state, size = _check(params, x, state0)
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h = size["d_h"]
     # parameters read inside the loop, in the input's dtype
@@ -141,7 +140,7 @@ def _forward_cached(params, x, state0=None):
         r = r_all[t]  # gate r
         np.add(W_xr_x[t], v_r * c_prev, out=r)
         _sigmoid_(r)
-        h = h_all[t] = r * c + (1 - r) * x_t  # output h
+        h_all[t] = r * c + (1 - r) * x_t  # output h
         c_prev = c
     cache = {"x": x, "size": size, "xW": xW, "f_all": f_all, "c_all": c_all, "r_all": r_all, "h_all": h_all}
     return h_all, {"c": c_all[T].copy()}, cache
@@ -176,8 +175,8 @@ def backward(params, cache, d_outputs, d_final_state=None):
     dL/db_r = sum_t(da_r[t])
     """
     x, size = cache["x"], cache["size"]
-    T, B = x.shape[0], x.shape[1]
-    dtype = x.dtype
+    T, B = size["T"], size["B"]
+    dtype = x.dtype                     # the forward's dtype (x as _check gave it)
     # sizes, read off the arrays by _check
     d_h = size["d_h"]
     d_outputs, d_final = _check_grads(cache, d_outputs, d_final_state)
@@ -186,13 +185,10 @@ def backward(params, cache, d_outputs, d_final_state=None):
     v_r = np.asarray(params["v_r"], dtype=dtype)
     # what the forward kept
     xW = cache["xW"]
-    W_xf_x = xW[:, :, 0:d_h]
     W_xc_x = xW[:, :, d_h:2*d_h]
-    W_xr_x = xW[:, :, 2*d_h:3*d_h]
     f_all = cache["f_all"]
     c_all = cache["c_all"]
     r_all = cache["r_all"]
-    h_all = cache["h_all"]
 
     # adjoints of the products, every step, side by side per GEMM group as in the forward
     W_xW = np.concatenate([params["W_xf"], params["W_xc"], params["W_xr"]], axis=0).astype(dtype)  # [W_xf; W_xc; W_xr]
@@ -276,7 +272,8 @@ def _sigmoid(u):
 
 
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

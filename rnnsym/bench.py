@@ -270,18 +270,25 @@ def time_all(fns: dict, repeats: int) -> dict:
 
 
 def run(cells=CELLS, shapes=SHAPES, dtypes=("float32", "float64"), repeats=7, use_torch=True,
-        log=None, backward=False):
+        log=None, backward=False, progress=None):
     """One row per cell, shape and dtype: each contender's median seconds. ``backward``: forward
-    + backward passes (``backward_contenders``) instead of forward passes."""
+    + backward passes (``backward_contenders``) instead of forward passes. ``progress`` gets a
+    line before each row is timed (``[2/18] lstm (T,B,d_in,d_h)=... float32: ...``): a row can
+    take minutes."""
     make = backward_contenders if backward else contenders
     rng = np.random.default_rng(0)
     rows = []
+    total = len(cells) * len(shapes) * len(dtypes)
     for cell_name in cells:
         for (T, B, d_in, d_h) in shapes:
             for dtype in dtypes:
                 _, params = _params(cell_name, d_in, d_h, dtype, rng)
                 x = rng.standard_normal((T, B, d_in)).astype(dtype)
                 fns = make(cell_name, params, x, use_torch)
+                if progress:
+                    progress(f"[{len(rows) + 1}/{total}] {cell_name} (T,B,d_in,d_h)="
+                             f"{(T, B, d_in, d_h)} {dtype}: timing {', '.join(fns)} "
+                             f"({repeats} rounds each) ...")
                 # torch runs in its own rounds, after the NumPy contenders: its OpenMP threads
                 # keep spinning after a call and would slow whatever ran next on 2 cores
                 torch_fn = {k: fns.pop(k) for k in ("torch",) if k in fns}
@@ -338,14 +345,17 @@ def main(args) -> int:
                 raise ValueError(f"--shape takes T,B,D_IN,D_H (positive integers), got {s!r}")
             shapes.append(tuple(int(p) for p in parts))
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+
+    def progress(line):             # stderr, so that stdout stays the table
+        print(line, file=sys.stderr, flush=True)
     if args.backward:
         print(f"median of {args.repeats} interleaved rounds; times per forward + backward pass "
               "over T steps (torch: autograd, CPU)", file=sys.stderr)
         run(cells, shapes, dtypes, args.repeats, not args.no_torch,
-            log=lambda s: print(s, flush=True), backward=True)
+            log=lambda s: print(s, flush=True), backward=True, progress=progress)
         return 0
     print(f"median of {args.repeats} interleaved rounds; times per forward pass over T steps",
           file=sys.stderr)
     run(cells, shapes, dtypes, args.repeats, not args.no_torch,
-        log=lambda s: print(s, flush=True))
+        log=lambda s: print(s, flush=True), progress=progress)
     return 0

@@ -221,13 +221,28 @@ def cmd_gradients(args):
     return 0
 
 
+def _define_command(args) -> str:
+    """The `rnnsym generate --define ...` line that writes this module again (one line: the
+    equations joined by '; ')."""
+    import shlex
+    text = "; ".join(line.strip() for line in args.define.splitlines() if line.strip())
+    parts = ["rnnsym generate --define", shlex.quote(text), "--name", shlex.quote(args.name)]
+    for flag, value, default in (("--input", args.input, "x"), ("--state", args.state, None),
+                                 ("--readout", args.readouts, ""), ("--dims", args.dims, "")):
+        if value and value != default:
+            parts += [flag, shlex.quote(value)]
+    return " ".join(parts + ["--out", shlex.quote(args.out)])
+
+
 def cmd_generate(args):
     from rnnsym.codegen.files import diff, expected_files, write
     from rnnsym.codegen.generator import render
     cells = cells_from_args(args, many=True)
     if cells:
         from rnnsym.codegen.generator import module_name
-        files = {f"{args.name if args.define else module_name(c)}.py": render(c) for c in cells}
+        regen = _define_command(args) if args.define else f"rnnsym generate --out {args.out}"
+        files = {f"{args.name if args.define else module_name(c)}.py": render(c, regen=regen)
+                 for c in cells}
     else:
         files = expected_files()
     if args.check:

@@ -149,7 +149,8 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
                     command=_environment(harness) + _replay_command(target, cell, options,
                                                                     dtype),
                     coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
-                    unsupported=unsupported, strict=options.strict, checked_nothing=nothing)
+                    unsupported=unsupported, strict=options.strict, checked_nothing=nothing,
+                    gradients=options.gradients)
     if outcome is not None:
         report.counterexample = _counterexample(outcome)
         report.failure_kind = outcome.kind

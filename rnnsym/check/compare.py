@@ -63,11 +63,23 @@ class Mismatch:
         return f"{text} [{call}]" if call else text
 
 
+#: a relative error is taken against |expected|, but never against less than this fraction of the
+#: array's largest |expected|: next to an element that is zero up to rounding (1e-30 where the
+#: array holds values near 1) any error, even a correct one, would be "relative error 1" or more
+REL_FLOOR = 1e-3
+
+
 def abs_rel_errors(got, expected):
+    """Elementwise absolute error, and relative error against ``max(|expected|, REL_FLOOR ·
+    max|expected| of the array)``; NaN where a number is expected counts as an infinite error."""
+    expected = np.asarray(expected, np.float64)
     with np.errstate(all="ignore"):
         abs_err = np.abs(np.asarray(got, np.float64) - expected)
         abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)
-        rel_err = abs_err / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+        magnitude = np.abs(expected)
+        finite = magnitude[np.isfinite(magnitude)]
+        floor = REL_FLOOR * float(finite.max()) if finite.size else 0.0
+        rel_err = abs_err / np.maximum(magnitude, max(floor, np.finfo(np.float64).tiny))
     return abs_err, rel_err
 
 

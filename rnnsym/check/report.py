@@ -106,6 +106,7 @@ class Report:
     checked_nothing: bool = False   # no example could be run at all
     failure_kind: Optional[str] = None   # rnnsym.check.target.KINDS
     shrink_note: str = ""           # set when shrinking was cut by time (rnnsym.check.search)
+    gradients: bool = False         # the gradients were checked (--gradients), not the outputs
 
     @property
     def ok(self) -> bool:
@@ -133,12 +134,14 @@ class Report:
         return self.format()
 
     def format(self) -> str:
-        head = f"rnnsym check {self.target} --cell {self.cell} ({self.dtype})"
+        head = (f"rnnsym check {self.target} --cell {self.cell}"
+                + (" --gradients" if self.gradients else "") + f" ({self.dtype})")
         verdict = self.verdict
         if verdict == "MISMATCH":
             lines = self._failure_lines(head)
         elif verdict == "OK" or (verdict == "STRICT" and not self.checked_nothing):
-            cov = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in self.coverage.items())
+            # values may hold commas ("packed, enforce_sorted"): " | " between them
+            cov = "; ".join(f"{k}: {' | '.join(map(str, v))}" for k, v in self.coverage.items())
             status = "OK" if verdict == "OK" else \
                 "UNSUPPORTED FEATURES (--strict: each is a failure)"
             lines = [
@@ -146,7 +149,8 @@ class Report:
                 f"  {self.examples} examples, {self.configurations} configurations in "
                 f"{self.elapsed:.1f} s",
                 f"  covered {cov}",
-                f"  largest error: abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, "
+                f"  largest {'gradient ' if self.gradients else ''}error: "
+                f"abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, "
                 f"{self.max_error_ratio:.3g} x tolerance ({self.tolerance})",
                 f"  replay: {self.command}"]
         else:

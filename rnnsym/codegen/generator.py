@@ -14,9 +14,10 @@ from sympy import MatrixSymbol
 from rnnsym.cells.cell import Cell, split_name
 from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward import BACKWARD_RESERVED, render_backward
-from rnnsym.codegen.groups import WRITE_INTO, fused_lines, group_lines, shape_tuple
+from rnnsym.codegen.groups import WRITE_INTO, fused_lines, gate_views, group_lines, shape_tuple
 from rnnsym.codegen.helpers import HELPERS
 from rnnsym.codegen.plan import plan
+from rnnsym.codegen.prune import drop_dead_assignments
 from rnnsym.gradients.display import backward_text
 from rnnsym.printing.numpy import numpy_code
 from rnnsym.printing.text import equation_text
@@ -173,8 +174,9 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         emit("# parameters read inside the loop, in the input's dtype")
         for p in direct:
             emit(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
+    views = gate_views(cell, sp_, names.var)
     for g in sp_.groups:
-        body.extend(group_lines(g, table, code, whole, seq=names.seq))
+        body.extend(group_lines(g, table, code, whole, seq=names.seq, views=views))
 
     emit("")
     emit("# states, and the output of every step")
@@ -193,11 +195,13 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     for k, (name, rhs) in enumerate(sp_.equations):
         for g in sp_.gemm_before.get(k, []):
             loop.append(f"    np.matmul({numpy_code(g.operand, code)}, W_{g.name}, out={g.name})")
-            loop.extend(fused_lines(g, table, every_step=False))
+            loop.extend(fused_lines(g, table, every_step=False, views=views))
         for tname, texpr, first in sp_.temps:
             if first == k:
                 loop.append(f"    {tname} = {numpy_code(texpr, code)}")
         eq = cell.equation(name)
+        if isinstance(rhs, MatrixSymbol) and rhs.name in views:
+            continue                # the gate is the view of the GEMM buffer it was computed in
         if name in names.out and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
             # computed straight into the output array: no temporary, no copy
             loop.append("    " + WRITE_INTO[rhs.name].format(u=numpy_code(rhs.arg, code),
@@ -236,7 +240,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         backward_src = string.Template(
             resources.files("rnnsym.codegen").joinpath("templates").joinpath(BACKWARD_TEMPLATE).read_text()
         ).substitute(cached_body=bw["cached_body"], backward_body=bw["backward_body"],
-                     backward_equations=eq_bw, state_doc=state_doc,
+                     backward_equations=eq_bw, state_doc=state_doc, first_state=cell.states[0],
                      output_dim=", ".join(shape_tuple(table, cell.output)),
                      input_dim=", ".join(shape_tuple(table, cell.inputs[0])))
         gradients_doc = GRADIENTS_DOC
@@ -269,6 +273,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         output_shapes=repr({q: shape_tuple(table, q) for q in names.out}),
         first_state=cell.states[0],
         **_io_docs(cell, table, names),
+        **_orientation_doc(cell, table, sp_),
         state_doc=state_doc,
         body="\n".join(("    " + line) if line else "" for line in body),
         backward=backward_src,
@@ -277,7 +282,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         helpers=helpers,
     )
     tmpl = resources.files("rnnsym.codegen").joinpath("templates").joinpath(TEMPLATE).read_text()
-    return string.Template(tmpl).substitute(sub)
+    return drop_dead_assignments(string.Template(tmpl).substitute(sub))
 
 
 GRADIENTS_DOC = """\
@@ -321,6 +326,28 @@ def _io_docs(cell: Cell, table, names) -> dict:
         docs.update(output_doc="is a dict of the readouts " + ", ".join(f"``{q}``" for q in names.out)
                     + " of every step", forward_output=f"{{{each}}}")
     return docs
+
+
+def _orientation_doc(cell: Cell, table, step_plan) -> dict:
+    """The docstring's example of the weights' orientation, with one of this cell's own weights:
+    the first that multiplies an input (``W_xi`` is (d_h, d_in) and maps x to i), else the first
+    weight matrix."""
+    def eq_of(weight):
+        return next((e.name for e in cell.equations
+                     if any(s.name == weight for s in e.rhs.atoms(MatrixSymbol))), None)
+    products = [(p, g) for g in step_plan.groups for p in g.products]
+    products.sort(key=lambda pg: not (isinstance(pg[1].operand, MatrixSymbol)
+                                      and split_name(pg[1].operand.name)[0] in cell.inputs))
+    for p, g in products:
+        if not isinstance(g.operand, MatrixSymbol) or len(table.shape(p.weight)) != 2:
+            continue
+        v = split_name(g.operand.name)[0]
+        dims = ", ".join(shape_tuple(table, p.weight))
+        into = f" to {eq_of(p.weight)}" if eq_of(p.weight) else ""
+        return dict(orientation=f"``{p.weight}`` is ({dims}) and maps {v}{into}",
+                    orientation_example=f"{v} @ {p.weight}.T")
+    return dict(orientation="a (d_out, d_in) matrix maps a d_in vector to d_out",
+                orientation_example="x @ W.T")
 
 
 def _dict_literal(d: dict) -> str:

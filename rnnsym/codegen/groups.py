@@ -1,7 +1,8 @@
 """Code of the GEMM groups of a plan, shared by the forward (:mod:`rnnsym.codegen.generator`)
 and the cached forward of the backward (:mod:`rnnsym.codegen.backward.cached`): a group's set-up
-(:func:`group_lines`), the lines after its in-loop GEMM (:func:`fused_lines`), and the
-activations NumPy computes into a given array (:data:`WRITE_INTO`)."""
+(:func:`group_lines`), the lines after its in-loop GEMM (:func:`fused_lines`), the names of the
+views that hold a gate computed in place (:func:`gate_views`), and the activations NumPy
+computes into a given array (:data:`WRITE_INTO`)."""
 from __future__ import annotations
 
 import sympy as sp
@@ -22,11 +23,13 @@ def shape_tuple(table, name) -> tuple:
     return tuple(str(s) for s in table.shape(name))
 
 
-def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = None) -> list[str]:
+def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = None,
+                views: dict | None = None) -> list[str]:
     """Set-up of one GEMM group: its concatenated weights, the hoisted GEMM over all T steps or
     the in-loop buffer, and the named views of its products. ``train``: the in-loop buffer holds
     every step, (T, B, ·), so that the backward reads each product's value. ``seq``: the (T, B, d)
-    array of each input (default: the one input is ``x``)."""
+    array of each input (default: the one input is ``x``). ``views``: product slot -> (variable,
+    comment) for a view named after what it holds (a gate activated in place in it)."""
     lines: list[str] = []
     emit = lines.append
     ws = [p.weight for p in g.products]
@@ -66,20 +69,36 @@ def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = N
     for p, sz in zip(g.products, sizes):
         end = off + sz
         sl = f"[:, :, {off}:{end}]" if g.hoisted or train else f"[:, {off}:{end}]"
-        emit(f"{p.slot.name} = {g.name}{sl}  # {text(mmul(sp.Symbol(p.weight), g.operand))}"
-             + (f" + {' + '.join(p.biases)}" if p.biases else ""))
+        if p.slot.name in (views or {}):
+            emit(f"{views[p.slot.name][0]} = {g.name}{sl}  # {views[p.slot.name][1]}")
+        else:
+            emit(f"{p.slot.name} = {g.name}{sl}  # {text(mmul(sp.Symbol(p.weight), g.operand))}"
+                 + (f" + {' + '.join(p.biases)}" if p.biases else ""))
         off = end
     return lines
 
+def gate_views(cell, step_plan, var: dict, every: str = "") -> dict:
+    """Views of a GEMM buffer named after the gate activated in place in them: product slot ->
+    (variable, comment). The forward names the view ``i`` (it holds gate i); the cached forward,
+    whose buffer keeps every step, passes its own names (``i_all``) as ``var`` and
+    ``every=" (every step)"``."""
+    slots = {p.slot.name for g in step_plan.groups for act, k0, k1 in g.inplace
+             for p in g.products[k0:k1]}
+    return {rhs.name: (var[name],
+                       equation_text(name, cell.equation(name).rhs).replace(" = ", every + " = ", 1)
+                       + ", computed in place")
+            for name, rhs in step_plan.equations
+            if isinstance(rhs, MatrixSymbol) and rhs.name in slots}
 
-def fused_lines(g, table, every_step=True) -> list[str]:
+
+def fused_lines(g, table, every_step=True, views: dict | None = None) -> list[str]:
     """After an in-loop GEMM: the hoisted slices added in, gates activated in place (indented
     for the loop body). ``every_step``: the buffer holds every step, (T, B, ·), and is indexed
-    by ``t``; else it is the reused (B, ·) buffer."""
+    by ``t``; else it is the reused (B, ·) buffer. ``views``: as for :func:`group_lines`."""
     lines = []
     if not every_step:
         return [line.replace(f"{g.name}[t, :, ", f"{g.name}[:, ").replace(f"{g.name}[t]", g.name)
-                for line in fused_lines(g, table)]
+                for line in fused_lines(g, table, views=views)]
     if g.add_hoisted:
         h, m = g.add_hoisted
         end = sum((table.shape(p.weight)[0] for p in g.products[:m]), sp.Integer(0))
@@ -91,5 +110,6 @@ def fused_lines(g, table, every_step=True) -> list[str]:
         b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
         view = f"{g.name}[t]" if (a == 0 and k1 == len(g.products)) else f"{g.name}[t, :, {a}:{b}]"
         lines.append("    " + INPLACE[act].format(v=view)
-                     + f"  # {', '.join(p.slot.name for p in g.products[k0:k1])} in place")
+                     + f"  # {', '.join((views or {}).get(p.slot.name, (p.slot.name,))[0] for p in g.products[k0:k1])}"
+                     " in place")
     return lines

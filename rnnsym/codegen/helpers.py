@@ -16,7 +16,8 @@ def _sigmoid(u):
 ''',
     "_sigmoid_": '''
 def _sigmoid_(u):
-    """_sigmoid, in place on the array u (a view of a reused buffer)."""
+    """Logistic function, in place on the array u (a view of a reused buffer), without overflow
+    for any finite u: float32 (1 + tanh(u/2)) / 2, otherwise e^min(u,0) / (1 + e^-|u|)."""
     if u.dtype == np.float32:
         u *= 0.5
         np.tanh(u, out=u)

@@ -29,9 +29,12 @@ def assemble(st, ad, after, dims_line) -> list[str]:
             continue
         body.append(f'{g.name} = cache["{g.name}"]')
         off = sp.Integer(0)
+        views = st.gate_views
         for p in g.products:
             end = off + table.shape(p.weight)[0]
-            body.append(f"{p.slot.name} = {g.name}[:, :, {off}:{end}]")
+            body.append(f"{views[p.slot.name][0]} = {g.name}[:, :, {off}:{end}]  # "
+                        + views[p.slot.name][1].replace(", computed in place", "")
+                        if p.slot.name in views else f"{p.slot.name} = {g.name}[:, :, {off}:{end}]")
             off = end
     for q, _, _ in st.quantities:
         if q in store:

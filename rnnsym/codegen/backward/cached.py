@@ -42,7 +42,8 @@ def cached_forward(st, dims_line) -> list[str]:
         for p in direct:
             cached.append(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     for g in (fused or st.plan).groups:
-        cached.extend(group_lines(g, table, forward_code, whole, train=g.name not in transient))
+        cached.extend(group_lines(g, table, forward_code, whole, train=g.name not in transient,
+                                  views=st.gate_views))
         if g.name in group_in:
             cached.append(f"{group_in[g.name]} = np.empty((T, B, {table.shape(g.products[0].weight)[-1]}), "
                           "dtype=dtype)  # its operand, every step")
@@ -95,9 +96,9 @@ def _loop(st, fcode, write_into) -> list[str]:
                     src = bcode(g.operand, fcode)
                 step = g.name if g.name in transient else f"{g.name}[t]"
                 loop.append(f"    np.matmul({src}, W_{g.name}, out={step})")
-                loop.extend(fused_lines(g, table, g.name not in transient))
+                loop.extend(fused_lines(g, table, g.name not in transient, views=st.gate_views))
         if q in inplace_gate:
-            loop.append(f"    {var[q]} = {inplace_gate[q].name}[t]  # {kind} {q}, activated in place")
+            loop.append(f"    {var[q]} = {st.value_all[q]}[t]  # {kind} {q}, activated in place")
             continue
         slot = f"{store[q]}[t + 1]" if q in cell.states else f"{store[q]}[t]"
         if isinstance(rhs, Activation) and rhs.name in IN_PLACE and not rhs.params \

@@ -8,6 +8,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnnsym.cells.nodes import Activation
+from rnnsym.codegen.groups import gate_views
 from rnnsym.codegen.plan import plan
 from rnnsym.gradients.nodes import AdjointSymbol
 from rnnsym.gradients.vjp import StepVJP
@@ -104,6 +105,13 @@ class Step:
     def groups(self):
         return self.plan.groups
 
+    @property
+    def gate_views(self) -> dict:
+        """Product slot -> (variable, comment) of each view holding an in-place gate over T."""
+        if self.fused is None:
+            return {}
+        return gate_views(self.cell, self.fused, self.value_all, every=" (every step)")
+
 
 def walk(cell, table, names, forward_code) -> Step:
     """Plan the step unfused, walk it back, and decide what the cached forward keeps."""
@@ -165,7 +173,8 @@ def walk(cell, table, names, forward_code) -> Step:
     for q, _, kind in quantities:
         var[q] = names.var.get(q, q)
     store = {q: alloc(f"{var[q]}_all") for q, _, _ in quantities if q not in inplace_gate}
-    value_all = {q: store.get(q) or inplace_gate[q].name for q, _, _ in quantities}
+    # a gate activated in place: the view of its product's buffer, named after the gate
+    value_all = {q: store.get(q) or alloc(f"{var[q]}_all") for q, _, _ in quantities}
     group_in = {}
     for g in groups:
         if not g.hoisted and not isinstance(g.operand, MatrixSymbol):

@@ -1,0 +1,151 @@
+"""The generated modules read as code a person can copy: no dead assignments, gates computed in
+place live in views named after them, one dtype rule in forward and cached forward, docstrings
+that name only functions that exist and the module's own weights, and a module generated from
+--define says how to regenerate itself."""
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from rnnsym.cli import main
+from rnnsym.cells import parse_cell
+from rnnsym.codegen.files import VARIANTS, variant_cell
+from rnnsym.codegen.generator import render
+from rnnsym.codegen.prune import drop_dead_assignments
+
+GENERATED = Path(__file__).resolve().parents[1] / "generated"
+FILES = sorted(GENERATED.glob("*.py"))
+#: user cells beside the built-ins: several inputs and readouts, a readout, a layer norm
+DEFINED = {
+    "two_inputs": parse_cell("h = tanh(W @ h + U @ x + V @ u); y = A @ h; z = sigmoid(B @ h)",
+                             inputs=("x", "u"), readouts=("y", "z")),
+    "gated_readout": parse_cell("z = sigmoid(U @ x + V @ h); h = (1 - z) * h + z * tanh(W @ x); "
+                                "y = relu(C @ h + c)", readouts=("y",)),
+    "layernormed": parse_cell("h = tanh(layernorm(W @ h + U @ x, g))"),
+}
+SOURCES = {p.name: p.read_text() for p in FILES} | {f"{k} (--define)": render(c) for k, c in DEFINED.items()}
+
+
+def functions(source):
+    return {n.name: n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef)}
+
+
+def test_every_built_in_variant_is_checked():
+    assert {p.stem for p in FILES} == set(VARIANTS) and len(FILES) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_no_assignment_is_dead(name):
+    """Every name a generated function binds, it reads (an ast walk per function)."""
+    dead = []
+    for fn in functions(SOURCES[name]).values():
+        stored, loaded = set(), set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Name):
+                (stored if isinstance(node.ctx, ast.Store) else loaded).add(node.id)
+        dead += [f"{fn.name}: {v}" for v in sorted(stored - loaded - {"_"})]   # `_`: discarded
+    assert not dead, f"{name}: assigned and never read: {dead}"
+
+
+def test_the_pruning_pass_keeps_what_is_read_and_stores_into_arrays():
+    src = ("def f(a, out):\n"
+           "    v = a[:, 0:2]  # a view nobody reads\n"
+           "    w = a[:, 2:4]\n"
+           "    y = out[0] = w + 1\n"
+           "    z = g(a)  # a call may raise: kept\n"
+           "    return out\n")
+    pruned = drop_dead_assignments(src)
+    assert "v = " not in pruned and "w = a[:, 2:4]" in pruned
+    assert "    out[0] = w + 1\n" in pruned and "z = g(a)" in pruned
+    assert drop_dead_assignments(pruned) == pruned
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_gates_are_not_aliases_of_product_named_buffers(name):
+    """`i = W_hi_h  # gate i` is gone: a gate computed in place in a GEMM buffer is bound to the
+    view that holds it, named after the gate (forward: `i = hW[:, 0:d_h]`; cached forward and
+    backward: `i_all = hW[:, :, 0:d_h]`, then `i = i_all[t]`)."""
+    cell = variant_cell(Path(name).stem) if Path(name).stem in VARIANTS else DEFINED[name.split()[0]]
+    gates = {e.name for e in cell.equations if e.kind == "gate"}
+    views = set()               # names bound to a view of an array: `W_hi_h = hW[:, 0:d_h]`
+    aliases = []
+    for fn in functions(SOURCES[name]).values():
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript):
+                views |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) \
+                    and node.value.id in views and node.value.id not in gates \
+                    and any(isinstance(t, ast.Name) and t.id in gates for t in node.targets):
+                aliases.append(f"{fn.name}: {ast.unparse(node)}")
+    assert not aliases, f"{name}: {aliases}"
+
+
+def test_lstm_gate_views_are_named_after_the_gates():
+    fns = functions((GENERATED / "lstm.py").read_text())
+    fwd = ast.unparse(fns["forward"])
+    for k, gate in enumerate("ifgo"):
+        lo = "0" if k == 0 else ("d_h" if k == 1 else f"{k} * d_h")
+        assert f"{gate} = hW[:, {lo}:" in fwd
+    cached, back = ast.unparse(fns["_forward_cached"]), ast.unparse(fns["backward"])
+    for gate in "ifgo":
+        assert f"{gate}_all = hW[:, :, " in cached and f"{gate} = {gate}_all[t]" in cached
+        assert f"{gate}_all = hW[:, :, " in back and f"{gate} = {gate}_all[t]" in back
+    assert "W_hi_h" not in fwd + cached
+
+
+@pytest.mark.parametrize("name", [p.name for p in FILES])
+def test_forward_and_cached_forward_share_one_dtype_rule(name):
+    fns = functions(SOURCES[name])
+
+    def lines(fn):
+        return [ast.unparse(n) for n in fns[fn].body[1:] if isinstance(n, ast.Assign)
+                and {getattr(t, "id", None) for t in n.targets} & {"dtype"}
+                or isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Tuple)
+                and [getattr(e, "id", None) for e in n.targets[0].elts] == ["T", "B"]]
+    assert lines("forward") == lines("_forward_cached")
+    assert len(lines("forward")) == 2
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_docstrings_name_functions_that_exist(name):
+    tree = ast.parse(SOURCES[name])
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    docs = [ast.get_docstring(n) or "" for n in
+            [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]]
+    named = set()
+    for doc in docs:
+        named |= set(re.findall(r"(?<![\w.])(_[A-Za-z]\w*)", doc))              # private helpers
+        named |= set(re.findall(r"``([A-Za-z_]\w*)\(", doc))                     # ``forward(...)``
+    assert named <= defined, f"{name}: docstrings name {sorted(named - defined)}, not defined"
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_the_orientation_example_is_one_of_the_modules_own_weights(name):
+    doc = ast.get_docstring(ast.parse(SOURCES[name]))
+    m = re.search(r"math orientation \(``(\w+)`` is \(([^)]*)\)", doc)
+    assert m, doc
+    weight, shape = m.groups()
+    assert f"    {weight}  " in doc or re.search(rf"\n    {weight}\s+parameter", doc)
+    assert f"``x @ {weight}.T``" in doc or "@ " + weight in doc
+
+
+def test_a_defined_module_says_how_to_regenerate_itself(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "h = tanh(W @ h + U @ x + b)\ny = V @ h"
+    assert main(["generate", "--define", text, "--readout", "y", "--name", "mine",
+                 "--out", "mycode"]) == 0
+    first = (tmp_path / "mycode" / "mine.py").read_text()
+    line = first.splitlines()[3]
+    assert line.startswith("# Do NOT modify by hand. Regenerate with: rnnsym generate --define ")
+    command = line.split("Regenerate with: ", 1)[1]
+    assert "--name mine" in command and "--readout y" in command and "--out mycode" in command
+    assert "--out generated" not in command
+    (tmp_path / "mycode" / "mine.py").unlink()
+    assert main(shlex.split(command)[1:]) == 0            # the line, run as written
+    assert (tmp_path / "mycode" / "mine.py").read_text() == first
+    doc = ast.get_docstring(ast.parse(first))
+    assert "``U`` is (d_h, d_in) and maps x to h" in doc and "``x @ U.T``" in doc
+    assert "W_xh" not in first
