@@ -27,7 +27,10 @@ def test_exit_1_with_counterexample_and_diagnosis(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["nope", "--cell", "gru"], "expected torch, keras, onnxruntime, onnx-reference, MODULE:NAME"),
+    (["nope", "--cell", "gru"], "unknown; expected torch, keras, flax, flax-linen, flax-nnx, "
+                                "torch-onnx, MODULE:NAME, FILE.py:NAME, onnxruntime, "
+                                "onnx-reference, onnx:MODULE:NAME, onnx2pytorch, onnx2torch, "
+                                "onnx-converter:MODULE:NAME"),
     (["no_such_module_xyz:GRU", "--cell", "gru"], "cannot import no_such_module_xyz"),
     ([f"{BROKEN / 'impls.py'}:Missing", "--cell", "gru"], "has no attribute 'Missing'"),
     (["torch:Tensor", "--cell", "gru"], "raised TypeError"),

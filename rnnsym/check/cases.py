@@ -115,7 +115,7 @@ def build_case(harness: Harness, config: Config, *, seed: int = 12345, lengths=N
         state0 = {k: rng.uniform(-1, 1, s).astype(dtype) for k, s in shapes.items()}
     if length_mode is not None and lengths is None:
         lengths = [config.T - b % config.T for b in range(config.B)]
-        if (getattr(harness, "length_modes", None) or {}).get(length_mode):
+        if harness.length_modes.get(length_mode):
             lengths.sort(reverse=True)
     if lengths is not None:
         lengths = tuple(lengths)

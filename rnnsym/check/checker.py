@@ -24,7 +24,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
-          timeout: Optional[float] = 30.0, gradients: bool = False) -> Report:
+          timeout: Optional[float] = 30.0, gradients: bool = False,
+          backward: Optional[str] = None) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
@@ -58,10 +59,13 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    directions and packed sequences for torch modules and drop-ins, both
                    directions and lengths for Keras and Flax, one layer, one direction
                    and fixed lengths for the others (``rnnsym.check.gradients``)
+    backward       a function target's backward, by name in the target's file (default:
+                   ``backward`` there, else the function's attribute ``fn.backward``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
-    from rnnsym.frameworks.user import parse_variant, resolve_harness
+    from rnnsym.frameworks.registry import resolve_harness
+    from rnnsym.frameworks.user import parse_variant
 
     if gradients and is_onnx_target(target):
         raise UsageError("--gradients: ONNX targets compute no gradients")
@@ -95,9 +99,12 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         layers=None if layers is None else tuple(int(n) for n in np.atleast_1d(layers)),
         bidirectional=parse_bidirectional(bidirectional), variant=parse_variant(variant),
         cell_api=cell_api, max_size=max_size, features=_names(features),
-        without=_names(without) or (), strict=strict, timeout=timeout, gradients=gradients)
-    harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api)
-    if options.gradients and getattr(harness, "gradients", None) is None:
+        without=_names(without) or (), strict=strict, timeout=timeout, gradients=gradients,
+        backward=backward)
+    if backward is not None and not gradients:
+        raise UsageError("--backward NAME names the backward --gradients uses: add --gradients")
+    harness, default_dtype = resolve_harness(target, cell, cell_api=cell_api, backward=backward)
+    if options.gradients and not harness.supports_gradients:
         raise UsageError(f"--gradients is not supported for {harness.name} (torch modules, "
                          "cells and drop-ins, Keras, Flax, functions with a backward)")
     if options.gradients:
@@ -150,7 +157,9 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
                                                                     dtype),
                     coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
                     unsupported=unsupported, strict=options.strict, checked_nothing=nothing,
-                    gradients=options.gradients)
+                    gradients=options.gradients,
+                    reason=f"the target refuses --dtype {dtype}" if probe.refused_dtype else "",
+                    backward=harness.gradient_source() if options.gradients else "")
     if outcome is not None:
         report.counterexample = _counterexample(outcome)
         report.failure_kind = outcome.kind
@@ -158,7 +167,7 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
         with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
             if options.gradients and outcome.kind == "wrong gradients":
-                from rnnsym.check.gradients import diagnose_gradients
+                from rnnsym.check.gradient_bugs import diagnose_gradients
                 report.diagnoses = diagnose_gradients(harness, outcome)
             else:
                 report.diagnoses = diagnose(harness, outcome, probe.core)
@@ -170,20 +179,20 @@ def _gradient_space(harness, options: CheckOptions) -> CheckOptions:
     """The space its ``gradients()`` covers: stacks (``gradient_stacks``), both directions
     (``gradient_bidirectional``), per-sample lengths (``gradient_lengths``); a harness
     without one gets that feature left out, and a usage error if it was asked for."""
-    reason = getattr(harness, "no_gradients_reason", lambda variant: None)(options.variant)
+    reason = harness.no_gradients_reason(options.variant)
     if reason:
         raise UsageError(reason)
-    if not getattr(harness, "gradient_stacks", False):
+    if not harness.gradient_stacks:
         if options.layers not in (None, (1,)):
             raise UsageError(f"--gradients on {harness.name} checks one layer (stacks: torch "
                              "modules and drop-ins): leave out --layers")
         options = replace(options, layers=(1,))
-    if not getattr(harness, "gradient_bidirectional", False):
+    if not harness.gradient_bidirectional:
         if options.bidirectional == parse_bidirectional("yes"):
             raise UsageError(f"--gradients on {harness.name} checks one direction: leave out "
                              "--bidirectional yes")
         options = replace(options, bidirectional=parse_bidirectional("no"))
-    if not getattr(harness, "gradient_lengths", False):
+    if not harness.gradient_lengths:
         options = replace(options, without=tuple(options.without) + ("lengths",))
     return options
 
@@ -251,7 +260,7 @@ def _target_label(target, harness: Optional[Harness] = None) -> str:
 
 def _environment(harness: Optional[Harness]) -> str:
     """'KERAS_BACKEND=jax ' (the harness's environment as a command prefix) or ''."""
-    env = getattr(harness, "environment", None) or {}
+    env = harness.environment if harness is not None else {}
     return "".join(f"{k}={v} " for k, v in env.items())
 
 
@@ -279,6 +288,8 @@ def _replay_command(target, cell, options: CheckOptions, dtype: str) -> str:
         parts.append("--strict")
     if options.gradients:
         parts.append("--gradients")
+    if options.backward:
+        parts += ["--backward", options.backward]
     if options.timeout != 30.0:
         parts += ["--timeout", "none" if options.timeout is None else f"{options.timeout:g}"]
     return " ".join(parts)

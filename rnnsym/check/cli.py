@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from rnnsym.frameworks import UsageError
+from rnnsym.frameworks.registry import usage_names
 
 
 def _layers(text: str) -> tuple:
@@ -41,10 +42,7 @@ def _timeout(text: str):
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
-    parser.add_argument("target", help="torch | keras | flax | flax-linen | flax-nnx | "
-                                       "torch-onnx | MODULE:NAME | path/to/file.py:NAME | "
-                                       "onnxruntime | onnx-reference | onnx:MODULE:NAME | "
-                                       "onnx2pytorch | onnx2torch | onnx-converter:MODULE:NAME")
+    parser.add_argument("target", help=usage_names(" | ") + " (rnnsym.frameworks.registry)")
     parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
@@ -88,6 +86,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "and masks; Flax: both directions and seq_lengths; "
                              "torch cells and functions with a backward: one layer, one "
                              "direction, fixed lengths)")
+    parser.add_argument("--backward", default=None, metavar="NAME",
+                        help="with --gradients on a function FILE.py:NAME: its backward, by "
+                             "name in that file (default: backward there, else the "
+                             "function's attribute NAME.backward)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none unless stderr is a "
                              "terminal)")
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
              "strict": args.strict, "timeout": args.timeout}
     if args.gradients:
         extra["gradients"] = True
+    if args.backward is not None:
+        extra["backward"] = args.backward
     try:
         report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,

@@ -16,8 +16,10 @@ layer below; with per-sample lengths each sample is its own sequence,
 :func:`sample_gradients`), its canonical parameter gradients mapped to the target's layout by
 the adjoint of the harness's parameter conversion. Every gradient array is compared with a
 per-element tolerance (:func:`gradient_tolerance`). A failure names the target parameter whose
-gradient differs, and :data:`GRADIENT_BUGS` (the gradient part of the diagnosis table, in
-``gradient_bugs.py``) names the bug.
+gradient differs, and ``GRADIENT_BUGS`` (the gradient part of the diagnosis table, in
+:mod:`rnnsym.check.gradient_bugs`, which builds on the oracle here) names the bug. (Its names
+``GRADIENT_BUGS``, ``GradientBug``, ``diagnose_gradients`` were importable from this module
+before: import them from ``rnnsym.check.gradient_bugs``.)
 
 Gradient arrays are keyed ``param:NAME`` (the target's own names), ``x`` (T, B, d_in),
 ``h0``/``c0`` (layers, directions, B, d), the flat state layout; outputs keep the flat layout
@@ -41,9 +43,11 @@ from rnnsym.frameworks.layers import direction_forward
 
 # --- the oracle ----------------------------------------------------------------------------
 def upstream_for(case) -> dict:
-    """The upstream gradient of the flat outputs for ``case`` (seeded by the case)."""
+    """The upstream gradient of the flat outputs for ``case`` (seeded by the case), in the
+    case's dtype: the target gets it as drawn, the oracle the same values in float64."""
     rng = np.random.default_rng(int(case.key()[:12], 16))
-    return {k: rng.uniform(-1, 1, s) for k, s in case.config.flat_shapes().items()}
+    return {k: rng.uniform(-1, 1, s).astype(case.config.dtype)
+            for k, s in case.config.flat_shapes().items()}
 
 
 def _module(config: Config):
@@ -317,8 +321,8 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
 # --- the target ----------------------------------------------------------------------------
 def target_gradients(harness, case, upstream, timeout=None):
     """``(flat outputs, gradients)`` of the target, or raises what it raised."""
-    run = getattr(harness, "gradients", None)
-    if run is None:
+    run = harness.gradients
+    if not harness.supports_gradients:
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
                          "modules and drop-ins, torch cells, Keras, Flax, functions with a "
                          "backward)")
@@ -430,17 +434,3 @@ class GradientSubject:
 
     def cover(self, stats, case, outcome):
         self.inner.cover(stats, case, outcome)
-
-
-# the diagnosis table lives in gradient_bugs.py (it builds on the oracle above); its names are
-# re-exported here lazily, since importing it at the top would be circular
-_GRADIENT_BUG_NAMES = ("GradientBug", "GRADIENT_BUGS", "diagnose_gradients", "_detach_every",
-                       "_truncated", "_detached_state", "_bias_once", "_gru_constant_gate",
-                       "_transposed")
-
-
-def __getattr__(name):
-    if name in _GRADIENT_BUG_NAMES:
-        from rnnsym.check import gradient_bugs
-        return getattr(gradient_bugs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,9 +12,12 @@ the rest of the search. Which feature it was is found by running fresh, determin
   that raises (e.g. ``bidirectional + lengths``). Drawn cases containing it are skipped.
 
 An unsupported error on core input (a plain batched float sequence, one layer, one direction,
-no initial state), or one that remains when every feature is taken away, is a failure. A
-requested dtype that only fails on core input while the harness's default dtype runs is
-recorded as the unsupported feature ``dtype=...``: then nothing can be checked.
+no initial state), or one that remains when every feature is taken away, is a failure. The
+requested dtype comes first: when core input declares itself unsupported in it and runs in
+another float dtype (the harness's default tried first), the dtype is the unsupported
+feature ``dtype=...`` (the report suggests the one that runs) and nothing can be checked;
+the same rule for every kind of target (functions, drop-ins, cells, frameworks; ONNX targets:
+``rnnsym.frameworks.onnx.space``).
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ from rnnsym.check.space import (BY_NAME, core_config, core_variant, drop,
                                 pairs_of, pairs_on, values_on)
 from rnnsym.check.target import Outcome, call_target, expected_outputs
 from rnnsym.frameworks import Harness
+
+#: The dtypes a target may be checked in (``--dtype``).
+FLOAT_DTYPES = ("float32", "float64")
 
 #: Sizes of the survey's cases: distinct, d_proj < d_h.
 PROBE_SIZES = {"T": 3, "B": 4, "d_in": 2, "d_h": 6, "d_proj": 5}
@@ -54,6 +60,7 @@ class Probe:
         self.found: list[Lacking] = []
         self.combinations: list[frozenset] = []
         self.nothing_left = False          # an option lost its last value
+        self.runs_in: Optional[str] = None  # the dtype core input runs in, if not self.dtype
 
     # -- running fresh cases --------------------------------------------------------------
     def _case(self, pairs, sizes, dtype=None, lengths=None) -> Case:
@@ -79,8 +86,8 @@ class Probe:
         core = self._case((), PROBE_SIZES)
         failure = self._try(core)
         if failure is not None and failure[2] is not None:
-            if self.dtype != self.default_dtype and \
-                    self._try(self._case((), PROBE_SIZES, self.default_dtype)) is None:
+            self.runs_in = self._other_dtype()
+            if self.runs_in is not None:
                 self.found.append(Lacking((("dtype", self.dtype),), failure[2]))
                 self.nothing_left = True
                 return None
@@ -95,6 +102,22 @@ class Probe:
             elif failure is not None and failure[0] == "timed out":
                 return self._failure(case, failure)
         return None
+
+    def _other_dtype(self) -> Optional[str]:
+        """The first other float dtype (the target's default first) in which core input runs
+        without declaring anything unsupported, or None: then the requested dtype is not what
+        the target refuses."""
+        others = [self.default_dtype] + [d for d in FLOAT_DTYPES if d != self.default_dtype]
+        for other in others:
+            if other != self.dtype:
+                if self._try(self._case((), PROBE_SIZES, other)) is None:
+                    return other
+        return None
+
+    @property
+    def refused_dtype(self) -> bool:
+        """Whether the requested dtype itself is unsupported (then nothing was checked)."""
+        return self.runs_in is not None
 
     # -- during the search ----------------------------------------------------------------
     def excluded(self, case: Case) -> bool:
@@ -152,7 +175,9 @@ class Probe:
                     f"{names[0]} ({', '.join(map(str, values))})"
                 what = BY_NAME[names[0]].text
             elif names == ("dtype",):
-                label, what = f"dtype={self.dtype}", "the requested dtype"
+                label = f"dtype={self.dtype}"
+                what = (f"the requested dtype; the simplest case runs in {self.runs_in}: "
+                        f"check it with --dtype {self.runs_in}")
             else:
                 label = " + ".join(names)
                 what = "together; each alone is supported" if len(names) > 1 else "a variant"

@@ -107,6 +107,8 @@ class Report:
     failure_kind: Optional[str] = None   # rnnsym.check.target.KINDS
     shrink_note: str = ""           # set when shrinking was cut by time (rnnsym.check.search)
     gradients: bool = False         # the gradients were checked (--gradients), not the outputs
+    reason: str = ""                # why nothing was checked ("the target refuses --dtype ...")
+    backward: str = ""              # --gradients of a function: the backward that was used
 
     @property
     def ok(self) -> bool:
@@ -151,10 +153,11 @@ class Report:
                 f"  covered {cov}",
                 f"  largest {'gradient ' if self.gradients else ''}error: "
                 f"abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, "
-                f"{self.max_error_ratio:.3g} x tolerance ({self.tolerance})",
-                f"  replay: {self.command}"]
+                f"{self.max_error_ratio:.3g} x tolerance ({self.tolerance})"]
+            lines += self._backward_lines() + [f"  replay: {self.command}"]
         else:
             lines = [f"{head}: UNSUPPORTED: nothing could be checked"
+                     + (f": {self.reason} (see below)" if self.reason else "")
                      + (" (--strict: a failure)" if self.strict else ""),
                      f"  replay: {self.command}"]
         features = [u for u in self.unsupported if isinstance(u, UnsupportedFeature)]
@@ -164,6 +167,9 @@ class Report:
                                        "not failures; --strict makes them failures):"))
             lines += [f"  - {u}" for u in features]
         return "\n".join(lines)
+
+    def _backward_lines(self) -> list[str]:
+        return [f"  gradients of the target by: {self.backward}"] if self.backward else []
 
     def _failure_lines(self, head: str) -> list[str]:
         lines = [f"{head}: MISMATCH after {self.examples} examples ({self.elapsed:.1f} s)",
@@ -179,6 +185,7 @@ class Report:
             lines.append(f"diagnosis: {kind}none of the known variants reproduces this output")
         else:
             lines.append(f"diagnosis: {self.failure_kind} (see 'target failed' above)")
+        lines += [line.strip() for line in self._backward_lines()]
         lines.append(f"replay: {self.command}")
         if self.shrink_note:
             lines.append(f"  ({self.shrink_note})")

@@ -71,6 +71,7 @@ class CheckOptions:
     strict: bool = False                 # an unsupported feature is a failure
     timeout: Optional[float] = 30.0      # seconds per call of the target (None: no limit)
     gradients: bool = False              # check gradients (rnnsym.check.gradients)
+    backward: Optional[str] = None       # a function target's backward, by name (--backward)
 
 
 def _choices(supported: tuple, wanted, label: str, harness: Harness) -> tuple:
@@ -125,7 +126,7 @@ def config_space(harness: Harness, options: CheckOptions) -> dict:
     space["variants"] = variants
     # variable-length input: harness.length_modes maps each way of feeding lengths to
     # whether it needs them sorted (longest first); none: fixed length only
-    space["lengths"] = dict(getattr(harness, "length_modes", {}) or {})
+    space["lengths"] = dict(harness.length_modes)
     return narrow(space, options.features, options.without)
 
 

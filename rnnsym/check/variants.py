@@ -176,14 +176,12 @@ def _stack_lengths(forward, params, x, state0, lengths, *, stack=None, mode="val
 def padded_length(harness, lengths, T: int) -> int:
     """How many steps a target that ignores the lengths runs: max(lengths) for torch
     packed input (all it can unpack), T for a Keras mask."""
-    fn = getattr(harness, "padded_length", None)
-    return int(fn(lengths, T)) if fn else T
+    return int(harness.padded_length(lengths, T))
 
 
 def length_padding(harness, config: Config) -> str:
     """The target's convention for outputs past a length (see pad_outputs)."""
-    fn = getattr(harness, "length_padding", None)
-    return fn(config) if fn else "zero"
+    return harness.length_padding(config)
 
 
 def lengths_oracle(harness, case):

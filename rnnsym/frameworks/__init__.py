@@ -166,19 +166,39 @@ class Capabilities:
 
 
 class Harness:
-    """Interface between the checker and one target (see subclasses).
+    """Interface between the checker and one target (see subclasses): every hook and
+    capability the checker uses is declared here, with its default; a subclass overrides
+    what its target has.
 
     name          what is checked, for reports ("torch.nn.GRU")
     cell          "elman" | "lstm" | "gru"
-    capabilities  a Capabilities
+    capabilities  a Capabilities: the options it can vary
+    default_dtype the dtype it is checked in unless asked for another
+    environment   process settings its behaviour depends on
+    length_modes  ways it takes variable-length batches (none: fixed lengths only), with
+                  ``padded_length`` / ``length_padding`` describing its convention
+    gradients     ``supports_gradients`` and the space ``gradients()`` covers:
+                  ``gradient_stacks``, ``gradient_bidirectional``, ``gradient_lengths``
     """
 
     name = "?"
     cell = "?"
     capabilities = Capabilities()
+    #: the dtype it is checked in unless --dtype says otherwise
+    default_dtype: str = "float32"
     #: process settings the target's behaviour depends on, e.g. {"KERAS_BACKEND": "jax"}:
     #: the report names them and the replay command sets them
     environment: dict = {}
+    #: each way the target takes per-sample lengths ("packed, unsorted") -> whether it needs
+    #: them sorted longest first; empty: fixed-length batches only
+    length_modes: dict = {}
+    #: whether :meth:`gradients` is implemented (``check --gradients``)
+    supports_gradients: bool = False
+    #: the part of the space :meth:`gradients` covers beyond one layer, one direction and
+    #: fixed lengths: stacks of layers, both directions, per-sample lengths
+    gradient_stacks: bool = False
+    gradient_bidirectional: bool = False
+    gradient_lengths: bool = False
 
     def param_shapes(self, config: Config) -> dict[str, tuple]:
         """Target's own parameter names -> shapes for this config."""
@@ -202,6 +222,33 @@ class Harness:
     def session(self):
         """Context manager around a whole check run (e.g. thread settings)."""
         return contextlib.nullcontext()
+
+    def padded_length(self, lengths, T: int) -> int:
+        """How many steps the target would run if it ignored the lengths (a diagnosis
+        variant): all ``T`` by default."""
+        return T
+
+    def length_padding(self, config: Config) -> str:
+        """The target's convention for outputs past a length: "zero" (default) or "repeat"
+        (the last valid output)."""
+        return "zero"
+
+    def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
+                  length_mode=None):
+        """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` (keys ``param:NAME``,
+        ``x``, ``h0``/``c0``; ``rnnsym.check.gradients``), every array handed to the target
+        in ``config.dtype``. Only where ``supports_gradients``."""
+        raise NotImplementedError(f"{self.name}: no gradients")
+
+    def no_gradients_reason(self, variant: dict):
+        """Why ``--gradients`` cannot be checked for this target and ``variant`` (a usage
+        error), or None."""
+        return None
+
+    def gradient_source(self) -> str:
+        """What computes the target's gradients, where the report should name it (a
+        function's backward: which one was found), else ''."""
+        return ""
 
     def unsupported(self, exc: BaseException) -> bool:
         """Whether an exception of the target means "this feature is not supported" (and

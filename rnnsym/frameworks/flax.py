@@ -291,7 +291,7 @@ class FlaxHarness(Harness):
 
     # -- gradients (--gradients) ----------------------------------------------------------
     #: one layer (RNN / Bidirectional), both directions, seq_lengths
-    gradient_bidirectional = gradient_lengths = True
+    supports_gradients = gradient_bidirectional = gradient_lengths = True
 
     def no_gradients_reason(self, variant: dict):
         """Why gradients cannot be checked under ``variant``, or None."""
@@ -389,6 +389,11 @@ def flax_harness(target, cell: str) -> FlaxHarness:
                          f"{', '.join(CLASS_CELLS)} or a subclass of one")
     return FlaxHarness(target, api, cell, name=f"{target.__module__}.{target.__qualname__}",
                        cls_name=base)
+
+
+def make_harness(spec: str, cell: str, options) -> FlaxHarness:
+    """The flax, flax-linen, flax-nnx target's factory (rnnsym.frameworks.registry)."""
+    return flax_harness(spec, cell)
 
 
 __all__ = ["layout", "flax_param_shapes", "flax_to_canonical", "canonical_to_flax",

@@ -254,7 +254,7 @@ class KerasHarness(Harness):
 
     # --- gradients (--gradients) ---------------------------------------------------------
     #: one layer (Keras has no stacks), both directions, variable lengths (a mask)
-    gradient_bidirectional = gradient_lengths = True
+    supports_gradients = gradient_bidirectional = gradient_lengths = True
 
     def no_gradients_reason(self, variant: dict):
         """Why this backend cannot give gradients, or None."""
@@ -357,3 +357,8 @@ _DIFFERENTIATE = {"torch": _torch_gradients, "tensorflow": _tensorflow_gradients
 
 def keras_harness(cell: str) -> KerasHarness:
     return KerasHarness(cell)
+
+
+def make_harness(spec: str, cell: str, options) -> KerasHarness:
+    """The keras target's factory (rnnsym.frameworks.registry)."""
+    return keras_harness(cell)

@@ -1,7 +1,8 @@
 """The PyTorch harness: builds ``nn.RNN/LSTM/GRU`` modules (and drop-ins with the same
 constructor, parameter names and forward), loads the drawn parameters, runs them and reads
 the outputs back; ``torch_layout.py`` holds the parameter/state layout and converters
-(re-exported here), ``torch_cell.py`` the ``*Cell`` harness.
+(re-exported here), ``torch_cell.py`` the ``*Cell`` harness (it builds on this one, and has
+the ``torch`` target's factory: modules, or cells with ``--cell-api``).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class TorchHarness(Harness):
     """
 
     #: gradients() (--gradients) covers stacks, both directions and packed sequences
-    gradient_stacks = gradient_bidirectional = gradient_lengths = True
+    supports_gradients = gradient_stacks = gradient_bidirectional = gradient_lengths = True
 
     #: how variable lengths are fed -> whether they must be sorted (longest first)
     length_modes = {"packed, enforce_sorted": True, "packed, unsorted": False}
@@ -292,25 +293,12 @@ class TorchHarness(Harness):
         return padded
 
 
-def torch_harness(cell: str, *, cell_api: bool = False) -> TorchHarness:
-    """Harness for ``torch.nn.<RNN|LSTM|GRU>`` or, with ``cell_api``, ``<...>Cell``."""
-    torch = _torch()
-    if cell_api:
-        from rnnsym.frameworks.torch_cell import TorchCellHarness
-        cls = getattr(torch.nn, CELL_NAMES[cell])
-        return TorchCellHarness(cls, cell, f"torch.nn.{CELL_NAMES[cell]}")
-    cls = getattr(torch.nn, MODULE_NAMES[cell])
+def torch_harness(cell: str) -> TorchHarness:
+    """Harness for ``torch.nn.<RNN|LSTM|GRU>``; the ``<...>Cell`` one (formerly
+    ``torch_harness(cell, cell_api=True)``) is ``torch_cell.torch_cell_harness(cell)``."""
+    cls = getattr(_torch().nn, MODULE_NAMES[cell])
     return TorchHarness(cls, cell, f"torch.nn.{MODULE_NAMES[cell]}")
 
 
-def __getattr__(name):   # TorchCellHarness lives in torch_cell.py (it builds on TorchHarness)
-    if name == "TorchCellHarness":
-        from rnnsym.frameworks.torch_cell import TorchCellHarness
-        return TorchCellHarness
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["torch_param_shapes", "torch_to_canonical", "canonical_to_torch", "state_to_torch",
-           "state_from_torch", "TorchHarness",
-           "TorchCellHarness",  # noqa: F822 (lazy: module __getattr__ above)
-           "torch_harness", "nest_state", "flat_outputs"]
+           "state_from_torch", "TorchHarness", "torch_harness", "nest_state", "flat_outputs"]

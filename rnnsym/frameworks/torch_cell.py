@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from rnnsym.frameworks import Capabilities, Config, ContractError, OutputError, check_shape
-from rnnsym.frameworks.torch import (TorchHarness, _to_numpy, _torch, _write, torch_param_shapes,
-                                     torch_to_canonical)
+from rnnsym.frameworks.torch import (CELL_NAMES, TorchHarness, _to_numpy, _torch, _write,
+                                     torch_harness, torch_param_shapes, torch_to_canonical)
 
 
 class TorchCellHarness(TorchHarness):
@@ -116,3 +116,15 @@ class TorchCellHarness(TorchHarness):
         if self.cell == "lstm":
             flat["c_n"] = np.stack(cs).reshape(c.T, c.B, c.d_h)[-1][None, None]
         return flat, xs, hx, own, h_t, c_t
+
+
+def torch_cell_harness(cell: str) -> TorchCellHarness:
+    """Harness for ``torch.nn.<RNNCell|LSTMCell|GRUCell>``."""
+    cls = getattr(_torch().nn, CELL_NAMES[cell])
+    return TorchCellHarness(cls, cell, f"torch.nn.{CELL_NAMES[cell]}")
+
+
+def make_harness(spec: str, cell: str, options) -> TorchHarness:
+    """The ``torch`` target (rnnsym.frameworks.registry): the module, or with ``--cell-api``
+    the cell."""
+    return torch_cell_harness(cell) if options.cell_api else torch_harness(cell)

@@ -97,7 +97,7 @@ class TorchOnnxHarness(TorchHarness):
 
     length_modes: dict = {}
     #: an exported model computes no gradients (``--gradients`` is a usage error)
-    gradients = None
+    supports_gradients = False
 
     def __init__(self, cell: str):
         torch = _torch()
@@ -121,6 +121,11 @@ class TorchOnnxHarness(TorchHarness):
 
 def torch_onnx_harness(cell: str) -> TorchOnnxHarness:
     return TorchOnnxHarness(cell)
+
+
+def make_harness(spec: str, cell: str, options) -> TorchOnnxHarness:
+    """The torch-onnx target's factory (rnnsym.frameworks.registry)."""
+    return torch_onnx_harness(cell)
 
 
 __all__ = ["OPSET", "TorchOnnxHarness", "export_bytes", "run_onnxruntime", "torch_onnx_harness"]

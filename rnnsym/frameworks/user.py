@@ -1,8 +1,7 @@
-"""User targets: ``MODULE:NAME`` / ``path/to/file.py:NAME``, and target resolution.
-
-A target is loaded with importlib only (``import_module`` or
-``spec_from_file_location``); its text is never evaluated. ``NAME`` may be dotted
-(``module:Outer.Inner``). What it is decides how it is checked:
+"""User targets: ``MODULE:NAME`` / ``path/to/file.py:NAME`` (loaded by
+:mod:`rnnsym.frameworks.loading`, resolved by :mod:`rnnsym.frameworks.registry`), the
+``--variant`` options, and the harness of a function target. What the object is decides how
+it is checked:
 
 class
     a drop-in replacement for ``torch.nn.RNN/LSTM/GRU`` (``RNNCell/...`` with
@@ -21,71 +20,19 @@ function
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from rnnsym.frameworks import (Capabilities, Config, ContractError, Harness, OutputError,
                                UsageError, canonical_param_shapes, check_shape)
+# moved to loading.py; importable from here as before
+from rnnsym.frameworks.loading import load_object, load_target  # noqa: F401
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
-
-
-# ------------------------------------------------------------------------------------------
-# loading
-
-
-def load_object(spec: str):
-    """'pkg.mod:Name' or 'path/to/file.py:Name' -> the object. Raises UsageError."""
-    if ":" not in spec:
-        raise UsageError(f"target {spec!r}: expected torch, keras, onnxruntime, onnx-reference, "
-                         "MODULE:NAME, FILE.py:NAME, onnx:MODULE:NAME, onnx2pytorch, onnx2torch or "
-                         "onnx-converter:MODULE:NAME")
-    where, name = spec.rsplit(":", 1)
-    if not where or not name:
-        raise UsageError(f"target {spec!r}: expected MODULE:NAME or FILE.py:NAME")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        module = _load_file(Path(where))
-    else:
-        try:
-            module = importlib.import_module(where)
-        except Exception as exc:  # noqa: BLE001 - any import failure is a usage error
-            raise UsageError(f"cannot import {where}: {type(exc).__name__}: {exc}") from exc
-    obj = module
-    for part in name.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"{where} has no attribute {name!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _load_file(path: Path):
-    if not path.is_file():
-        raise UsageError(f"cannot import {path}: no such file")
-    path = path.resolve()
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    mod_name = f"_rnnsym_user_{path.stem}_{digest}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    # the file's folder goes on sys.path so that it can import its siblings
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
-        del sys.modules[mod_name]
-        raise UsageError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
-    return module
 
 
 # ------------------------------------------------------------------------------------------
@@ -154,12 +101,21 @@ def parse_variant(variant) -> dict:
 
 
 class FunctionHarness(Harness):
-    """A function in rnnsym's canonical convention (module docstring)."""
+    """A function in rnnsym's canonical convention (module docstring); ``--gradients`` runs
+    its backward (:meth:`find_backward`): one layer, one direction, fixed lengths."""
 
-    def __init__(self, fn, cell: str, name: str | None = None):
+    supports_gradients = True
+    default_dtype = "float64"
+
+    def __init__(self, fn, cell: str, name: str | None = None, *, namespace=None,
+                 backward: str | None = None):
         self.fn = fn
         self.cell = cell
         self.name = name or getattr(fn, "__qualname__", repr(fn))
+        #: the module the user pointed at (``FILE.py:NAME``), else the function's own
+        self.namespace = namespace if namespace is not None else \
+            sys.modules.get(getattr(fn, "__module__", None) or "")
+        self.backward_name = backward
         variants, allowed = {}, {}
         if cell == "elman":
             variants["activation"], allowed["activation"] = ("tanh",), ACTIVATIONS
@@ -207,16 +163,45 @@ class FunctionHarness(Harness):
         return flat
 
 
-    def gradients(self, config: Config, values, x, state0, upstream):
-        """The function's ``backward`` (beside it in its module, or ``fn.backward``) in the
-        canonical convention: ``outputs, final, cache = fn(params, x, state0,
-        return_cache=True)``, ``d_params, d_x, d_state0 = backward(params, cache, d_outputs,
-        d_final_state)``."""
-        backward = getattr(self.fn, "backward", None) or getattr(
-            sys.modules.get(getattr(self.fn, "__module__", ""), None), "backward", None)
-        if not callable(backward):
-            raise UsageError(f"--gradients: {self.name} has no backward(params, cache, "
-                             "d_outputs, d_final_state) beside it")
+    def find_backward(self):
+        """``(backward, where it was found)``, looked up where the user pointed: the name
+        given with ``--backward``, else ``backward`` in the target's file (module), else the
+        function's attribute ``fn.backward``; never in a module ``fn`` was imported from.
+        Raises UsageError when there is none."""
+        where = getattr(self.namespace, "__file__", None) or \
+            getattr(self.namespace, "__name__", "?")
+        if self.backward_name:
+            backward = getattr(self.namespace, self.backward_name, None)
+            if not callable(backward):
+                raise UsageError(f"--backward {self.backward_name}: {where} has no function "
+                                 f"{self.backward_name!r}")
+            return backward, f"{self.backward_name} in {where} (--backward)"
+        backward = getattr(self.namespace, "backward", None)
+        if callable(backward):
+            return backward, f"backward in {where}"
+        backward = getattr(self.fn, "backward", None)
+        if callable(backward):
+            return backward, f"{self.name.rsplit(':', 1)[-1]}.backward (the function's attribute)"
+        raise UsageError(f"--gradients: {self.name} has no backward(params, cache, d_outputs, "
+                         f"d_final_state): none named backward in {where} nor as the "
+                         "function's attribute; name one with --backward NAME")
+
+    def no_gradients_reason(self, variant: dict):
+        try:
+            self.find_backward()
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    def gradient_source(self) -> str:
+        return self.find_backward()[1]
+
+    def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
+                  length_mode=None):
+        """The function's backward (:meth:`find_backward`) in the canonical convention:
+        ``outputs, final, cache = fn(params, x, state0, return_cache=True)``,
+        ``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)``."""
+        backward, _ = self.find_backward()
         s0 = {k: v[0, 0] for k, v in state0.items()}
         result = self.fn(dict(values), np.array(x), s0, return_cache=True)
         if not (isinstance(result, (tuple, list)) and len(result) == 3):
@@ -237,43 +222,3 @@ class FunctionHarness(Harness):
         grads["x"] = dx
         grads.update({f"{k}0": np.asarray(v)[None, None] for k, v in dict(ds0).items()})
         return flat, grads
-
-
-# ------------------------------------------------------------------------------------------
-# resolution
-
-
-def resolve_harness(target, cell: str, *, cell_api: bool = False) -> tuple[Harness, str]:
-    """Target spec or object -> (harness, default dtype). Raises UsageError."""
-    if isinstance(target, str) and target.lower() == "torch":
-        from rnnsym.frameworks.torch import torch_harness
-        return torch_harness(cell, cell_api=cell_api), "float32"
-    if isinstance(target, str) and target.lower() == "keras":
-        if cell_api:
-            raise UsageError("--cell-api is only defined for torch targets and drop-in classes")
-        from rnnsym.frameworks.keras import keras_harness
-        return keras_harness(cell), "float32"
-    if isinstance(target, str) and target.lower() == "torch-onnx":
-        if cell_api:
-            raise UsageError("--cell-api is only defined for torch targets and drop-in classes")
-        from rnnsym.frameworks.torch_onnx import torch_onnx_harness
-        return torch_onnx_harness(cell), "float32"
-    if isinstance(target, str) and target.lower() in ("flax", "flax-linen", "flax-nnx"):
-        from rnnsym.frameworks.flax import flax_harness
-        return flax_harness(target, cell), "float32"
-    obj = load_object(target) if isinstance(target, str) else target
-    name = target if isinstance(target, str) else getattr(obj, "__qualname__", repr(obj))
-    from rnnsym.frameworks.flax import is_flax_class
-    if is_flax_class(obj):
-        from rnnsym.frameworks.flax import flax_harness
-        return flax_harness(obj, cell), "float32"
-    if inspect.isclass(obj):
-        from rnnsym.frameworks.torch import TorchHarness
-        from rnnsym.frameworks.torch_cell import TorchCellHarness
-        cls = TorchCellHarness if cell_api else TorchHarness
-        return cls(obj, cell, name), "float32"
-    if callable(obj):
-        if cell_api:
-            raise UsageError("--cell-api needs a class, got a function")
-        return FunctionHarness(obj, cell, name), "float64"
-    raise UsageError(f"target {name}: expected a class or a function, got {type(obj).__name__}")

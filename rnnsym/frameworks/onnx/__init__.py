@@ -20,8 +20,9 @@ from rnnsym.frameworks.onnx.model import (CELL, OP, OPSET, OnnxCase, build_model
                                           spec_name)
 from rnnsym.frameworks.onnx.space import (ONLY, OPTIONAL_INPUTS, OUTPUT_NAMES, SPACE,
                                           parse_attribute_space, probe)
+from rnnsym.frameworks.onnx.resolve import onnx_target
 from rnnsym.frameworks.onnx.targets import (NAMED_TARGETS, OnnxTarget, Unsupported, first_line,
-                                            is_onnx_target, onnx_target, run_target)
+                                            is_onnx_target, run_target)
 
 __all__ = ["CELL", "NAMED_TARGETS", "ONLY", "OP", "OPSET", "OPTIONAL_INPUTS", "OUTPUT_NAMES",
            "OnnxCase", "OnnxTarget", "SPACE", "Unsupported", "build_model", "first_line",

@@ -149,7 +149,7 @@ def named_converter_target(key: str) -> OnnxTarget:
 
 def function_converter_target(spec: str) -> OnnxTarget:
     """``onnx-converter:MODULE:NAME``: the user's ``convert(onnx.ModelProto) -> module``."""
-    from rnnsym.frameworks.user import load_object
+    from rnnsym.frameworks.loading import load_object
 
     convert = load_object(spec)
     if not callable(convert):

@@ -119,7 +119,7 @@ def _reference_target() -> OnnxTarget:
 
 
 def _function_target(spec: str) -> OnnxTarget:
-    from rnnsym.frameworks.user import load_object
+    from rnnsym.frameworks.loading import load_object
 
     fn = load_object(spec)
     if not callable(fn):
@@ -136,29 +136,6 @@ def _function_target(spec: str) -> OnnxTarget:
 def is_onnx_target(target) -> bool:
     return isinstance(target, str) and (target.lower() in NAMED_TARGETS or
                                         target.lower().startswith(PREFIXES))
-
-
-def onnx_target(target: str) -> OnnxTarget:
-    """``onnxruntime``, ``onnx-reference``, ``onnx:MODULE:NAME``, ``onnx2pytorch``,
-    ``onnx2torch`` or ``onnx-converter:MODULE:NAME`` -> OnnxTarget."""
-    from rnnsym.frameworks.onnx import converters
-
-    key = target.lower()
-    try:
-        if key == "onnxruntime":
-            return _ort_target()
-        if key == "onnx-reference":
-            return _reference_target()
-    except ImportError as exc:
-        raise UsageError(f"target {target}: {exc}") from exc
-    if key in converters.CONVERTERS:
-        return converters.named_converter_target(key)
-    if key.startswith("onnx-converter:"):
-        return converters.function_converter_target(target[len("onnx-converter:"):])
-    if key.startswith("onnx:"):
-        return _function_target(target[len("onnx:"):])
-    raise UsageError(f"target {target!r}: expected onnxruntime, onnx-reference, "
-                     "onnx:MODULE:NAME, onnx2pytorch, onnx2torch or onnx-converter:MODULE:NAME")
 
 
 def run_target(target: OnnxTarget, case: OnnxCase) -> dict:

@@ -1,0 +1,177 @@
+"""The targets ``rnnsym check`` knows, by name: one :class:`Target` per line of :data:`TARGETS`.
+
+A target name resolves to a harness through its factory, ``"module:function"`` imported when
+the target is used (torch, Keras, Flax load only when asked for)::
+
+    factory(spec: str, cell: str, options: TargetOptions) -> Harness
+
+``spec`` is the target as typed ("flax-nnx", "my.py:MyGRU"), ``cell`` canonical ("gru"), and
+``options`` carries the options some targets take (``--cell-api``, ``--backward``); a target
+declares which in ``Target.options``, and any other is a usage error here. The harness
+declares its default dtype (``Harness.default_dtype``).
+
+A new framework is one new file, ``rnnsym/frameworks/NAME.py`` with a Harness and its
+``make_harness`` factory, plus one line in :data:`TARGETS`. ``rnnsym check --help``, the
+unknown-target error and the README's list of targets are made from :data:`TARGETS`
+(tests/test_registry.py compares the README with :func:`markdown_list`).
+
+ONNX targets (``onnx=True``) are checked by :mod:`rnnsym.check.onnx` on ONNX models rather than
+through a Harness; they are listed here so that every name is in one place.
+
+The top of :mod:`rnnsym.frameworks`: it may import every framework module; none imports it.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Optional
+
+from rnnsym.frameworks import Harness, UsageError
+from rnnsym.frameworks.loading import load_target
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Options only some targets take (``Target.options`` names those it accepts)."""
+
+    cell_api: bool = False          # --cell-api: the one-step cell API
+    backward: Optional[str] = None  # --backward NAME: a function target's backward
+
+    def given(self) -> dict:
+        """The options set (not at their defaults), by name."""
+        return {k: v for k, v in (("cell_api", self.cell_api), ("backward", self.backward))
+                if v}
+
+
+#: how each option is spelled on the command line (for usage errors)
+FLAGS = {"cell_api": "--cell-api", "backward": "--backward NAME"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry of the registry.
+
+    name     as typed ("torch"); for a pattern the form with placeholders ("onnx:MODULE:NAME")
+    summary  one line: what is checked
+    factory  ``"module:function"`` returning the Harness (empty for ONNX targets)
+    aliases  other names for the same target
+    prefix   for a pattern: how a spec of it starts ("onnx:"); "" for names
+    options  the TargetOptions fields it accepts
+    onnx     checked on ONNX models (rnnsym.check.onnx), not through a Harness
+    """
+
+    name: str
+    summary: str
+    factory: str = ""
+    aliases: tuple = ()
+    prefix: Optional[str] = None
+    options: tuple = ()
+    onnx: bool = False
+
+    @property
+    def names(self) -> tuple:
+        return (self.name,) + self.aliases
+
+    def matches(self, spec: str) -> bool:
+        if self.prefix is None:
+            return spec.lower() in self.names
+        return spec.lower().startswith(self.prefix) if self.prefix else ":" in spec
+
+    def make(self, spec, cell: str, options: TargetOptions) -> Harness:
+        for option, value in options.given().items():
+            if option not in self.options:
+                takers = ", ".join(t.name for t in TARGETS if option in t.options)
+                raise UsageError(f"{FLAGS[option]} is not defined for target {self.name} "
+                                 f"(only for: {takers})")
+        module, function = self.factory.split(":")
+        return getattr(importlib.import_module(module), function)(spec, cell, options)
+
+
+OBJECT = "rnnsym.frameworks.registry:object_harness"
+
+#: every target, in the order --help and the README list them
+TARGETS = (
+    Target("torch", "torch.nn.RNN/LSTM/GRU (--cell-api: RNNCell/LSTMCell/GRUCell)",
+           "rnnsym.frameworks.torch_cell:make_harness", options=("cell_api",)),
+    Target("keras", "keras.layers.SimpleRNN/LSTM/GRU on $KERAS_BACKEND (torch, tensorflow, jax, "
+           "numpy)", "rnnsym.frameworks.keras:make_harness"),
+    Target("flax", "flax.linen SimpleCell/LSTMCell/GRUCell in RNN/Bidirectional",
+           "rnnsym.frameworks.flax:make_harness", aliases=("flax-linen",)),
+    Target("flax-nnx", "flax.nnx SimpleCell/LSTMCell/GRUCell in RNN/Bidirectional",
+           "rnnsym.frameworks.flax:make_harness"),
+    Target("torch-onnx", "torch.nn.RNN/LSTM/GRU exported by torch.onnx.export, run in "
+           "onnxruntime", "rnnsym.frameworks.torch_onnx:make_harness"),
+    Target("MODULE:NAME", "a class (a drop-in for torch.nn.RNN/LSTM/GRU, a Flax cell) or a "
+           "function in rnnsym's canonical convention, imported", OBJECT, prefix="",
+           options=("cell_api", "backward"), aliases=("FILE.py:NAME",)),
+    Target("onnxruntime", "random one-node (or --layers stacked) ONNX models in onnxruntime",
+           onnx=True),
+    Target("onnx-reference", "the same in onnx.reference.ReferenceEvaluator", onnx=True),
+    Target("onnx:MODULE:NAME", "your ONNX backend: run(model_bytes, inputs) -> outputs",
+           prefix="onnx:", onnx=True),
+    Target("onnx2pytorch", "ONNX -> torch converter: random nodes converted, module run",
+           onnx=True),
+    Target("onnx2torch", "the same for onnx2torch", onnx=True),
+    Target("onnx-converter:MODULE:NAME", "your converter: convert(onnx.ModelProto) -> module",
+           prefix="onnx-converter:", onnx=True),
+)
+
+
+def lookup(spec) -> Target:
+    """The registry entry of a target spec (a Python object: the MODULE:NAME entry).
+    Raises UsageError naming every target for an unknown one."""
+    if not isinstance(spec, str):
+        return next(t for t in TARGETS if t.factory == OBJECT)
+    named = [t for t in TARGETS if t.prefix is None or t.prefix]   # names, then prefixes
+    for target in named + [t for t in TARGETS if t.prefix == ""]:
+        if target.matches(spec):
+            return target
+    raise UsageError(f"target {spec!r}: unknown; expected {usage_names()}")
+
+
+def usage_names(sep: str = ", ") -> str:
+    """'torch, keras, flax, flax-linen, ...': every name and pattern, in registry order."""
+    return sep.join(n for t in TARGETS for n in t.names)
+
+
+def markdown_list() -> str:
+    """The README's list of targets (between its ``targets`` markers)."""
+    return "\n".join(f"- `{'` / `'.join(t.names)}`: {t.summary}" for t in TARGETS)
+
+
+def resolve_harness(target, cell: str, *, cell_api: bool = False,
+                    backward: Optional[str] = None) -> tuple[Harness, str]:
+    """Target spec or object -> (harness, its default dtype). Raises UsageError.
+
+    backward  a function target's backward, by name in its file (``--backward``)"""
+    entry = lookup(target)
+    if entry.onnx:
+        raise UsageError(f"target {target}: an ONNX target, checked by rnnsym.check.onnx")
+    harness = entry.make(target, cell, TargetOptions(cell_api=cell_api, backward=backward))
+    return harness, harness.default_dtype
+
+
+def object_harness(spec, cell: str, options: TargetOptions) -> Harness:
+    """``MODULE:NAME`` / ``FILE.py:NAME`` or the object itself: a Flax cell class, a class (a
+    drop-in for torch.nn.RNN/LSTM/GRU, or with ``cell_api`` for their cells) or a function in
+    rnnsym's canonical convention."""
+    from rnnsym.frameworks.flax import flax_harness, is_flax_class
+
+    obj, namespace = load_target(spec) if isinstance(spec, str) else (spec, None)
+    name = spec if isinstance(spec, str) else getattr(obj, "__qualname__", repr(obj))
+    if options.backward and (inspect.isclass(obj) or not callable(obj)):
+        raise UsageError("--backward NAME names a function target's backward; "
+                         f"{name} is not a function")
+    if is_flax_class(obj):
+        return flax_harness(obj, cell)
+    if inspect.isclass(obj):
+        from rnnsym.frameworks.torch import TorchHarness
+        from rnnsym.frameworks.torch_cell import TorchCellHarness
+        return (TorchCellHarness if options.cell_api else TorchHarness)(obj, cell, name)
+    if callable(obj):
+        from rnnsym.frameworks.user import FunctionHarness
+        if options.cell_api:
+            raise UsageError("--cell-api needs a class, got a function")
+        return FunctionHarness(obj, cell, name, namespace=namespace, backward=options.backward)
+    raise UsageError(f"target {name}: expected a class or a function, got {type(obj).__name__}")
