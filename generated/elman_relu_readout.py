@@ -66,7 +66,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     b_y = np.asarray(params["b_y"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)
@@ -79,20 +79,20 @@ def forward(params, x, state0=None, *, return_cache=False):
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hh_h = hW[:, 0:d_h]  # W_hh @ h[t-1]
 
-    # one fused GEMM per step for W_hy (all applied to h[t]); its buffer is reused
-    W_hW2 = np.ascontiguousarray(np.asarray(params["W_hy"], dtype=dtype).T)
-    hW2 = np.empty((B, W_hW2.shape[1]), dtype=dtype)
-    W_hy_h = hW2[:, 0:d_out]  # W_hy @ h[t]
-
-    # states, and the output of every step
+    # states, and the output of every step (the states too, for the readout)
     h = state["h"]
-    out = np.empty((T, B, d_out), dtype=dtype)
+    h_all = np.empty((T, B, d_h), dtype=dtype)
     for t in range(T):
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
-        h = np.maximum(W_hh_h, 0)  # state h
-        np.matmul(h, W_hW2, out=hW2)
-        out[t] = W_hy_h + b_y  # output y
+        np.maximum(W_hh_h, 0, out=h_all[t])  # state h
+        h = h_all[t]
+
+    # after the loop, the readout's GEMM of all T steps at once: h[t] times W_hy
+    W_hW2 = np.ascontiguousarray(np.asarray(params["W_hy"], dtype=dtype).T)
+    hW2 = (h_all.reshape(T * B, d_h) @ W_hW2).reshape(T, B, W_hW2.shape[1])
+    W_hy_h = hW2[:, :, 0:d_out]  # W_hy @ h[t]
+    out = W_hy_h + b_y  # output y, every step
     return out, {"h": h.copy()}
 
 
@@ -109,7 +109,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in, d_out = size["d_h"], size["d_in"], size["d_out"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     b_y = np.asarray(params["b_y"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)
@@ -122,23 +122,21 @@ def _forward_cached(params, x, state0=None):
     hW = np.empty((B, W_hW.shape[1]), dtype=dtype)
     W_hh_h = hW[:, 0:d_h]  # W_hh @ h[t-1]
 
-    # one fused GEMM per step for W_hy (all applied to h[t]); its buffer is reused
-    W_hW2 = np.ascontiguousarray(np.asarray(params["W_hy"], dtype=dtype).T)
-    hW2 = np.empty((B, W_hW2.shape[1]), dtype=dtype)
-    W_hy_h = hW2[:, 0:d_out]  # W_hy @ h[t]
-
     # every quantity of every step, for the backward; states (T + 1, B, d), initial first
     h_all = np.empty((T + 1, B, d_h), dtype=dtype)
     h_all[0] = state["h"]
-    y_all = np.empty((T, B, d_out), dtype=dtype)
     for t in range(T):
         h = h_all[t]
         np.matmul(h, W_hW, out=hW)
         hW += xW[t]
         np.maximum(W_hh_h, 0, out=h_all[t + 1])  # state h
         h = h_all[t + 1]
-        np.matmul(h, W_hW2, out=hW2)
-        y_all[t] = W_hy_h + b_y  # output y
+
+    # after the loop, the readout's GEMM of all T steps at once: h[t] times W_hy
+    W_hW2 = np.ascontiguousarray(np.asarray(params["W_hy"], dtype=dtype).T)
+    hW2 = (h_all[1:].reshape(T * B, d_h) @ W_hW2).reshape(T, B, W_hW2.shape[1])
+    W_hy_h = hW2[:, :, 0:d_out]  # W_hy @ h[t]
+    y_all = W_hy_h + b_y  # output y, every step
     cache = {"x": x, "size": size, "xW": xW, "h_all": h_all, "y_all": y_all}
     return y_all, {"h": h_all[T].copy()}, cache
 
@@ -185,11 +183,12 @@ def backward(params, cache, d_outputs, d_final_state=None):
     d_xW = d_hW  # δ(x[t] products) = δ(h[t-1] products), slice for slice
     # what step t+1 sends back to each state; at T, the final state's gradient
     dh_next = d_final["h"]
+    # the readout's adjoints, all T steps at once: they read d_outputs only
+    dW_hy_h[...] = d_outputs
+    d_hW2_u = (d_hW2.reshape(T * B, W_hW2.shape[0]) @ W_hW2).reshape(T, B, d_h)  # δ(h[t]) from W_hy, every step
     for t in reversed(range(T)):
         h = h_all[t + 1]
-        dW_hy_h[t] = d_outputs[t]
-        d_hW2_u = d_hW2[t] @ W_hW2  # δ(h[t]) from W_hy
-        dh = dh_next + d_hW2_u
+        dh = dh_next + d_hW2_u[t]
         np.multiply(dh, (h > 0), out=dW_hh_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_hh
         dh_next = d_hW_u

@@ -84,7 +84,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     b_hn = np.asarray(params["b_hn"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xr, W_xz, W_xn (biases folded in)
@@ -126,7 +126,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     b_hn = np.asarray(params["b_hn"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xr, W_xz, W_xn (biases folded in)

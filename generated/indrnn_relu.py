@@ -60,7 +60,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     w_hh = np.asarray(params["w_hh"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)
@@ -91,7 +91,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["h"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     w_hh = np.asarray(params["w_hh"], dtype=dtype)
 
     # input projection of all T steps in one GEMM: x[t] times W_xh (biases folded in)

@@ -85,7 +85,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     d_h, d_in = size["d_h"], size["d_in"]
     if size["4*d_h"] != 4*d_h:
         raise ValueError(f"W_x, g_x, b_x, W_h, g_h, b_h: expected 4*d_h = {4*d_h} (d_h = {d_h}), got {size['4*d_h']}")
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     g_x = np.asarray(params["g_x"], dtype=dtype)
     b_x = np.asarray(params["b_x"], dtype=dtype)
     g_h = np.asarray(params["g_h"], dtype=dtype)
@@ -133,7 +133,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     g_x = np.asarray(params["g_x"], dtype=dtype)
     b_x = np.asarray(params["b_x"], dtype=dtype)
     g_h = np.asarray(params["g_h"], dtype=dtype)

@@ -103,7 +103,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     p_i = np.asarray(params["p_i"], dtype=dtype)
     p_f = np.asarray(params["p_f"], dtype=dtype)
     p_o = np.asarray(params["p_o"], dtype=dtype)
@@ -151,7 +151,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h, d_in = size["d_h"], size["d_in"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     p_i = np.asarray(params["p_i"], dtype=dtype)
     p_f = np.asarray(params["p_f"], dtype=dtype)
     p_o = np.asarray(params["p_o"], dtype=dtype)

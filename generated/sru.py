@@ -74,7 +74,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h = size["d_h"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     v_f = np.asarray(params["v_f"], dtype=dtype)
     v_r = np.asarray(params["v_r"], dtype=dtype)
 
@@ -112,7 +112,7 @@ def _forward_cached(params, x, state0=None):
     dtype = state["c"].dtype    # the input's float dtype: _check gave x and state0 it
     # sizes, read off the arrays by _check
     d_h = size["d_h"]
-    # parameters read inside the loop, in the input's dtype
+    # parameters the equations read directly, in the input's dtype
     v_f = np.asarray(params["v_f"], dtype=dtype)
     v_r = np.asarray(params["v_r"], dtype=dtype)
 

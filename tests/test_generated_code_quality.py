@@ -25,7 +25,8 @@ DEFINED = {
                                 "y = relu(C @ h + c)", readouts=("y",)),
     "layernormed": parse_cell("h = tanh(layernorm(W @ h + U @ x, g))"),
 }
-SOURCES = {p.name: p.read_text() for p in FILES} | {f"{k} (--define)": render(c) for k, c in DEFINED.items()}
+SOURCES = ({p.name: p.read_text() for p in FILES}
+           | {f"{k} (--define)": render(c) for k, c in DEFINED.items()})
 
 
 def functions(source):
@@ -67,7 +68,8 @@ def test_gates_are_not_aliases_of_product_named_buffers(name):
     """`i = W_hi_h  # gate i` is gone: a gate computed in place in a GEMM buffer is bound to the
     view that holds it, named after the gate (forward: `i = hW[:, 0:d_h]`; cached forward and
     backward: `i_all = hW[:, :, 0:d_h]`, then `i = i_all[t]`)."""
-    cell = variant_cell(Path(name).stem) if Path(name).stem in VARIANTS else DEFINED[name.split()[0]]
+    stem = Path(name).stem
+    cell = variant_cell(stem) if stem in VARIANTS else DEFINED[name.split()[0]]
     gates = {e.name for e in cell.equations if e.kind == "gate"}
     views = set()               # names bound to a view of an array: `W_hi_h = hW[:, 0:d_h]`
     aliases = []
@@ -149,3 +151,72 @@ def test_a_defined_module_says_how_to_regenerate_itself(tmp_path, monkeypatch):
     doc = ast.get_docstring(ast.parse(first))
     assert "``U`` is (d_h, d_in) and maps x to h" in doc and "``x @ U.T``" in doc
     assert "W_xh" not in first
+
+
+# --- the readout's GEMM after the loop ---------------------------------------------------------
+LATE = {   # text, readouts: cells whose readouts read the new states only
+    "relu readout": ("z = sigmoid(U @ x + V @ h); h = (1 - z) * h + z * tanh(W @ x); "
+                     "y = relu(C @ h + c)", ("y",)),
+    "readout of the first state": ("c = c * sigmoid(F @ x) + tanh(W @ x + U @ h); h = tanh(c); "
+                                   "y = Q @ c", ("y",)),
+    "two readouts": ("h = tanh(W @ h + U @ x); y = A @ h + a; z = sigmoid(P @ h)", ("y", "z")),
+}
+
+
+def _late_cell(key):
+    text, readouts = LATE[key]
+    return parse_cell(text, readouts=readouts)
+
+
+@pytest.mark.parametrize("name", [*sorted(LATE), "elman_tanh_readout.py", "elman_relu_readout.py"])
+def test_the_readout_gemm_runs_once_after_the_loop(name):
+    """`y = W_hy h_t + b_y` depends on h_t only: its GEMM runs once over all T steps after the
+    loop (forward and cached forward), and its gradient's GEMM once before the backward's loop."""
+    from rnnsym.codegen.plan import plan, readout_after_loop
+    cell = _late_cell(name) if name in LATE else variant_cell(name[:-3])
+    readouts, groups = readout_after_loop(cell, plan(cell))
+    assert readouts == list(cell.readouts) and groups
+    source = render(cell)
+    fns = functions(source)
+    checked = [f for f in ("forward", "_forward_cached", "backward") if f in fns
+               and "raise NotImplementedError" not in ast.unparse(fns[f])]
+    assert "forward" in checked and (len(cell.readouts) > 1 or len(checked) == 3)
+    for f in checked:
+        loops = [n for n in ast.walk(fns[f]) if isinstance(n, ast.For)]
+        assert loops, f
+        for g in groups:
+            weights = f"W_{g.name}"
+            assert weights in ast.unparse(fns[f]), (f, weights)
+            assert not any(re.search(rf"\b{weights}\b", ast.unparse(loop)) for loop in loops), \
+                f"{name}: {f} runs the readout GEMM {weights} inside its time loop"
+
+
+@pytest.mark.parametrize("key", sorted(LATE))
+def test_a_late_readout_computes_what_the_equations_say(key):
+    """Forward: each readout against the step-by-step interpreter of the equations; backward
+    (one readout): against central differences of the forward."""
+    import numpy as np
+
+    import rnnsym
+    from tests.test_backward import check_against_fd
+    from tests.test_codegen_random_cells import interpret
+    text, readouts = LATE[key]
+    cell = parse_cell(text, readouts=readouts)
+    sizes = {"d_h": 3, "d_in": 2, "d_out": 4, "d_z": 5}
+    table = rnnsym.shapes(cell)
+    shapes = table.concrete(**{str(d): sizes[str(d)] for d in table.dims})
+    rng = np.random.default_rng(7)
+    params = {p: rng.uniform(-1, 1, shapes[p]) for p in cell.params}
+    x = rng.uniform(-1, 1, (5, 3, 2))
+    state0 = {s: rng.uniform(-1, 1, (3,) + shapes[s]) for s in cell.states}
+    outs, state = rnnsym.compile(cell).forward(params, x, state0)
+    outs = outs if isinstance(outs, dict) else {readouts[0]: outs}
+    for r in readouts:     # the interpreter returns cell.output: one readout at a time
+        lines = [ln for ln in text.split("; ") if ln.split(" = ")[0] not in set(readouts) - {r}]
+        single = parse_cell("; ".join(lines), readouts=(r,))
+        want, want_state = interpret(single, {p: params[p] for p in single.params}, x, state0)
+        np.testing.assert_allclose(outs[r], want, rtol=1e-12, atol=1e-13, err_msg=f"{key}: {r}")
+        for s in cell.states:
+            np.testing.assert_allclose(state[s], want_state[s], rtol=1e-12, atol=1e-13)
+    if len(readouts) == 1:
+        check_against_fd(cell, sizes, T=4, B=2, seed=3)

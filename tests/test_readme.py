@@ -120,7 +120,8 @@ def test_relative_links_resolve(doc):
         file, _, anchor = target.partition("#")
         dest = (doc.parent / file).resolve() if file else doc
         if not dest.exists():
-            bad.append(f"{target}: no file {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
+            shown = dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest
+            bad.append(f"{target}: no file {shown}")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             bad.append(f"{target}: no heading with anchor #{anchor} in {dest.name}")
     assert not bad, f"{doc.name}: broken links: {bad}"

@@ -16,7 +16,7 @@ from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward import BACKWARD_RESERVED, render_backward
 from rnnsym.codegen.groups import WRITE_INTO, fused_lines, gate_views, group_lines, shape_tuple
 from rnnsym.codegen.helpers import HELPERS
-from rnnsym.codegen.plan import plan
+from rnnsym.codegen.plan import plan, readout_after_loop
 from rnnsym.codegen.prune import drop_dead_assignments
 from rnnsym.gradients.display import backward_text
 from rnnsym.printing.numpy import numpy_code
@@ -62,6 +62,7 @@ class _Names:
         taken = (set(RESERVED) | {g.name for g in step_plan.groups} | {t[0] for t in step_plan.temps}
                  | {str(d) for d in (table or derive(cell)).dims} | {f"W_{g.name}" for g in step_plan.groups}
                  | {p.slot.name for g in step_plan.groups for p in g.products})
+        self.taken = taken
         self.var = {}
         self.param = {}             # local names of parameters read in the loop
         for p in cell.params:
@@ -108,6 +109,13 @@ class _Names:
                 late_read = any(s.name == f"{eq[0]}[t-1]"
                                 for _, e in later for s in e.atoms(MatrixSymbol))
                 self.prev[eq[0]] = self.var[eq[0]] + "_prev" if late_read else self.var[eq[0]]
+
+    def fresh(self, name: str) -> str:
+        """``name``, or with ``_`` appended until no other variable has it; then taken."""
+        while name in self.taken or name in self.var.values():
+            name += "_"
+        self.taken.add(name)
+        return name
 
     def mapping(self, cell, step_plan) -> dict:
         m = {}
@@ -171,18 +179,30 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
              **{p.slot.name: p.slot.name for g in sp_.groups if g.hoisted for p in g.products}}
 
     if direct:
-        emit("# parameters read inside the loop, in the input's dtype")
+        emit("# parameters the equations read directly, in the input's dtype")
         for p in direct:
             emit(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     views = gate_views(cell, sp_, names.var)
+    # readouts of the new states only (y = W_hy h + b_y): one GEMM over all T steps after the
+    # loop, from the states of every step kept in (T, B, d) arrays
+    late, late_groups = readout_after_loop(cell, sp_)
+    late_rhs = {name: rhs for name, rhs in sp_.equations if name in late}
+    kept = {}
+    for s in cell.states:
+        if any(a.name == f"{s}[t]" for rhs in late_rhs.values() for a in rhs.atoms(MatrixSymbol)) \
+                or any(a.name == f"{s}[t]" for g in late_groups for a in g.operand.atoms(MatrixSymbol)):
+            kept[s] = names.fresh(f"{names.var[s]}_all")
+    into_array = {**{q: v for q, v in names.out.items() if q not in late}, **kept}
     for g in sp_.groups:
-        body.extend(group_lines(g, table, code, whole, seq=names.seq, views=views))
+        if g not in late_groups:
+            body.extend(group_lines(g, table, code, whole, seq=names.seq, views=views))
 
     emit("")
-    emit("# states, and the output of every step")
+    emit("# states, and the output of every step" + (" (the states too, for the readout)"
+                                                     if kept else ""))
     for s in cell.states:
         emit(f'{names.prev[s]} = state["{s}"]')
-    for q, v in names.out.items():
+    for q, v in into_array.items():
         emit(f"{v} = np.empty((T, B, {dims_code(q)}), dtype=dtype)")
     # quantities that vary over the batch: those reading an input, a state or such a quantity
     batched = set(cell.inputs)
@@ -194,6 +214,8 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     loop.extend(f"    {names.step[i]} = {names.seq[i]}[t]" for i in cell.inputs)
     for k, (name, rhs) in enumerate(sp_.equations):
         for g in sp_.gemm_before.get(k, []):
+            if g in late_groups:
+                continue
             loop.append(f"    np.matmul({numpy_code(g.operand, code)}, W_{g.name}, out={g.name})")
             loop.extend(fused_lines(g, table, every_step=False, views=views))
         for tname, texpr, first in sp_.temps:
@@ -202,15 +224,17 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
         eq = cell.equation(name)
         if isinstance(rhs, MatrixSymbol) and rhs.name in views:
             continue                # the gate is the view of the GEMM buffer it was computed in
-        if name in names.out and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
+        if name in late:
+            continue                # after the loop
+        if name in into_array and isinstance(rhs, Activation) and rhs.name in WRITE_INTO:
             # computed straight into the output array: no temporary, no copy
             loop.append("    " + WRITE_INTO[rhs.name].format(u=numpy_code(rhs.arg, code),
-                                                             o=f"{names.out[name]}[t]")
+                                                             o=f"{into_array[name]}[t]")
                         + f"  # {eq.kind} {name}")
-            loop.append(f"    {names.var[name]} = {names.out[name]}[t]")
-        elif name in names.out:     # written straight into the output array, no copy
-            loop.append(f"    {names.out[name]}[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
-            loop.append(f"    {names.var[name]} = {names.out[name]}[t]")
+            loop.append(f"    {names.var[name]} = {into_array[name]}[t]")
+        elif name in into_array:    # written straight into the output array, no copy
+            loop.append(f"    {into_array[name]}[t] = {numpy_code(rhs, code)}  # {eq.kind} {name}")
+            loop.append(f"    {names.var[name]} = {into_array[name]}[t]")
         elif name in cell.states and name not in batched:
             # reads parameters only: broadcast, so that the state keeps its (B, d) shape
             loop.append(f"    {names.var[name]} = np.broadcast_to({numpy_code(rhs, code)}, "
@@ -225,6 +249,13 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
               if not any(re.search(rf"\b{names.step[i]}\b", line) for line in loop[1 + n_in:])]
     loop = [line for k, line in enumerate(loop) if k not in unused]
     body.extend(loop)
+    late_whole = {**whole, **{f"{s}[t]": v for s, v in kept.items()},
+                  **{p.slot.name: p.slot.name for g in late_groups for p in g.products}}
+    for g in late_groups:
+        body.extend(group_lines(g, table, code, late_whole, seq=kept, views=views, after_loop=True))
+    for name in late:
+        emit(f"{names.out[name]} = {numpy_code(late_rhs[name], late_whole)}  "
+             f"# {cell.equation(name).kind} {name}, every step")
     # copies: a state may be a view of `out` or of a reused buffer
     final = ", ".join(f'"{s}": {names.prev[s]}.copy()' for s in cell.states)
     outs = next(iter(names.out.values())) if len(names.out) == 1 else \

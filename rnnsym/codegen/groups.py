@@ -24,12 +24,14 @@ def shape_tuple(table, name) -> tuple:
 
 
 def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = None,
-                views: dict | None = None) -> list[str]:
+                views: dict | None = None, after_loop: bool = False) -> list[str]:
     """Set-up of one GEMM group: its concatenated weights, the hoisted GEMM over all T steps or
     the in-loop buffer, and the named views of its products. ``train``: the in-loop buffer holds
     every step, (T, B, ·), so that the backward reads each product's value. ``seq``: the (T, B, d)
     array of each input (default: the one input is ``x``). ``views``: product slot -> (variable,
-    comment) for a view named after what it holds (a gate activated in place in it)."""
+    comment) for a view named after what it holds (a gate activated in place in it).
+    ``after_loop``: a readout's group (``plan.readout_after_loop``), one GEMM over the states of
+    all T steps (``seq`` names their (T, B, d) array), written after the loop."""
     lines: list[str] = []
     emit = lines.append
     ws = [p.weight for p in g.products]
@@ -39,10 +41,11 @@ def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = N
              + "], axis=0).astype(dtype).T)")
     operand_txt = equation_text("", g.operand).split(" = ", 1)[1]
     sizes = [table.shape(p.weight)[0] for p in g.products]
-    if g.hoisted:
+    if g.hoisted or after_loop:
         inp = split_name(g.operand.name)[0] if isinstance(g.operand, MatrixSymbol) else None
         emit("")
-        emit(f"# input projection of all T steps in one GEMM: {operand_txt} times "
+        emit((f"# after the loop, the readout's GEMM of all T steps at once: {operand_txt} times "
+              if after_loop else f"# input projection of all T steps in one GEMM: {operand_txt} times ")
              + ", ".join(ws) + (" (biases folded in)" if any(p.biases for p in g.products) else ""))
         emit(f"W_{g.name} = {wcode}")
         if any(p.biases for p in g.products):
@@ -68,7 +71,7 @@ def group_lines(g, table, code, whole, train: bool = False, seq: dict | None = N
     off = sp.Integer(0)
     for p, sz in zip(g.products, sizes):
         end = off + sz
-        sl = f"[:, :, {off}:{end}]" if g.hoisted or train else f"[:, {off}:{end}]"
+        sl = f"[:, :, {off}:{end}]" if g.hoisted or train or after_loop else f"[:, {off}:{end}]"
         if p.slot.name in (views or {}):
             emit(f"{views[p.slot.name][0]} = {g.name}{sl}  # {views[p.slot.name][1]}")
         else:
@@ -109,7 +112,6 @@ def fused_lines(g, table, every_step=True, views: dict | None = None) -> list[st
         a = sum((table.shape(p.weight)[0] for p in g.products[:k0]), sp.Integer(0))
         b = a + sum((table.shape(p.weight)[0] for p in g.products[k0:k1]), sp.Integer(0))
         view = f"{g.name}[t]" if (a == 0 and k1 == len(g.products)) else f"{g.name}[t, :, {a}:{b}]"
-        lines.append("    " + INPLACE[act].format(v=view)
-                     + f"  # {', '.join((views or {}).get(p.slot.name, (p.slot.name,))[0] for p in g.products[k0:k1])}"
-                     " in place")
+        held = [(views or {}).get(p.slot.name, (p.slot.name,))[0] for p in g.products[k0:k1]]
+        lines.append("    " + INPLACE[act].format(v=view) + f"  # {', '.join(held)} in place")
     return lines

@@ -192,6 +192,51 @@ def plan(cell: Cell, fuse: bool = True, table=None) -> StepPlan:
     return StepPlan(cell, groups, equations, temps, gemm_before)
 
 
+def readout_after_loop(cell: Cell, step_plan: StepPlan) -> tuple[list, list]:
+    """Readouts computed after the time loop, for all T steps at once: ``(readout names, their
+    GEMM groups)``. A readout ``y = W_hy h_t + b_y`` depends on the new states only, and nothing
+    in the step reads it, so its GEMM runs once over the (T·B, d_h) states of every step instead
+    of once per step. It qualifies when its right-hand side reads only parameters, states at t
+    and products of groups whose operand is a state at t and whose every product only such
+    readouts read (no temporary, no other group's operand)."""
+    states = set(cell.states)
+    readers: dict = {}
+    for name, rhs in step_plan.equations:
+        for s in rhs.atoms(MatrixSymbol):
+            readers.setdefault(s.name, set()).add(name)
+    for _, expr, _ in step_plan.temps:
+        for s in expr.atoms(MatrixSymbol):
+            readers.setdefault(s.name, set()).add(None)
+    for g in step_plan.groups:
+        for s in g.operand.atoms(MatrixSymbol):
+            readers.setdefault(s.name, set()).add(None)
+    candidates = {r for r in cell.readouts if r not in states
+                  and not readers.get(f"{r}[t]") and not readers.get(f"{r}[t-1]")}
+    groups = [g for g in step_plan.groups if not g.hoisted and isinstance(g.operand, MatrixSymbol)
+              and split_name(g.operand.name)[0] in states
+              and split_name(g.operand.name)[1] == "t"
+              and all(readers.get(p.slot.name, set()) <= candidates for p in g.products)]
+    slots = {p.slot.name for g in groups for p in g.products}
+    temps = {name for name, _, _ in step_plan.temps}
+    readouts = []
+    for name, rhs in step_plan.equations:
+        if name not in candidates:
+            continue
+        ok, gemm = True, False
+        for s in rhs.atoms(MatrixSymbol):
+            base, time = split_name(s.name)
+            if s.name in slots:
+                gemm = True
+            elif s.name in temps or not (_is_param(s, cell) or (base in states and time == "t")):
+                ok = False
+        if ok and gemm:
+            readouts.append(name)
+    groups = [g for g in groups if any(readers.get(p.slot.name, set()) & set(readouts)
+                                       for p in g.products)
+              and all(readers.get(p.slot.name, set()) <= set(readouts) for p in g.products)]
+    return readouts, groups
+
+
 def _pair_and_fuse(cell, table, groups, equations):
     occurrences = Counter(n for _, e in equations for n in sp.preorder_traversal(e)
                           if isinstance(n, MatrixSymbol))

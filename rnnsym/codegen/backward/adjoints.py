@@ -21,6 +21,7 @@ class Adjoints:
     secondary: dict              # slot -> primary slot whose buffer holds the same values
     shared_buffer: dict          # id(hoisted group) -> the in-loop group whose buffer it reuses
     loop_b: list = field(default_factory=list)
+    pre_b: list = field(default_factory=list)            # before the loop: a late readout's
     accum: dict = field(default_factory=dict)            # param -> code terms after the loop
     per_step_params: dict = field(default_factory=dict)  # param -> code lines in the loop
 

@@ -64,6 +64,9 @@ def assemble(st, ad, after, dims_line) -> list[str]:
     body.append("# what step t+1 sends back to each state; at T, the final state's gradient")
     for s in cell.states:
         body.append(f'{ad.dnext[s]} = d_final["{s}"]')
+    if ad.pre_b:
+        body.append("# the readout's adjoints, all T steps at once: they read d_outputs only")
+        body.extend(ad.pre_b)
     body.extend(_loop_head(st, ad) + loop_b)
     body.extend(after.post)
     body.append("d_params = {")

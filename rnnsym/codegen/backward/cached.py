@@ -8,6 +8,7 @@ from sympy import MatAdd, MatrixSymbol
 from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward.printer import bcode, dim_code, word_used
 from rnnsym.codegen.groups import WRITE_INTO, fused_lines, group_lines, shape_tuple
+from rnnsym.codegen.plan import readout_after_loop
 
 #: activations applied in place on a stored step
 IN_PLACE = {"tanh": "np.tanh({v}, out={v})", "sigmoid": "_sigmoid_({v})",
@@ -33,15 +34,21 @@ def cached_forward(st, dims_line) -> list[str]:
     whole = {**fcode, "x[t]": "x",
              **{p.slot.name: p.slot.name for g in groups for p in g.products}}
 
+    # readouts of the new states only: after the loop, one GEMM over the stored states
+    late, late_groups = readout_after_loop(cell, fused or st.plan)
+    late_names = {g.name for g in late_groups}
+
     cached = [dims_line[0], dims_line[1]]
     direct = sorted({s.name for _, e, _ in quantities for s in e.atoms(MatrixSymbol) if s.name in cell.params}
                     | {s.name for g in groups for s in g.operand.atoms(MatrixSymbol)
                        if s.name in cell.params}, key=cell.params.index)
     if direct:
-        cached.append("# parameters read inside the loop, in the input's dtype")
+        cached.append("# parameters the equations read directly, in the input's dtype")
         for p in direct:
             cached.append(f'{names.param[p]} = np.asarray(params["{p}"], dtype=dtype)')
     for g in (fused or st.plan).groups:
+        if g.name in late_names:
+            continue
         cached.extend(group_lines(g, table, forward_code, whole, train=g.name not in transient,
                                   views=st.gate_views))
         if g.name in group_in:
@@ -50,7 +57,7 @@ def cached_forward(st, dims_line) -> list[str]:
     cached.append("")
     cached.append("# every quantity of every step, for the backward; states (T + 1, B, d), initial first")
     for q, _, kind in quantities:
-        if q in inplace_gate:
+        if q in inplace_gate or q in late:
             continue
         if q in cell.states:
             cached.append(f"{store[q]} = np.empty((T + 1, B, {dims(q)}), dtype=dtype)")
@@ -58,7 +65,15 @@ def cached_forward(st, dims_line) -> list[str]:
         else:
             rows = dims(q) if kind != "temp" else dim_code(st.shape_of[q][0], table)
             cached.append(f"{store[q]} = np.empty((T, B, {rows}), dtype=dtype)")
-    cached.extend(_loop(st, fcode, WRITE_INTO))
+    cached.extend(_loop(st, fcode, WRITE_INTO, late, late_names))
+    late_whole = {**whole, **{f"{s}[t]": f"{store[s]}[1:]" for s in cell.states}}
+    for g in late_groups:
+        cached.extend(group_lines(g, table, forward_code, late_whole, views=st.gate_views,
+                                  seq={s: f"{store[s]}[1:]" for s in cell.states}, after_loop=True))
+    crhs = dict((fused or st.plan).equations)
+    for q in late:
+        cached.append(f"{store[q]} = {bcode(crhs[q].xreplace(st.tsym), late_whole)}  "
+                      f"# {cell.equation(q).kind} {q}, every step")
     out = cell.output
     outputs = f"{store[out]}[1:]" if out in cell.states else store[out]
     cache_items = ['"x": x', '"size": size']
@@ -74,7 +89,7 @@ def cached_forward(st, dims_line) -> list[str]:
     return cached
 
 
-def _loop(st, fcode, write_into) -> list[str]:
+def _loop(st, fcode, write_into, late=(), late_groups=()) -> list[str]:
     """The cached forward's time loop: each step's GEMMs and quantities written into storage."""
     cell, table, var, store, group_in = st.cell, st.table, st.var, st.store, st.group_in
     transient, inplace_gate, quantities = st.transient, st.inplace_gate, st.quantities
@@ -87,8 +102,12 @@ def _loop(st, fcode, write_into) -> list[str]:
     crhs = dict(cplan.equations)
     for q, _, kind in quantities:
         rhs = crhs[q].xreplace(st.tsym) if kind != "temp" else dict((n, e) for n, e, _ in quantities)[q]
+        if q in late:
+            continue                    # after the loop
         if kind != "temp":
             for g in cplan.gemm_before.get(eq_index[q], []):
+                if g.name in late_groups:
+                    continue
                 if g.name in group_in:
                     loop.append(f"    {group_in[g.name]}[t] = {bcode(g.operand, fcode)}")
                     src = f"{group_in[g.name]}[t]"

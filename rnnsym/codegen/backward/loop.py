@@ -11,6 +11,7 @@ from sympy import MatrixSymbol
 from rnnsym.cells.cell import split_name
 from rnnsym.cells.nodes import madd
 from rnnsym.codegen.backward.printer import alloc_grad, bcode, into, rows, word_used
+from rnnsym.codegen.plan import readout_after_loop
 from rnnsym.printing.text import text
 
 
@@ -25,7 +26,11 @@ def backward_loop(st, ad) -> None:
         return all(s.name in whole_b for s in expr.atoms(MatrixSymbol))
 
     _repeated(st, ad)
+    late = _late(st, ad)
     for entry in vjp.steps:
+        if id(entry) in late:
+            _before_loop(st, ad, entry)
+            continue
         if isinstance(entry, tuple) and entry[0] == "slot":
             slot = entry[1]
             terms = vjp.slot_terms.get(slot, [])
@@ -79,6 +84,65 @@ def backward_loop(st, ad) -> None:
                  if not (line.strip().split(" = ")[0] in views
                          and " = d" in line and line.rstrip().endswith("[t]")
                          and not word_used(line.strip().split(" = ")[0], loop_b[k + 1:]))]
+
+
+def _late(st, ad) -> set:
+    """The walk's entries of the readouts the forward computes after its loop
+    (``plan.readout_after_loop``): they read ``d_outputs`` and forward values only, so they run
+    once over all T steps before the loop (ids of the entries)."""
+    readouts, groups = readout_after_loop(st.cell, st.plan)
+    slots = {p.slot for g in groups for p in g.products}
+    if not readouts or slots & (set(ad.secondary) | set(ad.secondary.values())) \
+            or any(id(g) in ad.shared_buffer for g in groups):
+        return set()
+    known = {f"dL:{r}[t]" for r in readouts}
+    late = set()
+    for entry in st.vjp.steps:
+        if isinstance(entry, tuple):
+            if entry[0] == "slot" and entry[1] in slots and all(
+                    _adjoints(term) <= known for term in st.vjp.slot_terms.get(entry[1], [])):
+                late.add(id(entry))
+            elif entry[0] == "gemm" and entry[1] in groups:
+                late.add(id(entry))
+        elif _adjoints(entry.expr) <= known:
+            late.add(id(entry))
+            known.add(entry.target.name)
+    return late
+
+
+def _adjoints(expr) -> set:
+    """Names of the adjoints ``expr`` reads (``d:y[t]``, ``dL:y[t]``, ``dn:h[t]``)."""
+    return {s.name for s in expr.atoms(MatrixSymbol) if re.match(r"d[Ln]?:", s.name)}
+
+
+def _before_loop(st, ad, entry) -> None:
+    """One late entry over all T steps (into ``ad.pre_b``); the loop reads its step t."""
+    whole_b, bcode_names, dslot, vjp = ad.whole_b, ad.bcode_names, ad.dslot, st.vjp
+    if isinstance(entry, tuple) and entry[0] == "slot":
+        terms = vjp.slot_terms.get(entry[1], [])
+        if terms and not (len(terms) == 1 and terms[0] in ad.alias
+                          and dslot[ad.alias[terms[0]]] == dslot[entry[1]]):
+            ad.pre_b.append(into(madd(*terms), f"{dslot[entry[1]]}[...]", whole_b))
+    elif isinstance(entry, tuple):         # the group's GEMM: δ(state) from the readout
+        g = entry[1]
+        name = ad.adjoint_names[f"d:{g.name}_u[t]"]
+        d = ad.dgroup[id(g)]
+        rows_ = st.table.shape(g.products[0].weight)[-1]
+        ad.pre_b.append(f"{name} = ({d}.reshape(T * B, W_{g.name}.shape[0]) @ W_{g.name})"
+                        f".reshape(T, B, {rows_})  # δ({text(g.operand)}) from "
+                        f"{', '.join(p.weight for p in g.products)}, every step")
+        bcode_names[f"d:{g.name}_u[t]"] = f"{name}[t]"
+        whole_b[f"d:{g.name}_u[t]"] = name
+    else:
+        a = entry.target
+        if a in ad.alias:
+            ad.pre_b.append(into(entry.expr, f"{dslot[ad.alias[a]]}[...]", whole_b))
+            bcode_names[a.name] = f"{dslot[ad.alias[a]]}[t]"
+        else:
+            name = ad.adjoint_names[a.name]
+            ad.pre_b.append(f"{name} = {bcode(entry.expr, whole_b)}")
+            bcode_names[a.name] = f"{name}[t]"
+            whole_b[a.name] = name
 
 
 def _repeated(st, ad) -> None:
