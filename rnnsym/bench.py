@@ -325,6 +325,8 @@ def main(args) -> int:
         rows = bench_unroll.run(cells=tuple(args.cells) or None)
         print(bench_unroll.format_table(rows))
         return 0
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     cells = tuple(c if c != "rnn" else "elman" for c in args.cells) or CELLS
     for c in cells:
         if c not in CELLS:
