@@ -338,14 +338,17 @@ def _check(params, x, state0):
         for syms, shape in (arrays[k] for k in ranked):
             if len(syms) == len(shape):
                 for s, n in zip(syms, shape):
-                    if all(size.get(o, m) == m for o, m in zip(syms, shape) if o != s):
+                    if not size or all(size.get(o, m) == m for o, m in zip(syms, shape) if o != s):
                         votes.setdefault(s, []).append(n)
         size = {**size, **{s: max(set(v), key=lambda n: (v.count(n), -v.index(n)))
                            for s, v in votes.items()}}
-    for name, (syms, shape) in arrays.items():
-        want = tuple(size.get(s) for s in syms)
-        if tuple(shape) != want:
-            problems.append(f"{name}: expected shape ({', '.join(syms)}) = {want}, got {tuple(shape)}")
+        wrong = [(name, syms, tuple(shape), tuple(size.get(s) for s in syms))
+                 for name, (syms, shape) in arrays.items()]
+        wrong = [w for w in wrong if w[2] != w[3]]
+        if not wrong:
+            break
+    for name, syms, shape, want in wrong:
+        problems.append(f"{name}: expected shape ({', '.join(syms)}) = {want}, got {shape}")
     if problems:
         raise ValueError("; ".join(problems))
     state = {k: (np.array(state0[k], dtype=dtype) if k in state0
