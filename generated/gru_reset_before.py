@@ -290,6 +290,10 @@ def _check_grads(cache, d_outputs, d_final_state):
     x, size = cache["x"], cache["size"]
     T, B = x.shape[0], x.shape[1]
     want = (T, B) + tuple(size[s] for s in OUTPUT_SHAPE)
+    not_real = [_not_real(name, v) for name, v in [("d_outputs", d_outputs)] + [
+        (f"d_final_state[{k!r}]", v) for k, v in dict(d_final_state or {}).items()]]
+    if any(not_real):
+        raise TypeError("; ".join(p for p in not_real if p))
     d_outputs = np.asarray(d_outputs)
     if d_outputs.shape != want:
         raise ValueError(f"d_outputs: expected shape (T, B, {', '.join(OUTPUT_SHAPE)}) = {want}, "

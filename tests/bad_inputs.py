@@ -77,10 +77,10 @@ def _forward(params=None, x=X, state0=None):
     return _elman().forward(_params() if params is None else params, x, state0)
 
 
-def _backward(d_outputs):
+def _backward(d_outputs, d_final_state=None):
     m = _elman()
     _, _, cache = m.forward(_params(), X, return_cache=True)
-    return m.backward(_params(), cache, d_outputs)
+    return m.backward(_params(), cache, d_outputs, d_final_state)
 
 
 def _table():
@@ -248,6 +248,10 @@ def api_cases():
             lambda: _forward(state0={"c": np.zeros((2, 4))}), ValueError, "c"),
         Api("backward(params, cache, d_outputs of shape (5, 2, 3))",
             lambda: _backward(np.zeros((5, 2, 3))), ValueError, "d_outputs"),
+        Api("backward(params, cache, d_outputs * 1j)",
+            lambda: _backward(np.ones((5, 2, 4)) * c(0, 1)), TypeError, "d_outputs"),
+        Api("backward(params, cache, d_outputs, {'h': 'abc'})",
+            lambda: _backward(np.ones((5, 2, 4)), {"h": "abc"}), TypeError, "d_final_state['h']"),
         # ONNX
         Api("rnnsym.onnx.run('bad.onnx', [x])  # not ONNX", lambda: _onnx("bad.onnx"),
             E["OnnxError"], "bad.onnx"),
