@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rnnsym.cells import BUILTINS, builtin, parse_cell
@@ -203,7 +204,6 @@ def _fills(text):
 
 def _folder(path, what):
     """Raise a UsageError unless ``path`` is an existing folder."""
-    import os
     if not os.path.isdir(path):
         raise UsageError(f"{what}: {path} is a file, not a folder" if os.path.exists(path)
                          else f"{what}: no such folder {path}")
@@ -212,7 +212,6 @@ def _folder(path, what):
 def _writable_file(path, flag):
     """Raise a UsageError unless ``path`` can be written (tried by opening it for appending;
     a file that did not exist is removed again)."""
-    import os
     parent = os.path.dirname(path) or "."
     _folder(parent, f"{flag} {path}")
     existed = os.path.exists(path)
@@ -286,7 +285,6 @@ def cmd_generate(args):
             return 1
         print(f"{args.out}: {len(files)} files in sync with the generator")
         return 0
-    import os
     _folder(os.path.dirname(os.path.normpath(args.out)) or ".", f"--out {args.out}")
     try:
         changed = write(args.out, files)

@@ -65,7 +65,8 @@ def _elman():
 def _params(**change):
     """Elman parameters with d_in=3, d_h=4 (distinct), changed as given."""
     rng = np.random.default_rng(0)
-    p = {"W_xh": rng.normal(size=(4, 3)), "W_hh": rng.normal(size=(4, 4)), "b_h": rng.normal(size=4)}
+    p = {"W_xh": rng.normal(size=(4, 3)), "W_hh": rng.normal(size=(4, 4)),
+         "b_h": rng.normal(size=4)}
     p.update(change)
     return {k: v for k, v in p.items() if v is not None}
 

@@ -21,7 +21,8 @@ def test_the_table_is_long_enough():
     assert len(set(texts)) == len(texts), "a case is listed twice"
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i}:{c.text[:50]}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("i", range(len(CASES)),
+                         ids=[f"{i}:{c.text[:50]}" for i, c in enumerate(CASES)])
 def test_bad_input_gets_one_line_naming_it(i, results):
     case, out = results[0][i]
     assert case is CASES[i] or case.text == CASES[i].text

@@ -48,7 +48,8 @@ cell_options = st.one_of(
     option("--reset", st.sampled_from(["after", "before", "sideways"])),
     option("--pooling", st.sampled_from(["f", "fo", "x"])), option("--eps", numbers),
     option("--define", texts), option("--dims", st.sampled_from(["d_in=d_h", "d_in=d_q", "d_in"])),
-    option("--readout", st.sampled_from(["y", "h", ""])), option("--input", st.sampled_from(["x", "u"])),
+    option("--readout", st.sampled_from(["y", "h", ""])),
+    option("--input", st.sampled_from(["x", "u"])),
     option("--state", st.sampled_from(["h", "c"])), option("--name", names),
     st.just(["--bogus"]))
 

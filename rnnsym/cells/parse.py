@@ -157,7 +157,7 @@ MAX_DEPTH = 150
 
 
 def _depth(node) -> int:
-    """How deeply the operations of an expression nest (a name or a number: 1), without recursion."""
+    """How deeply the operations of an expression nest (a name or a number: 1); no recursion."""
     deepest, todo = 0, [(node, 1)]
     while todo:
         n, d = todo.pop()

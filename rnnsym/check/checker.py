@@ -30,7 +30,7 @@ def _check_numbers(*, examples, seed, rtol, atol):
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
     if not integer(examples):
         raise OptionTypeError(f"examples: expected an integer >= 1, got {examples!r} "
-                         f"({type(examples).__name__})")
+                              f"({type(examples).__name__})")
     if seed is not None and not integer(seed):
         raise OptionTypeError(f"seed: expected an integer or None, got {seed!r}")
     for name, v in (("rtol", rtol), ("atol", atol)):
