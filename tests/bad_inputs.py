@@ -401,6 +401,7 @@ def cli_cases():
         cli("bench", "--shape", "1,2,3", names="--shape"),
         cli("bench", "--shape", "0,1,1,1", names="--shape"),
         cli("bench", "--repeats", "0", names="--repeats"),
+        cli("bench", "--shape", "100000,100000,1000,1000", names="--shape"),
         cli("bench", "--dtype", "float16", names="--dtype"),
         cli("check", names="target"),
         cli("check", "torch", names="--cell"),
