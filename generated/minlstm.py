@@ -237,6 +237,10 @@ def _check_grads(cache, d_outputs, d_final_state):
     x, size = cache["x"], cache["size"]
     T, B = x.shape[0], x.shape[1]
     want = (T, B) + tuple(size[s] for s in OUTPUT_SHAPE)
+    not_real = [_not_real(name, v) for name, v in [("d_outputs", d_outputs)] + [
+        (f"d_final_state[{k!r}]", v) for k, v in dict(d_final_state or {}).items()]]
+    if any(not_real):
+        raise TypeError("; ".join(p for p in not_real if p))
     d_outputs = np.asarray(d_outputs)
     if d_outputs.shape != want:
         raise ValueError(f"d_outputs: expected shape (T, B, {', '.join(OUTPUT_SHAPE)}) = {want}, "
@@ -303,6 +307,11 @@ def _check(params, x, state0):
             raise ValueError("x: missing input(s) " + ", ".join(lost) + "; unknown input(s) "
                              + ", ".join(extra) + " (expected " + ", ".join(INPUT_SHAPES) + ")")
         inputs = {f"x[{k!r}]": (x[k], syms) for k, syms in INPUT_SHAPES.items()}
+    named = [(k, params[k]) for k in PARAM_SHAPES if k in params] + [(k, v) for k, (v, _) in
+             inputs.items()] + [(f"state0[{k!r}]", state0[k]) for k in STATE_SHAPES if k in state0]
+    not_real = [_not_real(name, v) for name, v in named]
+    if any(not_real):
+        raise TypeError("; ".join(p for p in not_real if p))
     inputs = {k: (np.asarray(v), syms) for k, (v, syms) in inputs.items()}
     dtype = np.result_type(*(v for v, _ in inputs.values()))
     if not np.issubdtype(dtype, np.floating):
@@ -319,16 +328,27 @@ def _check(params, x, state0):
     for k, syms in STATE_SHAPES.items():
         if k in state0:
             arrays[f"state0[{k!r}]"] = (("B",) + syms, np.shape(state0[k]))
-    votes = {"T": [T], "B": [B]}
-    for syms, shape in arrays.values():
-        if len(syms) == len(shape):
-            for s, n in zip(syms, shape):
-                votes.setdefault(s, []).append(n)
-    size = {s: max(set(v), key=lambda n: (v.count(n), -v.index(n))) for s, v in votes.items()}
-    for name, (syms, shape) in arrays.items():
-        want = tuple(size.get(s) for s in syms)
-        if tuple(shape) != want:
-            problems.append(f"{name}: expected shape ({', '.join(syms)}) = {want}, got {tuple(shape)}")
+    # every size is voted by the arrays' shapes, the parameters first (a tie blames an input or
+    # a state, not a weight); then again without the votes of an array that is wrong in
+    # another size (a transposed W_xh does not outvote x on d_in)
+    ranked = [k for k in arrays if k in PARAM_SHAPES] + [k for k in arrays if k not in PARAM_SHAPES]
+    size = {}
+    for _ in range(2):
+        votes = {"T": [T], "B": [B]}
+        for syms, shape in (arrays[k] for k in ranked):
+            if len(syms) == len(shape):
+                for s, n in zip(syms, shape):
+                    if not size or all(size.get(o, m) == m for o, m in zip(syms, shape) if o != s):
+                        votes.setdefault(s, []).append(n)
+        size = {**size, **{s: max(set(v), key=lambda n: (v.count(n), -v.index(n)))
+                           for s, v in votes.items()}}
+        wrong = [(name, syms, tuple(shape), tuple(size.get(s) for s in syms))
+                 for name, (syms, shape) in arrays.items()]
+        wrong = [w for w in wrong if w[2] != w[3]]
+        if not wrong:
+            break
+    for name, syms, shape, want in wrong:
+        problems.append(f"{name}: expected shape ({', '.join(syms)}) = {want}, got {shape}")
     if problems:
         raise ValueError("; ".join(problems))
     state = {k: (np.array(state0[k], dtype=dtype) if k in state0
@@ -337,3 +357,15 @@ def _check(params, x, state0):
     arrays = [v.astype(dtype, copy=False) for v, _ in inputs.values()]
     x = arrays[0] if len(INPUT_SHAPES) == 1 else dict(zip(INPUT_SHAPES, arrays))
     return x, state, size
+
+
+def _not_real(name, value):
+    """Why ``value`` is not an array of real numbers (complex, strings, objects), or ''."""
+    try:
+        dtype = np.asarray(value).dtype
+    except (TypeError, ValueError) as e:
+        return (f"{name}: expected an array of real numbers, got a {type(value).__name__} that "
+                f"is not one ({str(e).split('.')[0]})")
+    if dtype.kind in "biuf":
+        return ""
+    return f"{name}: expected real numbers (a float array), got dtype {dtype}"

@@ -325,6 +325,17 @@ def format_rows(rows, header=True, backward=False) -> str:
     return "\n".join(lines)
 
 
+def _check_memory(shapes, backward: bool) -> None:
+    """Refuse a --shape whose arrays (float64 input, LSTM gates and outputs, weights; the
+    backward's cache besides) would pass the memory limit, before allocating anything."""
+    from rnnsym.vanishing.curves import MEMORY_LIMIT
+    for T, B, d_in, d_h in shapes:
+        need = 8 * (T * B * (d_in + 5 * d_h) * (3 if backward else 1) + 4 * d_h * (d_in + d_h))
+        if need > MEMORY_LIMIT:
+            raise ValueError(f"--shape {T},{B},{d_in},{d_h}: needs about {need / 2**30:,.1f} GiB, "
+                             f"more than the limit of {MEMORY_LIMIT / 2**30:g} GiB")
+
+
 def main(args) -> int:
     import sys
     if args.unroll:
@@ -332,6 +343,8 @@ def main(args) -> int:
         rows = bench_unroll.run(cells=tuple(args.cells) or None)
         print(bench_unroll.format_table(rows))
         return 0
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     cells = tuple(c if c != "rnn" else "elman" for c in args.cells) or CELLS
     for c in cells:
         if c not in CELLS:
@@ -344,6 +357,7 @@ def main(args) -> int:
             if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
                 raise ValueError(f"--shape takes T,B,D_IN,D_H (positive integers), got {s!r}")
             shapes.append(tuple(int(p) for p in parts))
+    _check_memory(shapes, args.backward)
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
 
     def progress(line):             # stderr, so that stdout stays the table

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rnnsym.cells import BUILTINS, builtin, parse_cell
@@ -23,6 +24,13 @@ CELL_OPTIONS = {
 
 class UsageError(Exception):
     """A command-line mistake: printed as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line (``rnnsym show: error: ...``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
@@ -148,6 +156,8 @@ def _sizes(text):
         k, sep, v = pair.partition("=")
         if not sep or not v.strip().isdigit():
             raise UsageError(f"--sizes takes NAME=INT pairs, e.g. d_h=2,d_in=1; got {pair!r}")
+        if int(v) < 1:
+            raise UsageError(f"--sizes: {k.strip()} must be at least 1, got {int(v)}")
         out[k.strip()] = int(v)
     return out
 
@@ -192,6 +202,37 @@ def _fills(text):
     return out
 
 
+def _folder(path, what):
+    """Raise a UsageError unless ``path`` is an existing folder."""
+    if not os.path.isdir(path):
+        raise UsageError(f"{what}: {path} is a file, not a folder" if os.path.exists(path)
+                         else f"{what}: no such folder {path}")
+
+
+def _writable_file(path, flag):
+    """Raise a UsageError unless ``path`` can be written (tried by opening it for appending;
+    a file that did not exist is removed again)."""
+    parent = os.path.dirname(path) or "."
+    _folder(parent, f"{flag} {path}")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror})") from None
+    if not existed:
+        os.remove(path)
+
+
+def _module_name(name):
+    """``--name``: the generated module's name, a Python identifier that is not a keyword."""
+    import keyword
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"--name must be a Python identifier that is not a keyword (the module "
+                         f"name, NAME.py inside --out), got {name!r}")
+    return name
+
+
 def cmd_gradients(args):
     from rnnsym import vanishing
     cells = cells_from_args(args, many=True)
@@ -206,6 +247,8 @@ def cmd_gradients(args):
         radii = (1.0,)
     if args.plot and not args.plot.lower().endswith((".png", ".svg")):
         raise UsageError(f"--plot: the file must end in .png or .svg, got {args.plot}")
+    if args.plot:
+        _writable_file(args.plot, "--plot")
     result = vanishing.curves(cells, args.steps, radii=radii or (), sizes=_sizes(args.sizes),
                               seed=args.seed, weights=args.weights, fill=_fills(args.set))
     print(vanishing.table(result, every=args.every))
@@ -237,12 +280,14 @@ def _define_command(args) -> str:
 def cmd_generate(args):
     from rnnsym.codegen.files import diff, expected_files, write
     from rnnsym.codegen.generator import render
+    if not args.out:
+        raise UsageError("--out: expected a folder, got ''")
     cells = cells_from_args(args, many=True)
     if cells:
         from rnnsym.codegen.generator import module_name
+        name = _module_name(args.name) if args.define else None
         regen = _define_command(args) if args.define else f"rnnsym generate --out {args.out}"
-        files = {f"{args.name if args.define else module_name(c)}.py": render(c, regen=regen)
-                 for c in cells}
+        files = {f"{name or module_name(c)}.py": render(c, regen=regen) for c in cells}
     else:
         files = expected_files()
     if args.check:
@@ -254,7 +299,12 @@ def cmd_generate(args):
             return 1
         print(f"{args.out}: {len(files)} files in sync with the generator")
         return 0
-    changed = write(args.out, files)
+    _folder(os.path.dirname(os.path.normpath(args.out)) or ".", f"--out {args.out}")
+    try:
+        changed = write(args.out, files)
+    except OSError as e:
+        raise UsageError(f"--out {args.out}: cannot write {e.filename or 'there'} "
+                         f"({e.strerror or e})") from None
     print(f"{args.out}: {len(files)} files, {len(changed)} written"
           + (f" ({', '.join(changed)})" if changed else ""))
     return 0
@@ -266,7 +316,7 @@ def cmd_bench(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="rnnsym",
         description="Symbolic RNN/LSTM/GRU cells: shapes, unrolled LaTeX, generated NumPy "
                     "reference code, and a conformance checker.")
@@ -376,7 +426,14 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except RecursionError:
-        print(f"rnnsym {args.command}: error: expression too deep to print; use --form chain",
+        hint = "; use --form chain" if getattr(args, "form", "chain") != "chain" else \
+            ": split the equations into shorter ones"
+        print(f"rnnsym {args.command}: error: expression too deep for Python's recursion "
+              f"limit{hint}", file=sys.stderr)
+        return 2
+    except OSError as e:             # a file or folder that cannot be read or written
+        where = f" {e.filename}" if e.filename else ""
+        print(f"rnnsym {args.command}: error: cannot use{where}: {e.strerror or e}",
               file=sys.stderr)
         return 2
 

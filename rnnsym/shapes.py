@@ -20,6 +20,7 @@ the term and both dimensions, unless the user declared them equal.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -161,6 +162,10 @@ class ShapeTable:
         if missing:
             raise ShapeError(f"give a size for {', '.join(missing)} (free dimensions: "
                              f"{', '.join(map(str, self.dims))})")
+        bad = [f"{d}={sizes[str(d)]!r}" for d in self.dims if isinstance(sizes[str(d)], bool)
+               or not isinstance(sizes[str(d)], numbers.Integral) or sizes[str(d)] < 1]
+        if bad:
+            raise ShapeError(f"sizes must be integers >= 1, got {', '.join(bad)}")
         subs = {d: sizes[str(d)] for d in self.dims}
         out = {}
         for name in self.shapes:

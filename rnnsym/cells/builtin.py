@@ -8,11 +8,23 @@ Parameter names say direction, min-char-rnn style: ``W_xi`` maps the input x to 
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import sympy as sp
 
 from rnnsym.cells.cell import Cell, make_cell, now, param, prev
 from rnnsym.cells.nodes import (ACTIVATIONS, LAYERNORM_EPS, Activation, chunk, divide, hadamard,
                                 layernorm, madd, mmul, one_minus)
+
+
+def _positive(name, value, zero=False):
+    """``value`` as a finite number > 0 (``>= 0`` with ``zero``); a ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name}: expected a finite number {'>= 0' if zero else '> 0'}, "
+                         f"got {value!r}")
+    return value
 
 
 def _activation(spec, u, clip=None):
@@ -23,7 +35,7 @@ def _activation(spec, u, clip=None):
         raise ValueError(f"unknown activation {name!r}; choose from "
                          f"{', '.join(a for a in ACTIVATIONS if a != 'clip')}")
     if clip is not None:
-        u = Activation("clip", u, clip)
+        u = Activation("clip", u, _positive("clip", clip))
     if name == "identity":
         return u
     return Activation(name, u, *args)
@@ -288,7 +300,7 @@ def lnlstm(eps: float = 1e-5) -> Cell:
     ``g_c``/``b_c``. ``eps``: nn.LayerNorm's 1e-5; 0 is the file's decomposed ``LayerNorm``
     (``decompose_layernorm=True``: divides by the biased standard deviation, no eps).
     """
-    e = sp.nsimplify(eps) if eps != 1e-5 else LAYERNORM_EPS
+    e = sp.nsimplify(_positive("eps", eps, zero=True)) if eps != 1e-5 else LAYERNORM_EPS
     x, h_prev, c_prev = now("x"), prev("h"), prev("c")
     a = now("a")
     eqs = [("a", "gate", madd(layernorm(mmul(param("W_x"), x), param("g_x"), param("b_x"), e),

@@ -62,6 +62,9 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         readouts: assigned names that are readouts (outputs, e.g. ``y``).
         dims: dimension names declared equal, e.g. ``[("d_in", "d_h")]``.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_cell: text must be a str of equations like "
+                        f"'h = tanh(W @ h + U @ x)', got {type(text).__name__}")
     stmts = _statements(text)
     if not stmts:
         raise DefinitionError("empty cell definition: give at least one equation like "
@@ -111,6 +114,10 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
     equations = []
     for st in tree.body:
         target = st.targets[0].id
+        depth = _depth(st.value)
+        if depth > MAX_DEPTH:
+            raise DefinitionError(f"`{target} = ...` nests {depth} operations deep, more than the "
+                                  f"limit of {MAX_DEPTH}: split it into several equations")
         conv = _Translator(inputs, state_names, done, lines, st)
         rhs = conv.visit(st.value)
         if not isinstance(rhs, sp.MatrixExpr):
@@ -129,6 +136,12 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         for extra in readouts[1:]:
             dim_names[extra] = f"d_{extra}"
     soft = {s: f"d_{s}" for s in assigned if s in state_names and s != first_state}
+    known = [*dict.fromkeys([*dim_names.values(), *soft.values()])]
+    for pair in dims:
+        for d in pair:
+            if d not in known:
+                raise DefinitionError(f"dims: unknown dimension {d!r} in {'='.join(pair)} (this "
+                                      f"cell's dimensions: {', '.join(known)})")
     return make_cell(name, f"user-defined cell: {'; '.join(stmts)}", equations, inputs=inputs,
                      dim_names=dim_names, soft_dim_names=soft, equal_dims=tuple(dims),
                      options={"definition": "; ".join(stmts)})
@@ -136,6 +149,21 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
 
 _ALLOWED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
             ast.Mult, ast.Div, ast.MatMult, ast.USub, ast.UAdd)
+
+
+#: the deepest right-hand side accepted (operations nested in one another): deeper ones would
+#: exhaust Python's recursion limit in SymPy and the printers
+MAX_DEPTH = 150
+
+
+def _depth(node) -> int:
+    """How deeply the operations of an expression nest (a name or a number: 1); no recursion."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        n, d = todo.pop()
+        deepest = max(deepest, d)
+        todo.extend((c, d + 1) for c in ast.iter_child_nodes(n))
+    return deepest
 
 
 def _validate(node, stmt, lines):

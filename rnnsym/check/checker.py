@@ -19,6 +19,27 @@ from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
 
 
+class OptionTypeError(UsageError, TypeError):
+    """An option of the wrong type (``examples="ten"``): a UsageError (CLI exit 2) that is also
+    a TypeError for Python callers."""
+
+
+def _check_numbers(*, examples, seed, rtol, atol):
+    """The numeric options' types and ranges, as one-line UsageErrors naming the option."""
+    def integer(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    if not integer(examples):
+        raise OptionTypeError(f"examples: expected an integer >= 1, got {examples!r} "
+                              f"({type(examples).__name__})")
+    if seed is not None and not integer(seed):
+        raise OptionTypeError(f"seed: expected an integer or None, got {seed!r}")
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        ok = v is None or (isinstance(v, (int, float, np.floating, np.integer))
+                           and not isinstance(v, bool) and np.isfinite(v) and v >= 0)
+        if not ok:
+            raise UsageError(f"--{name}: expected a finite number >= 0, got {v!r}")
+
+
 def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           dtype: Optional[str] = None, rtol: Optional[float] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
@@ -66,6 +87,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     from rnnsym.check.onnx import check_onnx, is_onnx_target
     from rnnsym.frameworks.registry import resolve_harness
     from rnnsym.frameworks.user import parse_variant
+    _check_numbers(examples=examples, seed=seed, rtol=rtol, atol=atol)
 
     if gradients and is_onnx_target(target):
         raise UsageError("--gradients: ONNX targets compute no gradients")

@@ -40,6 +40,13 @@ def _timeout(text: str):
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, exit status 2 (as rnnsym.cli.OneLineParser)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
     parser.add_argument("target", help=usage_names(" | ") + " (rnnsym.frameworks.registry)")
@@ -135,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    parser = configure(argparse.ArgumentParser(prog="rnnsym check"))
+    parser = configure(_OneLineParser(prog="rnnsym check"))
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:   # argparse already printed a one-line usage error
+    except SystemExit as exc:   # argparse already printed a one-line usage error (or --help)
         return int(exc.code or 0) and 2
     return run(args)
 

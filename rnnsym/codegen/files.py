@@ -49,9 +49,18 @@ def expected_files(extra_cells=()) -> dict[str, str]:
     return files
 
 
+def _not_a_file(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: not a folder (a file of that name exists)")
+
+
 def write(out_dir, files: dict[str, str]) -> list[str]:
     """Write ``files`` into ``out_dir``, touching only files whose text changed; returns those."""
     out = Path(out_dir)
+    for name in files:              # a file name only: nothing is ever written outside out_dir
+        if Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"{name!r} is not a file name (it would be written outside {out_dir})")
+    _not_a_file(out)
     out.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, text in files.items():
@@ -68,8 +77,12 @@ def diff(out_dir, files: dict[str, str]) -> str:
     Files the generator no longer writes count as stale too (only ``*.py``).
     """
     out = Path(out_dir)
+    _not_a_file(out)
+    if not out.is_dir():
+        raise ValueError(f"--out {out_dir}: no such folder (nothing to compare; "
+                         f"`rnnsym generate --out {out_dir}` writes it)")
     chunks = []
-    present = {p.name for p in out.glob("*.py")} if out.is_dir() else set()
+    present = {p.name for p in out.glob("*.py")}
     for name in sorted(set(files) | present):
         old = (out / name).read_text() if name in present else ""
         new = files.get(name, "")

@@ -44,10 +44,23 @@ def load_model(model):
 
     if isinstance(model, onnx.ModelProto):
         return model
+    from google.protobuf.message import DecodeError
+
     if isinstance(model, (bytes, bytearray)):
-        return onnx.load_model_from_string(bytes(model))
+        try:
+            return onnx.load_model_from_string(bytes(model))
+        except DecodeError:
+            raise OnnxError(f"model: these {len(model)} bytes are not a serialized ONNX "
+                            "model (protobuf could not decode them)") from None
     if isinstance(model, (str, os.PathLike)):
-        return onnx.load(os.fspath(model))
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise OnnxError(f"model: no such file {path}")
+        try:
+            return onnx.load(path)
+        except DecodeError:
+            raise OnnxError(f"model: {path} is not an ONNX model (protobuf could not decode "
+                            "it; corrupted or another format?)") from None
     raise OnnxError(f"model: expected an onnx.ModelProto, bytes or a path, "
                     f"got {type(model).__name__}")
 

@@ -47,7 +47,8 @@ def unroll(cell: Cell, steps: int, form: str = "chain", sizes: dict | None = Non
 
     Args:
         sizes: the free dimensions for ``form="elementwise"``, e.g. ``{"d_h": 2, "d_in": 1}``.
-        limit: the largest tree size the nested form may reach.
+        limit: the largest tree size the nested form may reach (the elementwise form: its
+            estimated number of nodes).
 
     Raises:
         UnrollTooLarge: the nested form would exceed ``limit`` nodes.
@@ -61,7 +62,7 @@ def unroll(cell: Cell, steps: int, form: str = "chain", sizes: dict | None = Non
         return _nested(cell, steps, limit)
     if form == "chain":
         return _chain(cell, steps)
-    return elementwise(cell, steps, sizes)
+    return elementwise(cell, steps, sizes, limit)
 
 
 def _chain(cell: Cell, steps: int) -> Unrolled:

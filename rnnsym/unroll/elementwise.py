@@ -11,11 +11,11 @@ from sympy.matrices.expressions import HadamardProduct
 from rnnsym.cells.cell import Cell, split_name
 from rnnsym.cells.nodes import Activation, Chunk, HadamardQuotient, LayerNorm, layernorm_scalars
 from rnnsym.shapes import derive
-from rnnsym.unroll.result import Unrolled, UnrollError, _TemplateUnrolled
+from rnnsym.unroll.result import Unrolled, UnrollError, UnrollTooLarge, _TemplateUnrolled
 from rnnsym.unroll.template import NOW, PREV, retime, step_template
 
 
-def elementwise(cell: Cell, steps: int, sizes: dict | None) -> Unrolled:
+def elementwise(cell: Cell, steps: int, sizes: dict | None, limit: int | None = None) -> Unrolled:
     table = derive(cell)
     table.check_determined()
     sizes = dict(sizes or {})
@@ -29,6 +29,15 @@ def elementwise(cell: Cell, steps: int, sizes: dict | None) -> Unrolled:
                           f"{cell.name} cell's dimensions are {', '.join(free)}; e.g. --sizes "
                           + ",".join(f"{d}=2" for d in free) + ")")
     shapes = table.concrete(**sizes)
+    if limit is not None:           # entries x (one term per column of every parameter), bounded
+        terms = 2 + sum(shapes[p][-1] for p in cell.params)
+        size = steps * sum(shapes[e.name][0] for e in cell.equations) * terms
+        if size > limit:
+            raise UnrollTooLarge(
+                f"the elementwise form of {cell.name} over {steps} steps at "
+                + ", ".join(f"{k}={v}" for k, v in sizes.items())
+                + f" exceeds the limit of {limit:,} nodes (about {size:,}); give smaller "
+                "--sizes or fewer --steps, or use --form chain")
     template = step_template(cell)
 
     def build_step(now, prev):

@@ -8,7 +8,7 @@ import numpy as np
 from rnnsym.cells.cell import Cell
 from rnnsym.codegen.generator import module_name
 from rnnsym.shapes import derive
-from rnnsym.vanishing.chain import GradientsError, log_norms
+from rnnsym.vanishing.chain import _CHUNK, GradientsError, log_norms
 from rnnsym.vanishing.weights import default_sizes, load_params, random_params, scale_recurrent
 
 
@@ -22,6 +22,25 @@ class Curve:
     log10: np.ndarray                 # (N,)
     radius: float | None = None
     params: dict = field(default_factory=dict, repr=False)
+
+
+#: the most memory the analysis of one cell may need (parameters and the batched Jacobian rows)
+MEMORY_LIMIT = 4 * 2**30
+
+
+def _check_memory(cell: Cell, sizes: dict, steps: int) -> None:
+    """Refuse sizes whose analysis needs more than MEMORY_LIMIT bytes, before allocating: the
+    parameters, and per chunk of steps one batch row per state unit holding every quantity."""
+    shapes = derive(cell).concrete(**sizes)
+    params = sum(int(np.prod(shapes[p])) for p in cell.params)
+    units = sum(shapes[s][0] for s in cell.states)
+    per_row = sum(shapes[q][0] for q in (*cell.inputs, *(e.name for e in cell.equations)))
+    need = 8 * (params + 3 * min(steps, _CHUNK) * units * per_row)
+    if need > MEMORY_LIMIT:
+        given = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        raise GradientsError(f"sizes {given}: the analysis of {cell.name} needs about "
+                             f"{need / 2**30:,.1f} GiB, more than the limit of "
+                             f"{MEMORY_LIMIT / 2**30:g} GiB; give smaller --sizes")
 
 
 def curves(cells, steps: int, radii=(1.0,), sizes: dict | None = None, seed: int = 0,
@@ -51,6 +70,7 @@ def curves(cells, steps: int, radii=(1.0,), sizes: dict | None = None, seed: int
                     base[p] = np.full(np.shape(base[p]), float(fill[p]))
         else:
             sz = default_sizes(cell, sizes)
+            _check_memory(cell, sz, steps)
             base = random_params(cell, sz, rng, fill={p: v for p, v in fill.items() if p in cell.params})
         x = rng.standard_normal((steps, 1, sz[str(derive(cell).shape(cell.inputs[0])[0])]))
         for r in (radii if (weights is None or radii) else (None,)):

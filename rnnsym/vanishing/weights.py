@@ -2,6 +2,8 @@
 initialization, and weights loaded from a .npz (validated)."""
 from __future__ import annotations
 
+import os
+import zipfile
 
 import numpy as np
 import sympy as sp
@@ -88,6 +90,11 @@ def load_params(cell: Cell, source) -> dict:
     if isinstance(source, dict):
         arrays = dict(source)
     else:
+        if not os.path.isfile(source):
+            raise GradientsError(f"cannot read weights from {source}: no such file")
+        if not zipfile.is_zipfile(source):
+            raise GradientsError(f"cannot read weights from {source}: not an npz archive (write "
+                                 "one with numpy.savez(path, W_xh=..., ...))")
         try:
             with np.load(source, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
