@@ -45,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                        "torch-onnx | MODULE:NAME | path/to/file.py:NAME | "
                                        "onnxruntime | onnx-reference | onnx:MODULE:NAME | "
                                        "onnx2pytorch | onnx2torch | onnx-converter:MODULE:NAME")
-    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
+    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru",
+                                                          "linear_attention", "causal_conv"],
+                        help="linear_attention, causal_conv: ONNX targets only (opset 27)")
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run")

@@ -5,6 +5,8 @@
     rnnsym check onnxruntime --cell gru --layers 1,2,3      # stacks of 1 to 3 nodes
     rnnsym check onnx-reference --cell gru --attributes layout=0,direction=forward
     rnnsym check onnx:my_backend.py:run --cell rnn        # run(model_bytes, inputs) -> outputs
+    rnnsym check onnxruntime --cell linear_attention      # opset 27: LinearAttention
+    rnnsym check onnxruntime --cell causal_conv           # opset 27: CausalConvWithState
 
 The targets, the attribute space (``--attributes``) and the load-time probe are the harness's
 (:mod:`rnnsym.frameworks.onnx`). A *load-time* rejection is reported as **unsupported**, never
@@ -34,6 +36,7 @@ from rnnsym.check.compare import max_errors
 from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
+from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
 from rnnsym.check.search import Progress, new_stats, search, shrink_note
 from rnnsym.frameworks import UsageError, canonical_cell
@@ -143,7 +146,13 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                max_size: int = 6, progress: bool = False, timeout=None,
                layers=None) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
-    numbers of stacked nodes to draw (first = the shrink target); default one node."""
+    numbers of stacked nodes to draw (first = the shrink target); default one node.
+    ``cell`` linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`)."""
+    if str(cell).lower() in STATE_OP:
+        return check_state_op(target, str(cell).lower(), examples=examples, seed=seed,
+                              dtype=dtype, rtol=rtol, atol=atol, attributes=attributes,
+                              variant=variant, max_size=max_size, progress=progress,
+                              timeout=timeout, layers=layers)
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"

@@ -44,6 +44,8 @@ def where(case: OnnxCase, name: str, index: tuple) -> str:
     """An element's location: ``Y_h[0, 1, 2]`` for one node; for a stack the axes named, the
     layer (from 0) first: ``Y_h[layer=1, direction=forward, b=1, k=2]`` (``Y``: the last
     layer's, ``Y[layer=2, t=0, direction=reverse, b=1, k=0]``)."""
+    if hasattr(case, "where"):        # opset-27 ops (rnnsym.frameworks.onnx.state_ops)
+        return case.where(name, index)
     if case.layers == 1:
         return f"{name}{list(index)}"
     layout = case.attributes.get("layout")
