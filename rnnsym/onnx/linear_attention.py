@@ -102,7 +102,7 @@ def _packed(name: str, x, B: int, T: int, heads: int, symbol: str, d=None):
             (d is not None and x.shape[2] != heads * d):
         raise OnnxError(f"input {name}: expected shape (B, T, H*{symbol}) = ({B}, {T}, {width}), "
                         f"got {x.shape}")
-    return x.reshape(B, T, heads, -1)
+    return x.reshape(B, T, heads, x.shape[2] // heads)
 
 
 def step(S, k, v, g, beta, rule: str):
