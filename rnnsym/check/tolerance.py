@@ -52,7 +52,7 @@ from backward error analysis:
     ``n = k + 2 + FUNCTION_ULPS`` (k products, the bias, SiLU's product) and no state noise
     (its state is a copy of inputs); a fused SiLU ``y * sigmoid(y)`` adds the absolute error
     of a float32 sigmoid (4.) times ``|y|``: ``FUNCTION_ULPS * u * |y|`` (onnxruntime's
-    SiLU returns -0 for ``y = -35``, exactly ``-2e-14``). The probes and ``SAFETY`` are those
+    SiLU returns -0 for ``y = -20``, exactly ``-4.1e-8``). The probes and ``SAFETY`` are those
     of 3. and 5.
 
 Nothing here is tuned to make a target pass: the only free constants are
