@@ -32,13 +32,12 @@ import warnings
 
 import numpy as np
 
-from rnnsym.check.compare import max_errors
 from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
-from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
+from rnnsym.check.onnx.report import OnnxReport, add_failure
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.frameworks import UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
                                     parse_attribute_space, probe)
@@ -211,28 +210,10 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
         notes=notes, unsupported=unsupported,
         checked_nothing=stats["examples"] == 0 and stats["failure"] is None,
         reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
-    outcome = stats["failure"]
-    if outcome is not None:
-        ce = OnnxCounterexample(config=config_for(outcome.case, dtype),
-                                mismatches=outcome.mismatches, error=outcome.error,
-                                got=outcome.got, expected=outcome.expected, case=outcome.case)
-        if outcome.got is not None:
-            ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
-        report.counterexample = ce
-        report.failure_kind = outcome.kind
-        report.shrink_note = shrink_note(stats)
-        if outcome.got is not None and not outcome.error:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
-            report.diagnosis = report.diagnoses[0] if report.diagnoses else None
-        elif outcome.timed_out:
-            report.diagnosis = f"one load and run of the model {outcome.error}"
-            report.diagnoses = [report.diagnosis]
-        elif outcome.error and outcome.got is None:
-            report.diagnosis = ("the target raised an error instead of returning outputs (see "
-                                "'target failed' above): it cannot run this model")
-            report.diagnoses = [report.diagnosis]
-        # (a wrong shape has no diagnosis: the report says "diagnosis: wrong shape (see
-        # 'target failed' above)", the shapes being on that line)
+    def diagnosis(outcome):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return diagnose(outcome.case, outcome.got, dtype, fixed)
+    if stats["failure"] is not None:
+        add_failure(report, stats, config_for(stats["failure"].case, dtype), diagnosis)
     return report

@@ -38,10 +38,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from rnnsym.check import strategies as rst
-from rnnsym.check.compare import compare_flat, error_ratio, max_errors
+from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.onnx.oracle import OnnxOutcome, representable, shape_error
-from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
-from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.onnx.report import OnnxReport, add_failure
+from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import FUNCTION_ULPS, explicit_tolerance, state_op_tolerance
 from rnnsym.frameworks import UsageError
@@ -507,25 +507,11 @@ def check_state_op(target: str, cell: str, *, examples: int = 500, seed=None, dt
         unsupported=[f"{where or 'the defaults'}: {why}"
                      for why, where in subject.rejected.items()],
         checked_nothing=stats["examples"] == 0 and stats["failure"] is None, reason=reason)
-    outcome = stats["failure"]
-    if outcome is not None:
-        ce = OnnxCounterexample(config=None,
-                                mismatches=outcome.mismatches, error=outcome.error,
-                                got=outcome.got, expected=outcome.expected, case=outcome.case)
-        if outcome.got is not None:
-            ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
-        report.counterexample = ce
-        report.failure_kind = outcome.kind
-        report.shrink_note = shrink_note(stats)
-        if outcome.got is not None and not outcome.error:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
-            report.diagnosis = report.diagnoses[0] if report.diagnoses else None
-        elif outcome.error and outcome.got is None:
-            report.diagnosis = "the target raised an error instead of returning outputs " \
-                "(see 'target failed' above)"
-            report.diagnoses = [report.diagnosis]
+    def diagnosis(outcome):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return diagnose(outcome.case, outcome.got, dtype, fixed)
+    add_failure(report, stats, None, diagnosis)
     return report
 
 
