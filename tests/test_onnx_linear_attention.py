@@ -193,6 +193,18 @@ def test_runtimes_pass_in_float32(target, cell):
     assert report.examples == 40 and report.max_error_ratio < 1
 
 
+@pytest.mark.parametrize("cell", ["linear_attention", "causal_conv"])
+def test_onnxruntime_passes_in_float16_and_a_bug_still_shows(cell):
+    report = rnnsym.check("onnxruntime", cell, examples=30, seed=7, dtype="float16")
+    assert report.passed, report.format()
+    broken = {"linear_attention": "run_decay_after", "causal_conv": "conv_flipped"}[cell]
+    report = rnnsym.check(f"onnx:{RUNNERS}:{broken}", cell, examples=60, seed=3,
+                          dtype="float16")
+    assert not report.passed and report.diagnosis.startswith(
+        {"linear_attention": "the decay applied after", "causal_conv": "the kernel flipped"}[
+            cell]), report.format()
+
+
 def test_onnx_reference_computes_float64_in_float32():
     report = rnnsym.check("onnx-reference", "linear_attention", examples=20, seed=1,
                           dtype="float64")
@@ -268,6 +280,11 @@ def test_usage_errors(capsys):
                      attributes="update_rule=mamba")
     with pytest.raises(UsageError, match="--layers: CausalConvWithState models have one node"):
         rnnsym.check("onnxruntime", "causal_conv", examples=2, layers=(2,))
+    with pytest.raises(UsageError, match="--cell linear_attention: checked on ONNX targets "
+                                         "only"):
+        rnnsym.check("torch", "linear_attention", examples=2)
+    with pytest.raises(UsageError, match="--dtype: expected float32 or float64, got 'float16'"):
+        rnnsym.check("onnxruntime", "gru", examples=2, dtype="float16")
     assert cli.main(["onnxruntime", "--cell", "causal_conv", "--variant", "kv_heads=tiled",
                      "--examples", "2"]) == 2
     assert "not an open point of CausalConvWithState (known: none)" in capsys.readouterr().err

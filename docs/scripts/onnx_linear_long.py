@@ -1,18 +1,21 @@
 """Long sequences for LinearAttention (T = 63, 64, 65, 130, 257: across chunk_size 16 and the
 default 64, partial last chunks), every update_rule, per-head and per-key decay, grouped heads
-(H_q=4, H_kv=2), past_state: onnxruntime and onnx.reference in float32 against the check's
+(H_q=4, H_kv=2), past_state: onnxruntime and onnx.reference in float32 (or float16) against the
+check's
 oracle and tolerance (``rnnsym.check.onnx.state_ops.run_state_case``). The random check draws
 T <= 6 (chunk_size 1..T+1 covers partial chunks there); this covers the default chunk.
 
-    PYTHONPATH=$PWD python docs/scripts/onnx_linear_long.py
+    PYTHONPATH=$PWD python docs/scripts/onnx_linear_long.py [float16]
 """
 import itertools
+import sys
 
 import numpy as np
 from rnnsym.check.onnx.state_ops import run_state_case
 from rnnsym.frameworks.onnx import onnx_target
 from rnnsym.frameworks.onnx.state_ops import StateOpCase
 
+DTYPE = sys.argv[1] if len(sys.argv) > 1 else "float32"
 rng = np.random.default_rng(0)
 rows = []
 for target in ("onnxruntime", "onnx-reference"):
@@ -37,9 +40,9 @@ for target in ("onnxruntime", "onnx-reference"):
         attrs = {"q_num_heads": Hq, "kv_num_heads": Hkv, "update_rule": rule}
         if chunk:
             attrs["chunk_size"] = chunk
-        ins = {k: v.astype(np.float32) for k, v in ins.items()}
+        ins = {k: v.astype(DTYPE) for k, v in ins.items()}
         case = StateOpCase("LinearAttention", attrs, ins, ("output", "present_state"))
-        out = run_state_case(tgt, case, "float32", {})
+        out = run_state_case(tgt, case, DTYPE, {})
         status = "ok" if not out.failed else f"FAIL {out.error or out.mismatches[0].message()}"
         rows.append((target, rule, T, chunk or "default", decay if "gated" in rule else "-",
                      out.ratio, status))

@@ -52,8 +52,9 @@ from backward error analysis:
     ``n = k + 2 + FUNCTION_ULPS`` (k products, the bias, SiLU's product) and no state noise
     (its state is a copy of inputs); a fused SiLU ``y * sigmoid(y)`` adds the absolute error
     of a float32 sigmoid (4.) times ``|y|``: ``FUNCTION_ULPS * u * |y|`` (onnxruntime's
-    SiLU returns -0 for ``y = -20``, exactly ``-4.1e-8``). The probes and ``SAFETY`` are those
-    of 3. and 5.
+    SiLU returns -0 for ``y = -20``, exactly ``-4.1e-8``). Float16 results also round to
+    subnormals, absolutely: ``u * tiny`` is added. The probes and ``SAFETY`` are those of 3.
+    and 5.
 
 Nothing here is tuned to make a target pass: the only free constants are
 ``SAFETY`` (a factor between an estimate and a bound), ``PROBES`` and
@@ -231,7 +232,8 @@ def state_op_tolerance(dtype, n: int, run: Callable, inputs: dict, expected: dic
                 diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
                 spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
     extra = absolute or {}
-    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp) + u * extra.get(k, 0.0))
+    tiny = float(np.finfo(np.dtype(dtype)).tiny)      # rounding to a subnormal: u * tiny
+    arrays = {k: SAFETY * (spread[k] + u * (np.abs(exp) + tiny) + u * extra.get(k, 0.0))
               for k, exp in expected.items()}
     return Tolerance(arrays, "backward-error", u, g)
 
