@@ -102,6 +102,12 @@ def test_grouped_query_heads_read_head_i_div_group():
     for kv_heads, zero in (("grouped", [2, 3]), ("tiled", [1, 3])):
         out = la.evaluate(attrs, kv_heads=kv_heads, **ins)["output"].reshape(2, 5, 4, 2)
         assert [i for i in range(4) if not np.any(out[:, :, i])] == zero
+    model = _la_model(ins, q_num_heads=4, kv_num_heads=2, update_rule="linear")
+    tiled = run(model, list(ins.values()), kv_heads="tiled")[0].reshape(2, 5, 4, 2)
+    assert [i for i in range(4) if not np.any(tiled[:, :, i])] == [1, 3]
+    with pytest.raises(OnnxError, match="reading clip_before_h: not an open point of "
+                                        "LinearAttention"):
+        run(model, list(ins.values()), clip_before_h=False)
     assert [la.kv_head(i, 6, 2) for i in range(6)] == [0, 0, 0, 1, 1, 1]
     assert [la.kv_head(i, 6, 2, "tiled") for i in range(6)] == [0, 1, 0, 1, 0, 1]
 

@@ -92,8 +92,12 @@ def run(model, inputs: Sequence, *, readings: Readings = Readings(), **reading) 
                         f"{node.domain + '.' if node.domain else ''}{node.op_type}")
     opset = _opset(model)
     if node.op_type in STATE_OPS:
-        return _run_state_op(model, node, inputs, opset, kv_heads=reading.get("kv_heads",
-                                                                               "grouped"))
+        unknown = sorted(set(reading) - ({"kv_heads"} if node.op_type == "LinearAttention"
+                                         else set()))
+        if unknown:
+            raise OnnxError(f"reading {unknown[0]}: not an open point of {node.op_type} "
+                            "(LinearAttention: kv_heads)")
+        return _run_state_op(model, node, inputs, opset, **reading)
     if opset < MIN_OPSET:
         raise OnnxError(f"model opset {opset}: rnnsym.onnx supports opset {MIN_OPSET} to 22")
     readings = readings.replace(**reading) if reading else readings
