@@ -353,7 +353,7 @@ def _check(params, x, state0):
             arrays[f"state0[{k!r}]"] = (("B",) + syms, np.shape(state0[k]))
     # every size is voted by the arrays' shapes, the parameters first (a tie blames an input or
     # a state, not a weight); then again without the votes of an array that is wrong in
-    # another size (a transposed W_xh does not outvote x on d_in)
+    # another size (a transposed input weight does not outvote x on d_in)
     ranked = [k for k in arrays if k in PARAM_SHAPES] + [k for k in arrays if k not in PARAM_SHAPES]
     size = {}
     for _ in range(2):

@@ -87,7 +87,7 @@ def test_bad_attributes_are_named(attrs, message):
 
 
 def test_unsupported_op_and_bad_inputs_are_named():
-    with pytest.raises(OnnxError, match="expected one of RNN, GRU, LSTM .* got Conv"):
+    with pytest.raises(OnnxError, match="expected one of RNN, GRU, LSTM, LinearAttention, CausalConvWithState .* got Conv"):
         ro.run(_model("Conv"), _rnn_inputs())
     X, W, R = _rnn_inputs()
     with pytest.raises(OnnxError, match=r"input R: expected shape .* = \(1, 5, 5\), got \(1, 5, 4\)"):

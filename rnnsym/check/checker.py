@@ -55,7 +55,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    ONNX -> torch converters: "onnx2pytorch", "onnx2torch",
                    "onnx-converter:MODULE:NAME" (``rnnsym.check.onnx``, where ``attributes``
                    restricts the attribute space and ``variant`` fixes readings)
-    cell           "elman" (alias "rnn"), "lstm" or "gru"
+    cell           "elman" (alias "rnn"), "lstm" or "gru"; ONNX targets also
+                   "linear_attention" and "causal_conv" (opset 27, ``check.onnx.state_ops``)
     examples       number of Hypothesis examples (default 500)
     seed           replays a run exactly (default: a random seed, shown in the report)
     dtype          "float32" (default for classes/frameworks) or "float64" (default for
@@ -108,6 +109,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     if attributes:
         raise UsageError("--attributes is only defined for ONNX targets")
 
+    if str(cell).lower() in ("linear_attention", "causal_conv"):
+        raise UsageError(f"--cell {cell}: checked on ONNX targets only (onnxruntime, "
+                         "onnx-reference, onnx:MODULE:NAME)")
     cell = canonical_cell(cell)
     if dtype not in (None, "float32", "float64"):
         raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")

@@ -50,12 +50,15 @@ class _OneLineParser(argparse.ArgumentParser):
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
     parser.add_argument("target", help=usage_names(" | ") + " (rnnsym.frameworks.registry)")
-    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru"])
+    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru",
+                                                          "linear_attention", "causal_conv"],
+                        help="linear_attention, causal_conv: ONNX targets only (opset 27)")
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                        help="default float32 for classes/frameworks, float64 for functions")
+    parser.add_argument("--dtype", choices=["float32", "float64", "float16"], default=None,
+                        help="default float32 for classes/frameworks, float64 for functions "
+                             "(float16: linear_attention and causal_conv only)")
     parser.add_argument("--rtol", type=float, default=None,
                         help="replace the principled tolerance by atol + rtol*|expected|")
     parser.add_argument("--atol", type=float, default=None)

@@ -39,6 +39,23 @@ from backward error analysis:
 
     tol = SAFETY * (max_probe |oracle(perturbed) - oracle| + u * |expected|)
 
+6.  Ops with a carried matrix state (ONNX ``LinearAttention``, ``CausalConvWithState``;
+    :func:`state_op_tolerance`): the same argument per token. One token's update of a
+    key/value head, ``S = exp(g) S + outer(k, beta (v - S^T k))`` and its read-out
+    ``scale S^T q``, is a dot product of length ``d_k`` per entry plus two additions, so a
+    correct implementation computes exactly the recurrence of inputs (query, key, value,
+    decay, beta, past_state) perturbed relatively by ``gamma_n``, ``n = d_k + 2 +
+    FUNCTION_ULPS`` (exp's rounding), and of a state perturbed relatively by ``gamma_n``
+    after every token (the rounding of the update itself, which input perturbations do not
+    reach when ``exp(g) S`` and ``outer(k, v)`` cancel). A chunked evaluation sums the same
+    products in another order (Higham's bound holds in any order). For the convolution
+    ``n = k + 2 + FUNCTION_ULPS`` (k products, the bias, SiLU's product) and no state noise
+    (its state is a copy of inputs); a fused SiLU ``y * sigmoid(y)`` adds the absolute error
+    of a float32 sigmoid (4.) times ``|y|``: ``FUNCTION_ULPS * u * |y|`` (onnxruntime's
+    SiLU returns -0 for ``y = -20``, exactly ``-4.1e-8``). Float16 results also round to
+    subnormals, absolutely: ``u * tiny`` is added. The probes and ``SAFETY`` are those of 3.
+    and 5.
+
 Nothing here is tuned to make a target pass: the only free constants are
 ``SAFETY`` (a factor between an estimate and a bound), ``PROBES`` and
 ``FUNCTION_ULPS``; they apply to every target alike. Consequences: float64 targets
@@ -191,6 +208,33 @@ def backward_error_tolerance(config: Config, run: Callable, params, x, state0,
                 diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
                 spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
     arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+def state_op_tolerance(dtype, n: int, run: Callable, inputs: dict, expected: dict, *,
+                       state_noise: bool = True, absolute=None, seed: int = 0) -> Tolerance:
+    """Per-element tolerance for ``expected = run(inputs)`` of an op with a carried state
+    (module docstring, 6.). ``run(inputs, state_noise=None)``: the float64 oracle;
+    ``state_noise(S) -> S`` is applied to every new state when ``state_noise`` is True.
+    ``n``: the longest dot product of one step (``d_k`` or the kernel size); ``absolute``:
+    {output: array} of absolute errors of the functions inside, in units of ``u``."""
+    u = unit_roundoff(dtype)
+    g = gamma(n + 2 + FUNCTION_ULPS, u)
+    rng = np.random.default_rng(seed)
+    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
+
+    def noise(S):
+        return S * (1 + g * rng.uniform(-1.0, 1.0, size=np.shape(S)))
+    with np.errstate(all="ignore"):
+        for _ in range(PROBES):
+            probe = run(_perturb(inputs, g, rng), state_noise=noise if state_noise else None)
+            for k in spread:
+                diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
+                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    extra = absolute or {}
+    tiny = float(np.finfo(np.dtype(dtype)).tiny)      # rounding to a subnormal: u * tiny
+    arrays = {k: SAFETY * (spread[k] + u * (np.abs(exp) + tiny) + u * extra.get(k, 0.0))
+              for k, exp in expected.items()}
     return Tolerance(arrays, "backward-error", u, g)
 
 

@@ -1,7 +1,9 @@
 """``rnnsym.onnx``: ONNX's RNN, GRU and LSTM operators (opset 7 to 22), every attribute, evaluated
-by rnnsym's symbolic cells.
+by rnnsym's symbolic cells; and opset 27's ``LinearAttention`` and ``CausalConvWithState``
+(:mod:`~rnnsym.onnx.linear_attention`, :mod:`~rnnsym.onnx.causal_conv`: sequential float64).
 
     outputs = rnnsym.onnx.run(model, [X, W, R, B])      # [Y, Y_h] (None where omitted)
+    outputs = rnnsym.onnx.run(model, [query, key, value, decay, beta])   # [output, present_state]
 
 Owns the operators' semantics: :mod:`~rnnsym.onnx.attributes` (parse and validate the node's
 attributes), :mod:`~rnnsym.onnx.convert` (``W/R/B/P`` <-> canonical parameters),
@@ -25,6 +27,7 @@ from rnnsym.onnx.attributes import (OPS, Attributes, OnnxError,
 from rnnsym.onnx.convert import canonical_to_onnx, onnx_to_canonical
 from rnnsym.onnx.driver import evaluate
 from rnnsym.onnx.readings import ORT_READINGS, Readings
+from rnnsym.onnx import causal_conv, linear_attention
 
 __all__ = ["run", "evaluate_node", "load_model", "Readings", "ORT_READINGS", "OnnxError",
            "Attributes", "parse_attributes", "activation_attributes", "onnx_to_canonical",
@@ -36,6 +39,9 @@ INPUTS = {"RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
           "LSTM": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")}
 OUTPUTS = {"RNN": ("Y", "Y_h"), "GRU": ("Y", "Y_h"), "LSTM": ("Y", "Y_h", "Y_c")}
 MIN_OPSET = 7
+#: opset-27 ops with a carried state (not RNN/GRU/LSTM): their inputs and outputs
+STATE_OPS = {"LinearAttention": (linear_attention.INPUTS, linear_attention.OUTPUTS),
+             "CausalConvWithState": (causal_conv.INPUTS, causal_conv.OUTPUTS)}
 
 
 def load_model(model):
@@ -73,7 +79,9 @@ def _opset(model) -> int:
 
 
 def run(model, inputs: Sequence, *, readings: Readings = Readings(), **reading) -> list:
-    """Evaluate a one-node ONNX model of op type RNN, GRU or LSTM.
+    """Evaluate a one-node ONNX model of op type RNN, GRU or LSTM (or, opset 27,
+    LinearAttention or CausalConvWithState; ``kv_heads="tiled"`` selects the other reading of
+    LinearAttention's grouped-query sharing, :mod:`rnnsym.onnx.linear_attention`).
 
     model     ``ModelProto``, bytes or a path
     inputs    arrays in graph-input order (omitted optional inputs absent); initializers of
@@ -84,25 +92,52 @@ def run(model, inputs: Sequence, *, readings: Readings = Readings(), **reading) 
     Returns the node's outputs in order, ``None`` for omitted ones, in X's dtype.
     Raises OnnxError for unsupported op types, attributes or values, and bad inputs.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     model = load_model(model)
-    readings = readings.replace(**reading) if reading else readings
     graph = model.graph
     if len(graph.node) != 1:
         raise OnnxError(f"model: expected a graph with one node, got {len(graph.node)}")
     node = graph.node[0]
-    if node.domain not in ("", "ai.onnx") or node.op_type not in OPS:
-        raise OnnxError(f"node op type: expected one of {', '.join(OPS)} (default domain), "
-                        f"got {node.domain + '.' if node.domain else ''}{node.op_type}")
+    if node.domain not in ("", "ai.onnx") or node.op_type not in OPS + tuple(STATE_OPS):
+        raise OnnxError(f"node op type: expected one of {', '.join(OPS + tuple(STATE_OPS))} "
+                        f"(default domain), got "
+                        f"{node.domain + '.' if node.domain else ''}{node.op_type}")
     opset = _opset(model)
+    if node.op_type in STATE_OPS:
+        unknown = sorted(set(reading) - ({"kv_heads"} if node.op_type == "LinearAttention"
+                                         else set()))
+        if unknown:
+            raise OnnxError(f"reading {unknown[0]}: not an open point of {node.op_type} "
+                            "(LinearAttention: kv_heads)")
+        return _run_state_op(model, node, inputs, opset, **reading)
     if opset < MIN_OPSET:
         raise OnnxError(f"model opset {opset}: rnnsym.onnx supports opset {MIN_OPSET} to 22")
+    readings = readings.replace(**reading) if reading else readings
     attrs_raw = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if "layout" in attrs_raw and opset < 14:
         raise OnnxError(f"{node.op_type} attribute layout: exists from opset 14, model opset "
                         f"{opset}")
     attrs = parse_attributes(node.op_type, attrs_raw, alpha_order=readings.alpha_order)
+    kwargs = _node_inputs(graph, node, inputs, INPUTS[node.op_type])
+    for required in ("X", "W", "R"):
+        if required not in kwargs:
+            raise OnnxError(f"input {required}: required, but absent")
+    outs_names = OUTPUTS[node.op_type]
+    if len(node.output) > len(outs_names):
+        raise OnnxError(f"{node.op_type}: expected at most {len(outs_names)} outputs "
+                        f"({', '.join(outs_names)}), got {len(node.output)}")
+    X = np.asarray(kwargs.pop("X"))
+    result = evaluate(attrs, X, readings=readings, **kwargs)
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+    return [result[slot].astype(dtype) if name else None
+            for slot, name in zip(outs_names, node.output)]
+
+
+def _node_inputs(graph, node, inputs: Sequence, slots) -> dict:
+    """The node's present inputs by slot name, from the graph inputs and initializers."""
+    from onnx import numpy_helper
+
     names = [i.name for i in graph.input]
     if len(inputs) != len(names):
         raise OnnxError(f"inputs: expected {len(names)} arrays (graph inputs {names}), "
@@ -110,7 +145,6 @@ def run(model, inputs: Sequence, *, readings: Readings = Readings(), **reading) 
     values = dict(zip(names, inputs))
     for init in graph.initializer:
         values.setdefault(init.name, numpy_helper.to_array(init))
-    slots = INPUTS[node.op_type]
     if len(node.input) > len(slots):
         raise OnnxError(f"{node.op_type}: expected at most {len(slots)} inputs "
                         f"({', '.join(slots)}), got {len(node.input)}")
@@ -122,16 +156,32 @@ def run(model, inputs: Sequence, *, readings: Readings = Readings(), **reading) 
             raise OnnxError(f"input {slot}: node input {name!r} is neither a graph input nor "
                             f"an initializer")
         kwargs[slot] = values[name]
-    for required in ("X", "W", "R"):
+    return kwargs
+
+
+def _run_state_op(model, node, inputs, opset: int, kv_heads: str = "grouped") -> list:
+    """``LinearAttention`` / ``CausalConvWithState`` (opset 27): outputs in the first input's
+    dtype (float64 when it is not a float)."""
+    from onnx import helper
+
+    if opset < 27:
+        raise OnnxError(f"model opset {opset}: {node.op_type} exists from opset 27")
+    attrs_raw = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    slots, outs_names = STATE_OPS[node.op_type]
+    kwargs = _node_inputs(model.graph, node, inputs, slots)
+    for required in slots[:3 if node.op_type == "LinearAttention" else 2]:
         if required not in kwargs:
             raise OnnxError(f"input {required}: required, but absent")
-    outs_names = OUTPUTS[node.op_type]
     if len(node.output) > len(outs_names):
         raise OnnxError(f"{node.op_type}: expected at most {len(outs_names)} outputs "
                         f"({', '.join(outs_names)}), got {len(node.output)}")
-    X = np.asarray(kwargs.pop("X"))
-    result = evaluate(attrs, X, readings=readings, **kwargs)
-    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+    if node.op_type == "LinearAttention":
+        result = linear_attention.evaluate(linear_attention.parse_attributes(attrs_raw),
+                                           kv_heads=kv_heads, **kwargs)
+    else:
+        result = causal_conv.evaluate(causal_conv.parse_attributes(attrs_raw), **kwargs)
+    first = np.asarray(kwargs[slots[0]])
+    dtype = first.dtype if np.issubdtype(first.dtype, np.floating) else np.float64
     return [result[slot].astype(dtype) if name else None
             for slot, name in zip(outs_names, node.output)]
 

@@ -5,6 +5,8 @@
     rnnsym check onnxruntime --cell gru --layers 1,2,3      # stacks of 1 to 3 nodes
     rnnsym check onnx-reference --cell gru --attributes layout=0,direction=forward
     rnnsym check onnx:my_backend.py:run --cell rnn        # run(model_bytes, inputs) -> outputs
+    rnnsym check onnxruntime --cell linear_attention      # opset 27: LinearAttention
+    rnnsym check onnxruntime --cell causal_conv           # opset 27: CausalConvWithState
 
 The targets, the attribute space (``--attributes``) and the load-time probe are the harness's
 (:mod:`rnnsym.frameworks.onnx`). A *load-time* rejection is reported as **unsupported**, never
@@ -30,12 +32,12 @@ import warnings
 
 import numpy as np
 
-from rnnsym.check.compare import max_errors
 from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
-from rnnsym.check.onnx.report import OnnxCounterexample, OnnxReport
+from rnnsym.check.onnx.report import OnnxReport, add_failure
+from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.frameworks import UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
                                     parse_attribute_space, probe)
@@ -143,7 +145,13 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                max_size: int = 6, progress: bool = False, timeout=None,
                layers=None) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
-    numbers of stacked nodes to draw (first = the shrink target); default one node."""
+    numbers of stacked nodes to draw (first = the shrink target); default one node.
+    ``cell`` linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`)."""
+    if str(cell).lower() in STATE_OP:
+        return check_state_op(target, str(cell).lower(), examples=examples, seed=seed,
+                              dtype=dtype, rtol=rtol, atol=atol, attributes=attributes,
+                              variant=variant, max_size=max_size, progress=progress,
+                              timeout=timeout, layers=layers)
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"
@@ -202,28 +210,10 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
         notes=notes, unsupported=unsupported,
         checked_nothing=stats["examples"] == 0 and stats["failure"] is None,
         reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
-    outcome = stats["failure"]
-    if outcome is not None:
-        ce = OnnxCounterexample(config=config_for(outcome.case, dtype),
-                                mismatches=outcome.mismatches, error=outcome.error,
-                                got=outcome.got, expected=outcome.expected, case=outcome.case)
-        if outcome.got is not None:
-            ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
-        report.counterexample = ce
-        report.failure_kind = outcome.kind
-        report.shrink_note = shrink_note(stats)
-        if outcome.got is not None and not outcome.error:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                report.diagnoses = diagnose(outcome.case, outcome.got, dtype, fixed)
-            report.diagnosis = report.diagnoses[0] if report.diagnoses else None
-        elif outcome.timed_out:
-            report.diagnosis = f"one load and run of the model {outcome.error}"
-            report.diagnoses = [report.diagnosis]
-        elif outcome.error and outcome.got is None:
-            report.diagnosis = ("the target raised an error instead of returning outputs (see "
-                                "'target failed' above): it cannot run this model")
-            report.diagnoses = [report.diagnosis]
-        # (a wrong shape has no diagnosis: the report says "diagnosis: wrong shape (see
-        # 'target failed' above)", the shapes being on that line)
+    def diagnosis(outcome):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return diagnose(outcome.case, outcome.got, dtype, fixed)
+    if stats["failure"] is not None:
+        add_failure(report, stats, config_for(stats["failure"].case, dtype), diagnosis)
     return report

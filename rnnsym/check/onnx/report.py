@@ -7,7 +7,9 @@ from typing import Optional
 
 import numpy as np
 
+from rnnsym.check.compare import max_errors
 from rnnsym.check.report import Counterexample, Report, short
+from rnnsym.check.search import shrink_note
 from rnnsym.frameworks.onnx import OnnxCase
 
 
@@ -44,6 +46,8 @@ def where(case: OnnxCase, name: str, index: tuple) -> str:
     """An element's location: ``Y_h[0, 1, 2]`` for one node; for a stack the axes named, the
     layer (from 0) first: ``Y_h[layer=1, direction=forward, b=1, k=2]`` (``Y``: the last
     layer's, ``Y[layer=2, t=0, direction=reverse, b=1, k=0]``)."""
+    if hasattr(case, "where"):        # opset-27 ops (rnnsym.frameworks.onnx.state_ops)
+        return case.where(name, index)
     if case.layers == 1:
         return f"{name}{list(index)}"
     layout = case.attributes.get("layout")
@@ -92,3 +96,31 @@ class OnnxReport(Report):
                          "counted as passes):")
             extra += [f"  - {u}" for u in self.unsupported]
         return "\n".join([text] + extra)
+
+
+def add_failure(report: OnnxReport, stats: dict, config, diagnose) -> None:
+    """Put the search's failing outcome (``stats["failure"]``, if any) into ``report``: the
+    counterexample and its kind; ``diagnose(outcome) -> [texts]`` names the bug models of
+    wrong numbers (a time-out, a raise and a wrong shape have their own lines)."""
+    outcome = stats["failure"]
+    if outcome is None:
+        return
+    ce = OnnxCounterexample(config=config, mismatches=outcome.mismatches, error=outcome.error,
+                            got=outcome.got, expected=outcome.expected, case=outcome.case)
+    if outcome.got is not None:
+        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
+    report.counterexample = ce
+    report.failure_kind = outcome.kind
+    report.shrink_note = shrink_note(stats)
+    if outcome.got is not None and not outcome.error:
+        report.diagnoses = diagnose(outcome)
+        report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+    elif outcome.timed_out:
+        report.diagnosis = f"one load and run of the model {outcome.error}"
+        report.diagnoses = [report.diagnosis]
+    elif outcome.error and outcome.got is None:
+        report.diagnosis = ("the target raised an error instead of returning outputs (see "
+                            "'target failed' above): it cannot run this model")
+        report.diagnoses = [report.diagnosis]
+    # (a wrong shape has no diagnosis: the report says "diagnosis: wrong shape (see
+    # 'target failed' above)", the shapes being on that line)

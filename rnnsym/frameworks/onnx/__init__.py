@@ -8,8 +8,9 @@
 Owns only what drives a runtime: :mod:`~.targets` (onnxruntime, onnx.reference, a user
 backend: load, run, :class:`Unsupported`), :mod:`~.converters` (ONNX -> torch converters,
 the torchvision stand-in), :mod:`~.model` (a drawn node as a model),
-:mod:`~.space` (the attribute space, ``--attributes``, what a target rejects at load time) and
-:mod:`~.convert` (torch/Keras weights <-> ONNX ``W/R/B``). The operators' semantics, the open
+:mod:`~.space` (the attribute space, ``--attributes``, what a target rejects at load time),
+:mod:`~.state_ops` (opset 27's LinearAttention and CausalConvWithState: models and their space)
+and :mod:`~.convert` (torch/Keras weights <-> ONNX ``W/R/B``). The operators' semantics, the open
 points of the spec and ``rnnsym.onnx.run`` are :mod:`rnnsym.onnx`'s; drawing nodes, the oracle,
 tolerances, diagnosis and the report are the checker's (:mod:`rnnsym.check.onnx`).
 
