@@ -130,6 +130,9 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module for ``cell``."""
     table = derive(cell)
     table.check_determined()
+    from rnnsym.codegen.matrix import has_matrix_state, render_matrix
+    if has_matrix_state(cell, table):       # a matrix state: written node by node (matrix.py)
+        return render_matrix(cell, regen)
     if not cell.inputs:
         raise ValueError(f"code generation needs at least one input, {cell.name} has none")
     sp_ = plan(cell, table=table)
