@@ -437,3 +437,10 @@ def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") ->
         backward_body=indent(back_body),
         helpers=helpers,
     )
+
+
+def backward_step_source(cell: Cell) -> str:
+    """The body of the generated ``_step_backward`` of ``cell`` (``rnnsym show CELL --backward``)."""
+    source = render_matrix(cell)
+    start = source.index("def _step_backward(")
+    return source[start:source.index("\n\n\n", start)]

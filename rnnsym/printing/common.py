@@ -84,7 +84,10 @@ class OrderedMatrixPrinterMixin:
     def _join_factors(self, args, parts):
         out = parts[0]
         for prev, a, p in zip(args, args[1:], parts[1:]):
-            out += (self.matmul_sep if isinstance(prev, MatrixExpr) else self.scalar_sep) + p
+            # a scalar factor: a number or a formula of sizes (1/sqrt(d_k)); a bare Symbol is a
+            # weight (the code generator's comments write W_xh @ x with sp.Symbol("W_xh"))
+            scalar = prev.is_number or not (prev.is_Symbol or isinstance(prev, MatrixExpr))
+            out += (self.scalar_sep if scalar else self.matmul_sep) + p
         return out
 
     def _print_HadamardProduct(self, expr):
