@@ -35,6 +35,10 @@ Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cac
 like ``x``). The cache keeps the inputs and the state every CHECKPOINT steps, not every step's
 matrix state: ``backward`` recomputes each segment of CHECKPOINT steps from its checkpoint, one
 extra forward pass for T / CHECKPOINT + CHECKPOINT state copies instead of T.
+
+Chunked: ``forward_chunked(params, x, state0, chunk=64)`` returns the same outputs and final
+state, computed chunk steps at a time (masked matrix products within a chunk, the state carried
+across chunks); the tests prove it equal to ``forward`` for every chunk size and T.
 """
 import numpy as np
 
@@ -66,6 +70,21 @@ def step(params, x_t, state):
     """One step: ``x_t`` a dict of (B, d) inputs and ``state`` → the new state dict."""
     _, new_state = forward(params, {k: np.asarray(v)[None] for k, v in x_t.items()}, state)
     return new_state
+
+
+def forward_chunked(params, x, state0=None, chunk=64):
+    """``forward``'s outputs and final state, computed chunk by chunk (chunk steps at a time,
+    the last chunk shorter when T is not a multiple): within a chunk masked matrix products with
+    the cumulative log-decays, across chunks the state S carried. ``chunk``
+    changes the rounding only. No cache, no backward: use ``forward`` for gradients."""
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+    params, x, state, size = _check(params, x, state0)
+    q, k, v, g = x["q"], x["k"], x["v"], x["g"]
+    d_k = size["d_k"]
+    # the scan: outputs and state, chunk by chunk
+    out, S = _chunked_scan(1 / np.sqrt(d_k) * q, k, v, g, state["S"], chunk)
+    return out, {"S": S}
 
 
 def _step(params, x_t, state, size):
@@ -142,6 +161,47 @@ def _sum_to(g, shape):
         g = g.sum(axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     return g.sum(axis=axes, keepdims=True) if axes else g
+
+def _chunked_scan(q, k, v, g, S, chunk, sub=16):
+    """o_t = S_tᵀ q_t with S_t = exp(g_t) ⊙ S_{t-1} + k_t v_tᵀ, chunk steps at a time.
+
+    q, k (T, B, d_k), v (T, B, d_v); g (T, B, d_k) per key row, or (T, B, 1) one log-decay per
+    step; S (B, d_k, d_v). Within a chunk, with b_t = g_1 + ... + g_t (from the chunk start):
+
+        o_t = (q_t ⊙ e^{b_t})ᵀ S_0 + Σ_{s≤t} A_ts v_s,   A_ts = Σ_i q_ti k_si e^{b_ti − b_si}
+        S_L = e^{b_L} ⊙ S_0 + Σ_s (k_s ⊙ e^{b_L − b_s}) v_sᵀ
+
+    For g ≤ 0 every exponent taken is ≤ 0 (b is decreasing), so nothing overflows: one decay
+    per step gives A = (q kᵀ) ⊙ e^{b_t − b_s} masked to s ≤ t; a per-key decay splits the chunk
+    into sub-chunks of ``sub`` rows, whose earlier columns factor through the cumulative decay
+    at the sub-chunk's start (e^{b_t − r} e^{r − b_s}, both ≤ 1) and whose own block is summed
+    entry by entry.
+    """
+    T, B, d_v = q.shape[0], q.shape[1], v.shape[2]
+    out = np.empty((T, B, d_v), dtype=q.dtype)
+    for c0 in range(0, T, chunk):
+        qc, kc, vc, gc = (a[c0:c0 + chunk].transpose(1, 0, 2) for a in (q, k, v, g))   # (B, L, .)
+        L = qc.shape[1]
+        b = np.cumsum(gc, axis=1)
+        below = np.tril(np.ones((L, L), dtype=bool))
+        if gc.shape[2] == 1:
+            A = (qc @ kc.transpose(0, 2, 1)) * np.exp(np.where(below, b - b.transpose(0, 2, 1), -np.inf))
+        else:
+            A = np.zeros((B, L, L), dtype=q.dtype)
+            for i0 in range(0, L, sub):
+                i1 = min(i0 + sub, L)
+                if i0:
+                    r = b[:, i0 - 1:i0]                              # the decay before the sub-chunk
+                    A[:, i0:i1, :i0] = (qc[:, i0:i1] * np.exp(b[:, i0:i1] - r)) @ \
+                        (kc[:, :i0] * np.exp(r - b[:, :i0])).transpose(0, 2, 1)
+                diff = b[:, i0:i1, None, :] - b[:, None, i0:i1, :]  # (B, rows, cols, d_k)
+                mask = below[i0:i1, i0:i1, None]
+                A[:, i0:i1, i0:i1] = np.einsum("btd,bsd,btsd->bts", qc[:, i0:i1], kc[:, i0:i1],
+                                               np.exp(np.where(mask, diff, -np.inf)))
+        out[c0:c0 + chunk] = ((qc * np.exp(b)) @ S + A @ vc).transpose(1, 0, 2)
+        last = b[:, -1:]
+        S = np.exp(last).transpose(0, 2, 1) * S + (kc * np.exp(last - b)).transpose(0, 2, 1) @ vc
+    return out, S
 
 
 def _check(params, x, state0):

@@ -416,8 +416,12 @@ def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") ->
     def shapes_of(names):
         return "{" + ", ".join(f'"{n}": {shape_tuple(table, n)!r}' for n in names) + "}"
 
-    source = step_body + back_body
+    from rnnsym.codegen.chunked import chunked_source
+    chunked = chunked_source(cell, table)
+    source = step_body + back_body + (chunked[0].splitlines() if chunked else [])
     helpers = "".join("\n" + HELPERS[h] for h in ("_sigmoid",) if any(h + "(" in s for s in source))
+    if chunked:
+        helpers += chunked[1]
     tmpl = resources.files("rnnsym.codegen").joinpath("templates").joinpath(TEMPLATE).read_text()
     return string.Template(tmpl).substitute(
         header=HEADER.format(call=cell_call(cell), template=TEMPLATE, regen=regen),
@@ -436,7 +440,16 @@ def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") ->
         step_body=indent(step_body),
         backward_body=indent(back_body),
         helpers=helpers,
+        chunked=chunked[0] if chunked else "",
+        chunked_doc=CHUNKED_DOC if chunked else "",
     )
+
+
+CHUNKED_DOC = """
+
+Chunked: ``forward_chunked(params, x, state0, chunk=64)`` returns the same outputs and final
+state, computed chunk steps at a time (masked matrix products within a chunk, the state carried
+across chunks); the tests prove it equal to ``forward`` for every chunk size and T."""
 
 
 def backward_step_source(cell: Cell) -> str:
