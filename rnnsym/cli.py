@@ -42,6 +42,10 @@ def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     g.add_argument("--readout", dest="readouts", default="",
                    help="comma-separated readout names (e.g. y)")
     g.add_argument("--dims", default="", help="declare dimensions equal, e.g. d_in=d_h")
+    g.add_argument("--scalars", default="", help="names that are one number per step, e.g. "
+                   "beta,g (a per-head gate; docs/linear-recurrences.md)")
+    g.add_argument("--matrices", default="", help="parameters that are matrices used elementwise, "
+                   "e.g. A in exp(delta * A)")
     b = p.add_argument_group("built-in cell options")
     b.add_argument("--activation", choices=["tanh", "relu", "sigmoid", "identity"],
                    help="elman, indrnn: the nonlinearity (default tanh, indrnn relu)")
@@ -85,7 +89,9 @@ def cells_from_args(args, *, many=False):
             dims.append((a.strip(), b.strip()))
         return [parse_cell(args.define, inputs=_split(args.input),
                            states=_split(args.state) if args.state else None,
-                           readouts=_split(args.readouts), dims=dims, name=args.name)]
+                           readouts=_split(args.readouts), dims=dims, name=args.name,
+                           scalars=_split(getattr(args, "scalars", "")),
+                           matrices=_split(getattr(args, "matrices", "")))]
     if not names:
         if many:
             return []

@@ -363,3 +363,23 @@ def test_chunked_form_is_generated_for_the_decay_rules_only():
     _, params, x, state0 = problem("gla", {"d_k": 2, "d_v": 3}, 3, 1, rng)
     with pytest.raises(ValueError, match=r"chunk: expected an integer >= 1, got 0"):
         module.forward_chunked(params, x, state0, chunk=0)
+
+
+def test_a_text_cell_compiles_to_the_builtins_numbers():
+    """The text form runs through the same generator: Mamba-1 written as text (A declared a
+    matrix) gives the built-in's outputs and gradients."""
+    text = "delta = softplus(dt + dt_bias); h = exp(delta * A) * h + outer(delta * u, B); y = h @ C + D * u"
+    cell = parse_cell(text, inputs=("u", "dt", "B", "C"), readouts=("y",), matrices=("A",))
+    mine, ref = rnnsym.compile(cell), rnnsym.compile(builtin("mamba"))
+    rng = np.random.default_rng(4)
+    _, params, x, state0 = problem("mamba", {"d_in": 3, "d_state": 5}, 6, 2, rng)
+    out, final, cache = mine.forward(params, x, state0, return_cache=True)
+    want, want_final, want_cache = ref.forward(params, x, state0, return_cache=True)
+    assert_close("out", out, want, TOL, "text mamba")
+    d_out = rng.standard_normal(out.shape)
+    got_p, got_x, _ = mine.backward(params, cache, d_out)
+    want_p, want_x, _ = ref.backward(params, want_cache, d_out)
+    for p in params:
+        assert_close(f"d_params[{p!r}]", got_p[p], want_p[p], TOL, "text mamba")
+    for i in x:
+        assert_close(f"d_x[{i!r}]", got_x[i], want_x[i], TOL, "text mamba")
