@@ -86,7 +86,7 @@ def _step(params, x_t, state, size):
     _3 = kn[..., :, None] * _2[..., None, :]
     _4 = beta[..., None] * _3
     S = S_prev + _4
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, qn)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, qn)
     return o, {"S": S}
 
 
@@ -133,12 +133,12 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     _3 = kn[..., :, None] * _2[..., None, :]
     _4 = beta[..., None] * _3
     S = S_prev + _4
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, qn)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, qn)
     # back through it, last operation first
     do = d_out
     dS = d_state["S"]
-    dS = dS + 1 / np.sqrt(d_k) * qn[..., :, None] * do[..., None, :]
-    dqn = 1 / np.sqrt(d_k) * np.einsum("...kv,...v->...k", S, do)
+    dS = dS + d_k ** -0.5 * qn[..., :, None] * do[..., None, :]
+    dqn = d_k ** -0.5 * np.einsum("...kv,...v->...k", S, do)
     dS_prev = dS
     d_4 = dS
     d_3 = beta[..., None] * d_4

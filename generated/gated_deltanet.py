@@ -81,7 +81,7 @@ def _step(params, x_t, state, size):
     _5 = k[..., :, None] * _4[..., None, :]
     _6 = beta[..., None] * _5
     S = _2 + _6
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     return o, {"S": S}
 
 
@@ -126,12 +126,12 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     _5 = k[..., :, None] * _4[..., None, :]
     _6 = beta[..., None] * _5
     S = _2 + _6
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     # back through it, last operation first
     do = d_out
     dS = d_state["S"]
-    dS = dS + 1 / np.sqrt(d_k) * q[..., :, None] * do[..., None, :]
-    dq = 1 / np.sqrt(d_k) * np.einsum("...kv,...v->...k", S, do)
+    dS = dS + d_k ** -0.5 * q[..., :, None] * do[..., None, :]
+    dq = d_k ** -0.5 * np.einsum("...kv,...v->...k", S, do)
     d_2 = dS
     d_6 = dS
     d_5 = beta[..., None] * d_6

@@ -83,7 +83,7 @@ def forward_chunked(params, x, state0=None, chunk=64):
     q, k, v, g = x["q"], x["k"], x["v"], x["g"]
     d_k = size["d_k"]
     # the scan: outputs and state, chunk by chunk
-    out, S = _chunked_scan(1 / np.sqrt(d_k) * q, k, v, g, state["S"], chunk)
+    out, S = _chunked_scan(d_k ** -0.5 * q, k, v, g, state["S"], chunk)
     return out, {"S": S}
 
 
@@ -96,7 +96,7 @@ def _step(params, x_t, state, size):
     _2 = _1[..., None] * S_prev
     _3 = k[..., :, None] * v[..., None, :]
     S = _2 + _3
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     return o, {"S": S}
 
 
@@ -138,12 +138,12 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     _2 = _1[..., None] * S_prev
     _3 = k[..., :, None] * v[..., None, :]
     S = _2 + _3
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     # back through it, last operation first
     do = d_out
     dS = d_state["S"]
-    dS = dS + 1 / np.sqrt(d_k) * q[..., :, None] * do[..., None, :]
-    dq = 1 / np.sqrt(d_k) * np.einsum("...kv,...v->...k", S, do)
+    dS = dS + d_k ** -0.5 * q[..., :, None] * do[..., None, :]
+    dq = d_k ** -0.5 * np.einsum("...kv,...v->...k", S, do)
     d_2 = dS
     d_3 = dS
     dk = np.einsum("...kv,...v->...k", d_3, v)

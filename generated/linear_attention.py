@@ -82,7 +82,7 @@ def forward_chunked(params, x, state0=None, chunk=64):
     q, k, v = x["q"], x["k"], x["v"]
     d_k = size["d_k"]
     # the scan: outputs and state, chunk by chunk
-    out, S = _chunked_scan(1 / np.sqrt(d_k) * q, k, v, np.zeros_like(q[..., :1]), state["S"], chunk)
+    out, S = _chunked_scan(d_k ** -0.5 * q, k, v, np.zeros_like(q[..., :1]), state["S"], chunk)
     return out, {"S": S}
 
 
@@ -93,7 +93,7 @@ def _step(params, x_t, state, size):
     d_k = size["d_k"]
     _1 = k[..., :, None] * v[..., None, :]
     S = S_prev + _1
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     return o, {"S": S}
 
 
@@ -133,12 +133,12 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     # the step again, from the state at t-1
     _1 = k[..., :, None] * v[..., None, :]
     S = S_prev + _1
-    o = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", S, q)
+    o = d_k ** -0.5 * np.einsum("...kv,...k->...v", S, q)
     # back through it, last operation first
     do = d_out
     dS = d_state["S"]
-    dS = dS + 1 / np.sqrt(d_k) * q[..., :, None] * do[..., None, :]
-    dq = 1 / np.sqrt(d_k) * np.einsum("...kv,...v->...k", S, do)
+    dS = dS + d_k ** -0.5 * q[..., :, None] * do[..., None, :]
+    dq = d_k ** -0.5 * np.einsum("...kv,...v->...k", S, do)
     dS_prev = dS
     d_1 = dS
     dk = np.einsum("...kv,...v->...k", d_1, v)

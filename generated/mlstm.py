@@ -96,8 +96,8 @@ def _step(params, x_t, state, size):
     _8 = fa * n_prev
     _9 = ia * k
     n = _8 + _9
-    _10 = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", C, q)
-    _11 = 1 / np.sqrt(d_k) * np.sum(n * q, axis=-1, keepdims=True)
+    _10 = d_k ** -0.5 * np.einsum("...kv,...k->...v", C, q)
+    _11 = d_k ** -0.5 * np.sum(n * q, axis=-1, keepdims=True)
     _12 = np.abs(_11)
     _13 = -1 * m
     _14 = np.exp(_13)
@@ -155,8 +155,8 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     _8 = fa * n_prev
     _9 = ia * k
     n = _8 + _9
-    _10 = 1 / np.sqrt(d_k) * np.einsum("...kv,...k->...v", C, q)
-    _11 = 1 / np.sqrt(d_k) * np.sum(n * q, axis=-1, keepdims=True)
+    _10 = d_k ** -0.5 * np.einsum("...kv,...k->...v", C, q)
+    _11 = d_k ** -0.5 * np.sum(n * q, axis=-1, keepdims=True)
     _12 = np.abs(_11)
     _13 = -1 * m
     _14 = np.exp(_13)
@@ -176,10 +176,10 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     d_13 = d_14 * _14
     dm = dm + -1 * d_13
     d_11 = d_12 * np.sign(_11)
-    dn = dn + 1 / np.sqrt(d_k) * d_11 * q
-    dq = 1 / np.sqrt(d_k) * d_11 * n
-    dC = dC + 1 / np.sqrt(d_k) * q[..., :, None] * d_10[..., None, :]
-    dq = dq + 1 / np.sqrt(d_k) * np.einsum("...kv,...v->...k", C, d_10)
+    dn = dn + d_k ** -0.5 * d_11 * q
+    dq = d_k ** -0.5 * d_11 * n
+    dC = dC + d_k ** -0.5 * q[..., :, None] * d_10[..., None, :]
+    dq = dq + d_k ** -0.5 * np.einsum("...kv,...v->...k", C, d_10)
     d_8 = dn
     d_9 = dn
     dia = _sum_to(d_9 * k, ia.shape)

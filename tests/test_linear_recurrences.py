@@ -307,7 +307,14 @@ def test_generated_module_names_a_wrong_input_and_keeps_float32():
         module.forward(params, dict(x, beta=np.ones((4, 2, 3))), state0)
     with pytest.raises(ValueError, match=r"state0\['S'\]: expected shape \(B, d_k, d_v\) = \(2, 3, 5\)"):
         module.forward(params, x, {"S": np.zeros((2, 5, 3))})
-    out, final = module.forward(params, {k: v.astype(np.float32) for k, v in x.items()})
+    x32 = {k: v.astype(np.float32) for k, v in x.items()}
+    out, final, cache = module.forward(params, x32, return_cache=True)
+    assert out.dtype == np.float32 and final["S"].dtype == np.float32
+    _, d_x, d_state0 = module.backward(params, cache, np.ones_like(out))
+    assert all(v.dtype == np.float32 for v in (*d_x.values(), d_state0["S"]))
+    chunked = rnnsym.compile(variant_cell("gla")).forward_chunked
+    _, params, x, state0 = problem("gla", {"d_k": 3, "d_v": 5}, 4, 2, rng)
+    out, final = chunked(params, {k: v.astype(np.float32) for k, v in x.items()}, chunk=3)
     assert out.dtype == np.float32 and final["S"].dtype == np.float32
 
 
