@@ -11,7 +11,8 @@ from __future__ import annotations
 import sympy as sp
 
 from rnnsym.cells.cell import Cell, make_cell, now, param, prev
-from rnnsym.cells.nodes import (Activation, L2Norm, Maximum, Outer, RowScale, hadamard, madd, mmul)
+from rnnsym.cells.nodes import (Activation, HadamardQuotient, L2Norm, Maximum, Outer, RowScale, hadamard,
+                                madd, mmul)
 
 #: the symbol of d_k, for the default scale 1/sqrt(d_k) (the same Symbol rnnsym.shapes derives)
 D_K = sp.Symbol("d_k", integer=True, positive=True)
@@ -171,16 +172,11 @@ def mlstm(eps: float = 1e-6) -> Cell:
            ("ia", "gate", Activation("exp", madd(i, mmul(sp.S.NegativeOne, m)))),
            ("C", "state", madd(RowScale(now("fa"), prev("C")), RowScale(now("ia"), Outer(k, v)))),
            ("n", "state", madd(hadamard(now("fa"), prev("n")), hadamard(now("ia"), k))),
-           ("h", "output", _quotient(mmul(c, sp.Transpose(now("C")), q), den))]
+           ("h", "output", HadamardQuotient(mmul(c, sp.Transpose(now("C")), q), den))]
     return make_cell("mlstm", "mLSTM (xLSTM, stabilised recurrent step)", eqs,
                      inputs=("q", "k", "v", "i", "f"), params=(),
                      dim_names={"q": "d_k", "k": "d_k", "v": "d_v", "i": 1, "f": 1, "m": 1,
                                 "fa": 1, "ia": 1}, options={"eps": eps})
-
-
-def _quotient(num, den):
-    from rnnsym.cells.nodes import HadamardQuotient
-    return HadamardQuotient(num, den)
 
 
 LINEAR_BUILTINS = {"linear_attention": linear_attention, "gla": gla, "deltanet": deltanet,

@@ -30,7 +30,7 @@ from importlib import resources
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from rnnsym.cells.cell import Cell, split_name
+from rnnsym.cells.cell import Cell
 from rnnsym.cells.nodes import Activation, HadamardQuotient, L2Norm, Maximum, Outer, RowScale
 from rnnsym.codegen.groups import shape_tuple
 from rnnsym.codegen.helpers import HELPERS
@@ -51,7 +51,11 @@ def has_matrix_state(cell: Cell, table=None) -> bool:
 
 @dataclass
 class Line:
-    """One operation of the step: ``var = code``; ``children`` are the operands' variables."""
+    """One operation of the step: ``var = code``; ``children`` are the operands' variables.
+
+    ``op`` names the backward rule; ``parts``/``signs`` are an elementwise node's operands in
+    order (a sign of None marks a constant: ``1``, ``eps``), ``coef`` a product's scalar factor,
+    ``eps`` an l2norm's."""
 
     var: str
     expr: sp.Basic
@@ -59,7 +63,11 @@ class Line:
     batched: bool
     children: list = field(default_factory=list)
     code: str = ""
-    extra: list = field(default_factory=list)     # lines before it (an l2norm's 1/‖u‖)
+    op: str = ""
+    parts: list = field(default_factory=list)
+    signs: list = field(default_factory=list)
+    coef: sp.Basic = sp.S.One
+    eps: str = ""
 
 
 class NoMatrixRule(NotImplementedError):
@@ -92,6 +100,8 @@ class Tape:
         self.byvar: dict = {}
         self.count = 0
         self.dims: set = set()          # size symbols read by coefficients
+        self.seeded: set = set()        # adjoints set before the reverse sweep (d_out, d_state)
+        self.started: set = set()       # adjoints the reverse sweep assigned
         for i in cell.inputs:
             self._leaf(f"{i}[t]", i, self._kind(i), True)
         for s in cell.states:
@@ -110,7 +120,7 @@ class Tape:
         return MATRIX if c != 1 else SCALAR if r == 1 else VECTOR
 
     def _leaf(self, label, var, kind, batched):
-        line = Line(var, None, kind, batched, code="")
+        line = Line(var, None, kind, batched, op="leaf")
         self.leaves[label] = line
         self.byvar[var] = line
 
@@ -120,8 +130,7 @@ class Tape:
         if var == name:
             return
         src = self.byvar[var]
-        line = Line(name, None, src.kind, src.batched, [var], var)
-        line.op = "alias"
+        line = Line(name, None, src.kind, src.batched, [var], var, op="alias")
         self.lines.append(line)
         self.byvar[name] = line
 
@@ -132,7 +141,6 @@ class Tape:
     def value(self, expr, name=None) -> str:
         """The variable holding ``expr`` (writing the lines that compute it)."""
         if isinstance(expr, MatrixSymbol):
-            base, time = split_name(expr.name)
             if expr.name in self.leaves:
                 return self.leaves[expr.name].var
             if expr in self.memo:
@@ -172,9 +180,7 @@ class Tape:
             spec = expr.spec
             params = dict(zip(("a", "b"), (_coef(p) for p in expr.params)))
             code = spec.numpy.format(u=a, pu=a, **params)
-            line = Line("", expr, info(a).kind, info(a).batched, kids, code)
-            line.op = "act"
-            return line
+            return Line("", expr, info(a).kind, info(a).batched, kids, code, op="act")
         if isinstance(expr, (MatAdd, HadamardProduct, Maximum, HadamardQuotient)):
             parts, signs = [], []
             for term in expr.args:
@@ -201,25 +207,17 @@ class Tape:
                 code, op = f"np.maximum({parts[0]}, {parts[1]})", "max"
             else:
                 code, op = f"{parts[0]} / {parts[1]}", "div"
-            line = Line("", expr, kind, batched, kids, code)
-            line.op, line.signs, line.parts = op, signs, parts
-            return line
+            return Line("", expr, kind, batched, kids, code, op=op, parts=parts, signs=signs)
         if isinstance(expr, RowScale):
             s, m = v(expr.scale), v(expr.matrix)
-            line = Line("", expr, MATRIX, info(s).batched or info(m).batched, kids,
-                        f"{s}[..., None] * {m}")
-            line.op = "rowscale"
-            return line
+            return Line("", expr, MATRIX, info(s).batched or info(m).batched, kids,
+                        f"{s}[..., None] * {m}", op="rowscale")
         if isinstance(expr, Outer):
             a, b = v(expr.left), v(expr.right)
-            line = Line("", expr, MATRIX, True, kids, f"{a}[..., :, None] * {b}[..., None, :]")
-            line.op = "outer"
-            return line
+            return Line("", expr, MATRIX, True, kids, f"{a}[..., :, None] * {b}[..., None, :]", op="outer")
         if isinstance(expr, L2Norm):
             a = v(expr.arg)
-            line = Line("", expr, info(a).kind, info(a).batched, kids, "")
-            line.op, line.eps = "l2norm", _coef(expr.eps)
-            return line
+            return Line("", expr, info(a).kind, info(a).batched, kids, op="l2norm", eps=_coef(expr.eps))
         if isinstance(expr, MatMul):
             coef = sp.Mul(*[a for a in expr.args if not isinstance(a, sp.MatrixExpr)])
             mats = [a for a in expr.args if isinstance(a, sp.MatrixExpr)]
@@ -227,9 +225,7 @@ class Tape:
             c = "" if coef == 1 else f"{_coef(coef)} * "
             if len(mats) == 1:
                 a = v(mats[0])
-                line = Line("", expr, info(a).kind, info(a).batched, kids, f"{c}{a}")
-                line.op, line.coef = "scale", coef
-                return line
+                return Line("", expr, info(a).kind, info(a).batched, kids, f"{c}{a}", op="scale", coef=coef)
             if len(mats) != 2:
                 raise NoMatrixRule(f"a product of {len(mats)} matrices: {expr}")
             A, b = mats
@@ -249,9 +245,7 @@ class Tape:
                     code, op, kind = f'np.einsum("...kv,...v->...k", {X}, {bv})', "Sb", VECTOR
                 else:
                     code, op, kind = f"{bv} @ {X}.T", "Wb", VECTOR
-            line = Line("", expr, kind, True, kids, c + code)
-            line.op, line.coef = op, coef
-            return line
+            return Line("", expr, kind, True, kids, c + code, op=op, coef=coef)
         raise NoMatrixRule(f"the matrix-state generator has no rule for {type(expr).__name__}: {expr}")
 
     # --- printing ------------------------------------------------------------------------
