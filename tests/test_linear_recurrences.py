@@ -390,3 +390,39 @@ def test_a_text_cell_compiles_to_the_builtins_numbers():
         assert_close(f"d_params[{p!r}]", got_p[p], want_p[p], TOL, "text mamba")
     for i in x:
         assert_close(f"d_x[{i!r}]", got_x[i], want_x[i], TOL, "text mamba")
+
+
+@pytest.mark.parametrize("name", ["gla", "deltanet_qk_l2norm", "mamba2", "mlstm"])
+def test_elementwise_unrolled_formulas_equal_the_generated_forward(name):
+    """The scalar equations of `rnnsym unroll --form elementwise`, evaluated, give the generated
+    numbers (every entry of S_t and o_t, two steps, B = 1)."""
+    import sympy
+
+    from rnnsym.unroll import unroll
+    cell, steps = variant_cell(name), 2
+    table = rnnsym.shapes(cell)
+    dims = {str(d): v for d, v in zip(table.dims, (2, 3))}
+    unrolled = unroll(cell, steps, "elementwise", dims)
+    rng = np.random.default_rng(8)
+    _, params, x, state0 = problem(name, dims, steps, 1, rng)
+    values = {str(d): v for d, v in dims.items()}
+
+    def entry(base, index):
+        return f"{base}[{','.join(map(str, index))}]"
+    values.update({entry(p, i): v[i] for p, v in params.items() for i in np.ndindex(v.shape)})
+    values.update({entry(f"{k}[{t + 1}]", i): v[t, 0][i] for k, v in x.items()
+                   for t in range(steps) for i in np.ndindex(v.shape[2:])})
+    values.update({entry(f"{s}[0]", i): v[0][i] for s, v in state0.items() for i in np.ndindex(v.shape[1:])})
+    for label, rhs in unrolled.equations:
+        values[label] = float(rhs.xreplace({s: sympy.Float(values[s.name], 30)
+                                            for s in rhs.free_symbols}).evalf(20))
+    out, final = rnnsym.compile(cell).forward(params, x, state0)
+    for t in range(steps):
+        for i in range(out.shape[2]):
+            got, want = out[t, 0, i], values[f"{cell.output}[{t + 1}][{i}]"]
+            assert abs(got - want) <= 1e-12 * max(1.0, abs(want)), \
+                f"out[{t}, 0, {i}]={got!r}, but should be {want!r} [{name}({dims})]"
+    S = cell.states[0] if name != "mlstm" else "C"
+    for i in np.ndindex(final[S].shape[1:]):
+        want = values[entry(f"{S}[{steps}]", i)]
+        assert abs(final[S][(0, *i)] - want) <= 1e-12 * max(1.0, abs(want)), f"final_state[{S!r}][0, {i}]"
