@@ -5,6 +5,10 @@ that the code printers print as invalid ``Lambda(...)`` text, so elementwise act
 own node here: :class:`Activation` carries the function's *name* and its numeric parameters
 (ONNX ``activation_alpha``/``beta``, the ``clip`` threshold). Everything about one activation (its
 LaTeX, its NumPy code, its scalar form, its derivative) lives in :data:`ACTIVATIONS`.
+
+Matrix states (linear attention, Mamba, mLSTM) add :class:`Outer` (``a bᵀ``), :class:`RowScale`
+(a column or one number broadcast over a matrix: a decay), :class:`L2Norm` and :class:`Maximum`;
+``Sᵀ q`` is SymPy's ``Transpose`` in a product (:func:`matrix_valued` tells matrices from vectors).
 """
 from __future__ import annotations
 
