@@ -63,7 +63,7 @@ def forward(params, x, state0=None, *, return_cache=False):
             checkpoints.append(state)
         out[t], state = _step(params, {k: v[t] for k, v in x.items()}, state, size)
     if return_cache:
-        return out, state, {"x": x, "checkpoints": checkpoints, "size": size}
+        return out, state, {"x": x, "checkpoints": checkpoints, "every": CHECKPOINT, "size": size}
     return out, state
 
 
@@ -95,7 +95,7 @@ def _step(params, x_t, state, size):
 def backward(params, cache, d_outputs, d_final_state=None):
     """Backpropagation through time: ``(d_params, d_x, d_state0)`` from ∂L/∂outputs
     (T, B, ...) and ∂L/∂final_state (zeros when omitted)."""
-    x, checkpoints, size = cache["x"], cache["checkpoints"], cache["size"]
+    x, checkpoints, every, size = cache["x"], cache["checkpoints"], cache["every"], cache["size"]
     T = size["T"]
     state0 = checkpoints[0] if checkpoints else None
     params, _, _, _ = _check(params, x, state0)
@@ -106,12 +106,12 @@ def backward(params, cache, d_outputs, d_final_state=None):
                    if d_final_state is None or k not in d_final_state
                    else np.asarray(d_final_state[k], dtype=dtype))
                for k, syms in STATE_SHAPES.items()}
-    for start in reversed(range(0, T, CHECKPOINT)):
+    for start in reversed(range(0, T, every)):
         # the states at t-1 of this segment, recomputed from its checkpoint
-        states = [checkpoints[start // CHECKPOINT]]
-        for t in range(start, min(start + CHECKPOINT, T) - 1):
+        states = [checkpoints[start // every]]
+        for t in range(start, min(start + every, T) - 1):
             states.append(_step(params, {k: v[t] for k, v in x.items()}, states[-1], size)[1])
-        for t in reversed(range(start, min(start + CHECKPOINT, T))):
+        for t in reversed(range(start, min(start + every, T))):
             x_t = {k: v[t] for k, v in x.items()}
             d_x_t, d_state = _step_backward(params, x_t, states[t - start], size,
                                             np.asarray(d_outputs[t], dtype=dtype), d_state, d_params)

@@ -2,8 +2,6 @@
 text form, derived shapes and their conflicts, LaTeX, and the generated modules against the
 hand-written references (float64, 1e-12 normwise), finite differences and torch autograd of a
 torch-written reference (tests/linear_torch_reference.py)."""
-import contextlib
-
 import numpy as np
 import pytest
 import torch
@@ -91,17 +89,13 @@ def sizes_and_steps(draw, name):
         draw(st.integers(1, 4), label="CHECKPOINT")
 
 
-@contextlib.contextmanager
-def compiled(name, checkpoint=None):
-    """The compiled module of a variant (the source of generated/NAME.py), with its CHECKPOINT
-    set for the block and restored afterwards."""
+def compiled(name, checkpoint):
+    """The compiled module of a variant (the source of generated/NAME.py) with its CHECKPOINT
+    set: it changes what the cache keeps and what the backward recomputes, never a result, so
+    the shared module is left with it."""
     module = rnnsym.compile(variant_cell(name))
-    saved = module.CHECKPOINT
-    module.CHECKPOINT = saved if checkpoint is None else checkpoint
-    try:
-        yield module
-    finally:
-        module.CHECKPOINT = saved
+    module.CHECKPOINT = checkpoint
+    return module
 
 
 @pytest.mark.parametrize("name", list(MATRIX_VARIANTS))
@@ -111,11 +105,7 @@ def test_generated_equals_reference_forward_and_backward(name, data):
     sizes, T, B, checkpoint = data.draw(sizes_and_steps(name))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
     cell, params, x, state0 = problem(name, sizes, T, B, rng, data.draw(st.booleans(), label="state0"))
-    with compiled(name, checkpoint) as module:
-        run_against_reference(module, name, cell, params, x, state0, rng, T, checkpoint, sizes, B)
-
-
-def run_against_reference(module, name, cell, params, x, state0, rng, T, checkpoint, sizes, B):
+    module = compiled(name, checkpoint)
     ctx = f"{name}({sizes}, T={T}, B={B}, CHECKPOINT={checkpoint})"
     note(ctx)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
@@ -125,6 +115,7 @@ def run_against_reference(module, name, cell, params, x, state0, rng, T, checkpo
     for s in cell.states:
         assert_close(f"final_state[{s!r}]", final[s], want_final[s], TOL, ctx)
     assert len(cache["checkpoints"]) == -(-T // checkpoint)      # not one state per step
+    module.CHECKPOINT = checkpoint + 1          # the cache, not the module, says its interval
     d_out = rng.standard_normal(out.shape)
     d_final = {s: rng.standard_normal(v.shape) for s, v in final.items()}
     d_params, d_x, d_state0 = module.backward(params, cache, d_out, d_final)
@@ -152,11 +143,7 @@ def test_backward_equals_finite_differences(name, seed, T, B):
     rng = np.random.default_rng(seed)
     sizes = {str(d): 2 + k for k, d in enumerate(rnnsym.shapes(variant_cell(name)).dims)}
     cell, params, x, state0 = problem(name, sizes, T, B, rng)
-    with compiled(name, 2) as module:
-        fd_check(module, name, cell, params, x, state0, rng, sizes, T, B)
-
-
-def fd_check(module, name, cell, params, x, state0, rng, sizes, T, B):
+    module = compiled(name, 2)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
     d_out = rng.standard_normal(out.shape)
     d_final = {s: rng.standard_normal(v.shape) for s, v in final.items()}
@@ -183,11 +170,7 @@ def test_backward_equals_torch_autograd(name, seed, T, B):
     rng = np.random.default_rng(seed)
     sizes = {str(d): 3 + k for k, d in enumerate(rnnsym.shapes(variant_cell(name)).dims)}
     cell, params, x, state0 = problem(name, sizes, T, B, rng)
-    with compiled(name, 3) as module:
-        torch_check(module, name, cell, params, x, state0, rng, sizes, T, B)
-
-
-def torch_check(module, name, cell, params, x, state0, rng, sizes, T, B):
+    module = compiled(name, 3)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
     d_out = rng.standard_normal(out.shape)
     d_final = {s: rng.standard_normal(v.shape) for s, v in final.items()}
@@ -426,3 +409,37 @@ def test_elementwise_unrolled_formulas_equal_the_generated_forward(name):
     for i in np.ndindex(final[S].shape[1:]):
         want = values[entry(f"{S}[{steps}]", i)]
         assert abs(final[S][(0, *i)] - want) <= 1e-12 * max(1.0, abs(want)), f"final_state[{S!r}][0, {i}]"
+
+
+@pytest.mark.parametrize("text", ["h = tanh(W @ h + x) * logsigmoid(U @ x)", "h = tanh(W @ h + log(U @ x))",
+                                  "h = tanh(W @ h) + exp(U @ x)"])
+def test_the_new_functions_in_a_vector_cell_have_gradients(text):
+    """exp, log and logsigmoid in an ordinary (vector-state) cell: the vector generator's backward
+    (their derivatives written from the output) equals central differences."""
+    cell = parse_cell(text, dims=[("d_in", "d_h")])
+    module = rnnsym.compile(cell)
+    rng = np.random.default_rng(5)
+    shapes = rnnsym.shapes(cell).concrete(d_h=3)
+    params = {p: rng.uniform(0.1, 0.6, shapes[p]) for p in cell.params}
+    x = rng.uniform(0.1, 1, (4, 2, 3))
+    out, _, cache = module.forward(params, x, return_cache=True)
+    d_out = rng.standard_normal(out.shape)
+    d_params, _, _ = module.backward(params, cache, d_out)
+    for p in cell.params:
+        step = np.zeros_like(params[p])
+        step[0, 1] = 1e-6
+        fd = (np.sum(module.forward({**params, p: params[p] + step}, x)[0] * d_out)
+              - np.sum(module.forward({**params, p: params[p] - step}, x)[0] * d_out)) / 2e-6
+        assert abs(d_params[p][0, 1] - fd) <= 1e-6 * max(1, abs(fd)), f"d_params[{p!r}][0, 1] [{text}]"
+
+
+def test_a_vector_cell_with_abs_or_max_runs_forward_and_says_why_there_is_no_backward():
+    cell = parse_cell("h = max(W @ h, abs(U @ x))")
+    module = rnnsym.compile(cell)
+    shapes = rnnsym.shapes(cell).concrete(d_in=2, d_h=3)
+    params = {p: np.ones(shapes[p]) for p in cell.params}
+    x = -np.ones((2, 1, 2))
+    out, _ = module.forward(params, x)
+    np.testing.assert_array_equal(out, np.array([[[2.0, 2.0, 2.0]], [[6.0, 6.0, 6.0]]]))
+    with pytest.raises(NotImplementedError, match=r"no backward rule for (Maximum|abs)"):
+        module.forward(params, x, return_cache=True)
