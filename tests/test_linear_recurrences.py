@@ -239,20 +239,31 @@ def test_derived_shapes_of_the_builtins():
 
 
 def test_shape_conflicts_name_the_term_and_both_dimensions():
+    import re
     S, q, k, v = prev("S"), now("q"), now("k"), now("v")
     # the query sized apart from the keys: S^T q cannot be formed
     bad_q = make_cell("bad", "bad", [("S", "state", madd(S, Outer(k, v))),
                                      ("o", "output", mmul(sp_transpose(now("S")), q))],
                       inputs=("q", "k", "v"), dim_names={"q": "d_q", "k": "d_k", "v": "d_v"})
-    with pytest.raises(ShapeConflict, match=r"transpose\(S\[t\]\) @ q\[t\].*d_k = d_q|d_q = d_k"):
+    with pytest.raises(ShapeConflict, match=re.escape(
+            "in the product transpose(S[t]) @ q[t], the columns of transpose(S[t]) must equal the "
+            "rows of q[t]: would need d_k = d_q")):
         rnnsym.shapes(bad_q)
-    # a decay with one entry per value column cannot scale the rows of S
-    bad_g = make_cell("bad", "bad", [("S", "state", madd(RowScale(Activation("exp", now("g")), S),
-                                                         Outer(k, v)))],
-                      inputs=("k", "v", "g"), dim_names={"k": "d_k", "v": "d_v", "g": "d_v"})
-    with pytest.raises(ShapeConflict, match=r"exp\(g\[t\]\) is broadcast over the columns of "
-                                            r"S\[t-1\].*d_k = d_v|d_v = d_k"):
+    # a decay with one entry per value column cannot scale the rows of S (k ⊗ v fixed them)
+    decay = RowScale(Activation("exp", now("g")), S)
+    dims = {"k": "d_k", "v": "d_v", "g": "d_v"}
+    bad_g = make_cell("bad", "bad", [("S", "state", madd(Outer(k, v), decay))],
+                      inputs=("k", "v", "g"), dim_names=dims)
+    with pytest.raises(ShapeConflict, match=re.escape(
+            "in exp(g[t]) * S[t-1], exp(g[t]) is broadcast over the columns of S[t-1] and must "
+            "have its rows: would need d_v = d_k")):
         rnnsym.shapes(bad_g)
+    # written the other way round, the decay fixes S's rows first and the outer product is named
+    bad_order = make_cell("bad", "bad", [("S", "state", madd(decay, Outer(k, v)))],
+                          inputs=("k", "v", "g"), dim_names=dims)
+    with pytest.raises(ShapeConflict, match=re.escape(
+            "the term outer(k[t], v[t]) must have the shape of S[t]: would need d_v = d_k")):
+        rnnsym.shapes(bad_order)
 
 
 def sp_transpose(m):
