@@ -62,7 +62,7 @@ def _attention(name, title, rule, decay="key", scale=None, qk_l2norm=False) -> C
 
 
 def linear_attention(scale=None) -> Cell:
-    """Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs", eq. 16-18, without
+    """Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs", without
     the feature map and the normaliser): ``S_t = S_{t-1} + k_t ⊗ v_t``, ``o_t = scale · S_tᵀ q_t``;
     ONNX ``LinearAttention`` ``update_rule="linear"``. ``scale`` None: ``1/sqrt(d_k)``."""
     return _attention("linear_attention", "linear attention (ONNX LinearAttention, linear)", "linear",
@@ -73,10 +73,10 @@ def gla(decay="key", scale=None) -> Cell:
     """Gated linear attention: ``S_t = exp(g_t) ⊙ S_{t-1} + k_t ⊗ v_t``, ONNX ``gated``.
 
     ``decay="key"``: one log-decay per key row, GLA (Yang et al. 2024, "Gated Linear Attention
-    Transformers with Hardware-Efficient Training", eq. 3: ``S_t = diag(α_t) S_{t-1} + k_t v_tᵀ``
+    Transformers with Hardware-Efficient Training": ``S_t = diag(α_t) S_{t-1} + k_t v_tᵀ``
     with ``α_t = exp(g_t)``) and RWKV-6 (Peng et al. 2024, "Eagle and Finch", its ``w_t`` decay;
     RWKV-6's bonus term ``u`` is not part of this cell). ``decay="head"``: one number per head,
-    RetNet's ``γ`` (Sun et al. 2023, eq. 6) and Mamba-2's ``exp(Δ_t a)`` (Dao and Gu 2024, §3).
+    RetNet's ``γ`` (Sun et al. 2023) and Mamba-2's ``exp(Δ_t a)`` (Dao and Gu 2024).
     """
     return _attention("gla", f"gated linear attention (ONNX gated, decay per {decay})", "gated",
                       decay=decay, scale=scale)
@@ -84,7 +84,7 @@ def gla(decay="key", scale=None) -> Cell:
 
 def deltanet(scale=None, qk_l2norm=False) -> Cell:
     """DeltaNet (Schlag et al. 2021, "Linear Transformers Are Secretly Fast Weight Programmers";
-    Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule", eq. 1):
+    Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule"):
     ``S_t = S_{t-1} + β_t k_t ⊗ (v_t − S_{t-1}ᵀ k_t)``, ONNX ``delta``. ``qk_l2norm``: q and k
     l2-normalised inside the cell (flash-linear-attention's ``use_qk_l2norm_in_kernel``; ONNX
     leaves normalising to the model)."""
@@ -93,7 +93,7 @@ def deltanet(scale=None, qk_l2norm=False) -> Cell:
 
 
 def gated_deltanet(decay="head", scale=None, qk_l2norm=False) -> Cell:
-    """Gated DeltaNet (Yang, Kautz and Hatamizadeh 2025, "Gated Delta Networks", eq. 10; Qwen3-Next's
+    """Gated DeltaNet (Yang, Kautz and Hatamizadeh 2025, "Gated Delta Networks"; Qwen3-Next's
     ``torch_recurrent_gated_delta_rule`` in huggingface transformers):
     ``S_t = exp(g_t) S_{t-1} + β_t k_t ⊗ (v_t − exp(g_t) S_{t-1}ᵀ k_t)``, ONNX ``gated_delta`` (the
     default rule). ``decay="head"`` (the paper's and Qwen3-Next's α_t, one per head) or ``"key"``."""
@@ -102,8 +102,8 @@ def gated_deltanet(decay="head", scale=None, qk_l2norm=False) -> Cell:
 
 
 def mamba() -> Cell:
-    """Mamba-1's selective scan for one block of ``d_in`` channels (Gu and Dao 2023, "Mamba",
-    Algorithm 2; ``selective_scan_ref`` in state-spaces/mamba
+    """Mamba-1's selective scan for one block of ``d_in`` channels (Gu and Dao 2023, "Mamba";
+    ``selective_scan_ref`` in state-spaces/mamba
     mamba_ssm/ops/selective_scan_interface.py, with ``delta_softplus=True`` and ``delta_bias``):
 
         Δ_t = softplus(dt_t + dt_bias)                         (d_in)
@@ -125,7 +125,7 @@ def mamba() -> Cell:
 
 
 def mamba2() -> Cell:
-    """Mamba-2's SSD recurrence for one head (Dao and Gu 2024, "Transformers are SSMs", §3–§6;
+    """Mamba-2's SSD recurrence for one head (Dao and Gu 2024, "Transformers are SSMs";
     ``selective_state_update`` in state-spaces/mamba mamba_ssm/ops/triton/selective_state_update.py
     with a scalar ``A`` per head, ``dt_softplus=True``):
 
@@ -148,7 +148,7 @@ def mamba2() -> Cell:
 
 
 def mlstm(eps: float = 1e-6) -> Cell:
-    """xLSTM's mLSTM, stabilised (Beck et al. 2024, "xLSTM", §2.3 and appendix; the recurrent
+    """xLSTM's mLSTM, stabilised (Beck et al. 2024, "xLSTM"; the recurrent
     step ``mlstm_recurrent_step__native_fw`` of NX-AI/mlstm_kernels):
 
         m_t = max(logσ(f_t) + m_{t-1}, i_t)                   (stabiliser, one number)
