@@ -18,7 +18,10 @@ CELL_OPTIONS = {
     "clip": ({"lstm"}, "clip"),
     "reset": ({"gru"}, "reset"),
     "pooling": ({"qrnn"}, "pooling"),
-    "eps": ({"lnlstm"}, "eps"),
+    "eps": ({"lnlstm", "mlstm"}, "eps"),
+    "decay": ({"gla", "gated_deltanet"}, "decay"),
+    "qk_l2norm": ({"deltanet", "gated_deltanet"}, "qk_l2norm"),
+    "scale": ({"linear_attention", "gla", "deltanet", "gated_deltanet"}, "scale"),
 }
 
 
@@ -47,6 +50,10 @@ def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     g.add_argument("--readout", dest="readouts", default="",
                    help="comma-separated readout names (e.g. y)")
     g.add_argument("--dims", default="", help="declare dimensions equal, e.g. d_in=d_h")
+    g.add_argument("--scalars", default="", help="names that are one number per step, e.g. "
+                   "beta,g (a per-head gate; docs/linear-recurrences.md)")
+    g.add_argument("--matrices", default="", help="parameters that are matrices used elementwise, "
+                   "e.g. A in exp(delta * A)")
     b = p.add_argument_group("built-in cell options")
     b.add_argument("--activation", choices=["tanh", "relu", "sigmoid", "identity"],
                    help="elman, indrnn: the nonlinearity (default tanh, indrnn relu)")
@@ -61,7 +68,15 @@ def add_cell_arguments(p: argparse.ArgumentParser, *, many: bool = False):
     b.add_argument("--reset", choices=["after", "before"],
                    help="gru: reset gate after (PyTorch) or before (paper, ONNX default) the matmul")
     b.add_argument("--pooling", choices=["f", "fo"], help="qrnn: f- or fo-pooling (default fo)")
-    b.add_argument("--eps", type=float, help="lnlstm: layer-norm eps (default 1e-5, torch's)")
+    b.add_argument("--eps", type=float, help="lnlstm: layer-norm eps (default 1e-5, torch's); "
+                   "mlstm: the denominator's eps (default 1e-6)")
+    b.add_argument("--decay", choices=["key", "head"],
+                   help="gla, gated_deltanet: log-decay per key row or one per head")
+    b.add_argument("--qk-l2norm", dest="qk_l2norm", action="store_true", default=None,
+                   help="deltanet, gated_deltanet: l2-normalise q and k inside the cell")
+    b.add_argument("--scale", type=float,
+                   help="linear_attention, gla, deltanet, gated_deltanet: o = scale S^T q "
+                        "(default 1/sqrt(d_k))")
 
 
 def _split(s):
@@ -82,7 +97,9 @@ def cells_from_args(args, *, many=False):
             dims.append((a.strip(), b.strip()))
         return [parse_cell(args.define, inputs=_split(args.input),
                            states=_split(args.state) if args.state else None,
-                           readouts=_split(args.readouts), dims=dims, name=args.name)]
+                           readouts=_split(args.readouts), dims=dims, name=args.name,
+                           scalars=_split(getattr(args, "scalars", "")),
+                           matrices=_split(getattr(args, "matrices", "")))]
     if not names:
         if many:
             return []
@@ -120,7 +137,15 @@ def cmd_cells(args):
             ("indrnn", indrnn(), "--activation relu|tanh|sigmoid|identity (Li et al. 2018)"),
             ("sru", sru(), "none (Lei et al. 2018; d_in = d_h)"),
             ("qrnn", qrnn(), "--pooling f|fo (Bradbury et al. 2017, window 2)"),
-            ("lnlstm", lnlstm(), "--eps E (PyTorch custom_lstms.py LayerNormLSTMCell)")):
+            ("lnlstm", lnlstm(), "--eps E (PyTorch custom_lstms.py LayerNormLSTMCell)"),
+            *((n, builtin(n), o) for n, o in (
+                ("linear_attention", "--scale S (ONNX LinearAttention linear)"),
+                ("gla", "--decay key|head, --scale S (ONNX gated; GLA, RWKV-6 / RetNet, Mamba-2)"),
+                ("deltanet", "--qk-l2norm, --scale S (ONNX delta)"),
+                ("gated_deltanet", "--decay head|key, --qk-l2norm, --scale S (ONNX gated_delta)"),
+                ("mamba", "none (Mamba-1 selective scan, one block of channels)"),
+                ("mamba2", "none (Mamba-2 SSD, one head)"),
+                ("mlstm", "--eps E (xLSTM mLSTM, stabilised)")))):
         print(f"{title}: {cell.title}\n  options: {opts}")
         print("\n".join("  " + line for line in cell.text().splitlines()))
         print()
@@ -130,6 +155,13 @@ def cmd_cells(args):
 def cmd_show(args):
     cell = cells_from_args(args)[0]
     if args.backward:
+        from rnnsym.codegen.matrix import backward_step_source, has_matrix_state
+        if has_matrix_state(cell):          # the generated reverse sweep, one line per operation
+            if args.latex:
+                raise UsageError(f"{cell.name} has a matrix state: its backward step is shown as "
+                                 "the generated code (drop --latex)")
+            print(backward_step_source(cell))
+            return 0
         from rnnsym.gradients import backward_latex, backward_text
         print(backward_latex(cell) if args.latex else backward_text(cell))
         return 0

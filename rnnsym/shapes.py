@@ -12,6 +12,12 @@ constraints itself, the way ``_shape.is_matmul_valid``/``is_matadd_valid`` phras
 * ``layernorm(u, g, b)``: g and b have the shape of u; ``a / b`` elementwise: one shape;
 * ``chunk(u, k, n)``: u has n times the rows of the block (a *scaled* constraint, solved after the
   unification: a class of rows may be labelled ``4*d_h``).
+* matrix states (linear attention, Mamba, mLSTM): a state or quantity whose equation is
+  matrix-valued (an ``outer(k, v)``, a broadcast product ``a * S``) keeps its columns free
+  (``S: d_k × d_v``); ``outer(a, b)`` is ``rows(a) × rows(b)``; ``a * M`` broadcasts the column
+  ``a`` over ``M``'s columns (same rows), or, where ``a`` is one number per step (declared
+  1 × 1, e.g. a per-head gate), over all of ``M``; in sums, elementwise products, quotients and
+  ``max``, a term already known to be 1 × 1 broadcasts the same way.
 
 The sizes are merged class by class (union-find). The rows of the anchored quantities (``x`` →
 ``d_in``, ``h`` → ``d_h``, readout → ``d_out``, LSTM projection → ``d_proj``) name the classes;
@@ -28,7 +34,8 @@ from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions import HadamardProduct, Transpose
 
 from rnnsym.cells.cell import Cell, cols, rows, split_name
-from rnnsym.cells.nodes import Activation, Chunk, Diag, HadamardQuotient, LayerNorm
+from rnnsym.cells.nodes import (Activation, Chunk, Diag, HadamardQuotient, L2Norm, LayerNorm, Maximum, Outer,
+                                RowScale, matrix_valued)
 
 
 class ShapeError(ValueError):
@@ -61,6 +68,8 @@ class _Classes:
         self.soft: dict = {}        # root -> soft name
         self.origin: dict = {}      # placeholder -> words (for undetermined reports)
         self.scaled: list = []      # (big, n, small, context): size(big) = n * size(small)
+        self.soft_rank: dict = {}   # soft name -> rank: merging soft-named classes keeps the first
+        self.matrices: set = set()  # labels of matrix-valued quantities (S[t-1], S[t])
 
     def find(self, a):
         self.parent.setdefault(a, a)
@@ -90,7 +99,8 @@ class _Classes:
         self.parent[rb] = ra
         if la is None and lb is not None:
             self.label[ra] = lb
-        if ra not in self.soft and rb in self.soft:
+        if rb in self.soft and (ra not in self.soft or self.soft_rank.get(self.soft[rb], 0)
+                                < self.soft_rank.get(self.soft[ra], 0)):
             self.soft[ra] = self.soft[rb]
         self.label.pop(rb, None)
         self.soft.pop(rb, None)
@@ -119,6 +129,7 @@ class _Classes:
     def anchor(self, a, value, soft=False):
         r = self.find(a)
         if soft:
+            self.soft_rank.setdefault(value, len(self.soft_rank))
             self.soft.setdefault(r, value)
             return
         node = ("dim", value)               # one node per name: same names are one class
@@ -271,9 +282,16 @@ class ShapeTable:
 def derive(cell: Cell) -> ShapeTable:
     """Collect and solve the shape constraints of ``cell``; see the module docstring."""
     uf = _Classes()
-    # vectors: inputs, states, gates and readouts have one column
+    # vectors: inputs, states, gates and readouts have one column, unless matrix-valued
+    matrices: set = set()
+    for _ in range(2):          # a matrix state read before its own equation: a second pass
+        for e in cell.equations:
+            if matrix_valued(e.rhs, matrices):
+                matrices |= {f"{e.name}[t]", f"{e.name}[t-1]"}
+    uf.matrices = matrices
     for name in (*cell.inputs, *(e.name for e in cell.equations)):
-        uf.anchor(cols(name), 1)
+        if f"{name}[t]" not in matrices:
+            uf.anchor(cols(name), 1)
     # declared equalities first, so that they never read as conflicts
     for a, b in cell.equal_dims:
         uf.union(("dim", b), ("dim", a), f"--dims {a}={b}")
@@ -281,6 +299,9 @@ def derive(cell: Cell) -> ShapeTable:
     for q, d in cell.dim_names.items():
         if q in (*cell.inputs, *(e.name for e in cell.equations)):
             uf.anchor(rows(q), d)
+        elif q in cell.params and d == 1:          # a parameter declared one number (1 × 1)
+            uf.anchor(rows(q), 1)
+            uf.anchor(cols(q), 1)
     for q, d in cell.soft_dim_names.items():
         uf.anchor(rows(q), d, soft=True)
 
@@ -322,8 +343,22 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
         return rows(base), cols(base)
     if isinstance(expr, OneMatrix):
         return expr.shape
-    if isinstance(expr, (Activation,)):
+    if isinstance(expr, (Activation, L2Norm)):
         return _shape_of(expr.arg, uf, context, expect)
+    if isinstance(expr, Outer):
+        (ra, ca), (rb, cb) = (_shape_of(a, uf, context) for a in (expr.left, expr.right))
+        for c, a in ((ca, expr.left), (cb, expr.right)):
+            uf.union(c, _one(uf), f"{context}: in {_fmt_term(expr)}, {_fmt_term(a)} must be a column vector")
+        return ra, rb
+    if isinstance(expr, RowScale):
+        r, c = _shape_of(expr.matrix, uf, context, expect)
+        ra, ca = _shape_of(expr.scale, uf, context)
+        where = f"{context}: in {_fmt_term(expr)}, {_fmt_term(expr.scale)} is broadcast over the " \
+                f"columns of {_fmt_term(expr.matrix)}"
+        uf.union(ca, _one(uf), where)
+        if not _is_scalar(uf, (ra, ca)):
+            uf.union(ra, r, where + " and must have its rows")
+        return r, c
     if isinstance(expr, LayerNorm):
         r, c = _shape_of(expr.arg, uf, context, expect)
         for what, v in (("gain", expr.gain), ("bias", expr.bias)):
@@ -352,8 +387,22 @@ def _shape_of(expr, uf: _Classes, context: str, expect=None):
                     f"{_fmt_term(a)} must equal the rows of {_fmt_term(b)}"
             uf.union(ca, rb, where)
         return shapes[0][0], shapes[-1][1]
-    if isinstance(expr, (MatAdd, HadamardProduct, HadamardQuotient)):
-        kind = {MatAdd: "sum", HadamardProduct: "elementwise product"}.get(type(expr), "elementwise quotient")
+    if isinstance(expr, (MatAdd, HadamardProduct, HadamardQuotient, Maximum)):
+        kind = {MatAdd: "sum", HadamardProduct: "elementwise product",
+                Maximum: "elementwise max"}.get(type(expr), "elementwise quotient")
+        broadcast = _broadcast_terms(expr, uf, context)
+        if broadcast is not None:       # a term is one number per step: it broadcasts
+            scalars, full = broadcast
+            if expect is not None:
+                r0, c0, label = expect
+            else:
+                (r0, c0), label, full = full[0][1], _fmt_term(full[0][0]), full[1:]
+            for term, shape in full:
+                where = f"{context}: in the {kind} {_fmt_term(expr)}, the term {_fmt_term(term)} " \
+                        f"must have the shape of {label}"
+                uf.union(r0, shape[0], where)
+                uf.union(c0, shape[1], where)
+            return r0, c0
         if expect is not None:
             r0, c0, label = expect
             terms = expr.args
@@ -374,3 +423,54 @@ def _same_shape(uf: _Classes, shape, expr, context: str, where: str):
     r, c = _shape_of(expr, uf, context)
     uf.union(shape[0], r, where)
     uf.union(shape[1], c, where)
+
+
+def _one(uf: _Classes):
+    """The class of the size 1 (created on first use)."""
+    node = ("dim", 1)
+    root = uf.find(node)
+    uf.label.setdefault(root, sp.Integer(1))
+    return node
+
+
+def _is_scalar(uf: _Classes, shape) -> bool:
+    """Whether a (rows, cols) pair is already known to be 1 × 1 (one number per step)."""
+    return all(uf.label.get(uf.find(s)) == 1 for s in shape)
+
+
+def _broadcast_terms(expr, uf: _Classes, context: str):
+    """For an elementwise node with a term known to be 1 × 1 beside others that are not:
+    ``(scalars, others)`` as lists of ``(term, shape)``; ``None`` when no term broadcasts (the
+    ordinary one-shape rule applies, with its term-by-term messages)."""
+    terms = [a for a in expr.args if isinstance(a, sp.MatrixExpr)]
+    if len(terms) < 2 or not any(_is_scalar_term(t, uf) for t in terms):
+        return None
+    shaped = [(t, _shape_of(t, uf, context)) for t in terms]
+    scalars = [(t, sh) for t, sh in shaped if _is_scalar(uf, sh)]
+    others = [(t, sh) for t, sh in shaped if not _is_scalar(uf, sh)]
+    if not others:
+        return None
+    return scalars, others
+
+
+def _is_scalar_term(term, uf: _Classes) -> bool:
+    """A quick look (before unifying anything) whether ``term`` is a declared 1 × 1 quantity or an
+    expression of such quantities only (``exp(g)``, ``1 - beta``)."""
+    if isinstance(term, MatrixSymbol):
+        base, _ = split_name(term.name)
+        return _is_scalar(uf, (rows(base), cols(base)))
+    if isinstance(term, OneMatrix):
+        return _is_scalar(uf, term.shape)
+    if isinstance(term, (Outer, RowScale)):
+        return False
+    mats = [a for a in term.args if isinstance(a, sp.MatrixExpr)]
+    if isinstance(term, Transpose):
+        return _is_scalar_term(term.arg, uf)
+    if isinstance(term, MatMul) and len(mats) == 1 and isinstance(mats[0], OneMatrix):
+        return _is_scalar(uf, term.shape)     # c·1 (mLSTM's eps): ones of a known shape
+    if isinstance(term, MatMul):
+        if len(mats) == 2 and isinstance(mats[0], Transpose) and not any(
+                matrix_valued(m, uf.matrices) for m in (mats[0].arg, mats[1])):
+            return True         # aᵀ b of two vectors: a dot product, one number
+        return False if len(mats) > 1 else _is_scalar_term(mats[0], uf)
+    return bool(mats) and all(_is_scalar_term(a, uf) for a in mats)

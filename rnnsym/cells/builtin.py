@@ -14,6 +14,7 @@ import numbers
 import sympy as sp
 
 from rnnsym.cells.cell import Cell, make_cell, now, param, prev
+from rnnsym.cells.linear import LINEAR_BUILTINS
 from rnnsym.cells.nodes import (ACTIVATIONS, LAYERNORM_EPS, Activation, chunk, divide, hadamard,
                                 layernorm, madd, mmul, one_minus)
 
@@ -315,7 +316,8 @@ def lnlstm(eps: float = 1e-5) -> Cell:
 
 
 BUILTINS = {"elman": elman, "rnn": elman, "lstm": lstm, "gru": gru, "mingru": mingru,
-            "minlstm": minlstm, "indrnn": indrnn, "sru": sru, "qrnn": qrnn, "lnlstm": lnlstm}
+            "minlstm": minlstm, "indrnn": indrnn, "sru": sru, "qrnn": qrnn, "lnlstm": lnlstm,
+            **LINEAR_BUILTINS}
 
 
 def builtin(name: str, **options) -> Cell:
@@ -328,4 +330,5 @@ def builtin(name: str, **options) -> Cell:
 
 
 #: the built-in cells, for messages
-NAMES = "elman (alias rnn), lstm, gru, mingru, minlstm, indrnn, sru, qrnn, lnlstm"
+NAMES = ("elman (alias rnn), lstm, gru, mingru, minlstm, indrnn, sru, qrnn, lnlstm; matrix states: "
+         "linear_attention, gla, deltanet, gated_deltanet, mamba, mamba2, mlstm")

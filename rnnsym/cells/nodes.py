@@ -5,6 +5,10 @@ that the code printers print as invalid ``Lambda(...)`` text, so elementwise act
 own node here: :class:`Activation` carries the function's *name* and its numeric parameters
 (ONNX ``activation_alpha``/``beta``, the ``clip`` threshold). Everything about one activation (its
 LaTeX, its NumPy code, its scalar form, its derivative) lives in :data:`ACTIVATIONS`.
+
+Matrix states (linear attention, Mamba, mLSTM) add :class:`Outer` (``a bᵀ``), :class:`RowScale`
+(a column or one number broadcast over a matrix: a decay), :class:`L2Norm` and :class:`Maximum`;
+``Sᵀ q`` is SymPy's ``Transpose`` in a product (:func:`matrix_valued` tells matrices from vectors).
 """
 from __future__ import annotations
 
@@ -82,6 +86,13 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
                                lambda u: u / (1 + sp.Abs(u)), "({pu} / (1 + np.abs({u})))"),
     "softplus": ActivationSpec(r"\operatorname{softplus}", (), (),
                                lambda u: sp.log(1 + sp.exp(u)), "np.logaddexp(0, {u})"),
+    # the gates and decays of linear recurrences with a matrix state (GLA, Mamba, mLSTM)
+    "exp": ActivationSpec(r"\exp", (), (), lambda u: sp.exp(u, evaluate=False), "np.exp({u})"),
+    "log": ActivationSpec(r"\log", (), (), lambda u: sp.log(u, evaluate=False), "np.log({u})"),
+    "logsigmoid": ActivationSpec(r"\log\sigma", (), (),
+                                 lambda u: -sp.log(1 + sp.exp(-u)), "(-np.logaddexp(0, -{pu}))"),
+    "abs": ActivationSpec(r"\operatorname{abs}", (), (), lambda u: sp.Abs(u, evaluate=False),
+                          "np.abs({u})"),
     # not an activation but the same kind of node: ONNX `clip`, bounds u to [-a, a]
     "clip": ActivationSpec(r"\operatorname{clip}", ("threshold",), (),
                            lambda u, a: sp.Max(-a, sp.Min(a, u, evaluate=False), evaluate=False),
@@ -337,3 +348,144 @@ def divide(a, b) -> HadamardQuotient:
 def chunk(u, index: int, count: int) -> Chunk:
     """The ``index``-th of ``count`` equal row blocks of ``u``, for cells written in Python."""
     return Chunk(u, index, count)
+
+
+# --- matrix-valued states (linear attention, DeltaNet, Mamba, mLSTM) --------------------------
+class Outer(MatrixExpr):
+    """``outer(a, b)`` = ``a bᵀ``: the outer product of two column vectors, a matrix
+    ``rows(a) × rows(b)`` (the ``k_t ⊗ v_t`` of linear attention)."""
+
+    def __new__(cls, left, right):
+        for what, v in (("first", left), ("second", right)):
+            if not isinstance(v, MatrixExpr):
+                raise ValueError(f"outer(a, b): the {what} argument must be a vector, got {v}")
+        return Basic.__new__(cls, left, right)
+
+    @property
+    def left(self):
+        return self.args[0]
+
+    @property
+    def right(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return (self.left.shape[0], self.right.shape[0])
+
+
+class RowScale(MatrixExpr):
+    """``a * M`` with a matrix ``M`` and a column ``a`` broadcast over its columns: row ``i`` of
+    ``M`` times ``a_i`` (a per-key decay, GLA's ``diag(α_t) S``), or, when ``a`` is one number
+    per step (shape 1 × 1), every entry times it (RetNet's γ, Mamba-2's ``exp(Δ a)``)."""
+
+    def __new__(cls, scale, matrix):
+        for what, v in (("scale", scale), ("matrix", matrix)):
+            if not isinstance(v, MatrixExpr):
+                raise ValueError(f"broadcast product: the {what} must be a matrix expression, got {v}")
+        return Basic.__new__(cls, scale, matrix)
+
+    @property
+    def scale(self):
+        return self.args[0]
+
+    @property
+    def matrix(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.matrix.shape
+
+
+#: fla's l2norm eps (flash-linear-attention fla/modules/l2norm.py: x * rsqrt(sum(x²) + eps))
+L2NORM_EPS = sp.Rational(1, 1000000)
+
+
+class L2Norm(MatrixExpr):
+    """``l2norm(u)`` = ``u / sqrt(Σ u² + eps)`` over the feature axis (DeltaNet's normalised q
+    and k; eps 1e-6 as flash-linear-attention's ``l2norm``)."""
+
+    def __new__(cls, arg, eps=None):
+        eps = L2NORM_EPS if eps is None else sympify(eps)
+        if not isinstance(arg, MatrixExpr):
+            raise ValueError(f"l2norm needs a vector argument, got the scalar {arg}")
+        if not (eps.is_number and eps.is_nonnegative):
+            raise ValueError(f"l2norm eps must be a number >= 0, got {eps}")
+        return Basic.__new__(cls, arg, eps)
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def eps(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+class Maximum(MatrixExpr):
+    """``max(a, b)`` elementwise (the mLSTM stabiliser ``m_t = max(log f_t + m_{t-1}, log i_t)``);
+    either side may be one number per step, broadcast over the other."""
+
+    def __new__(cls, left, right):
+        for what, v in (("first", left), ("second", right)):
+            if not isinstance(v, MatrixExpr):
+                raise ValueError(f"max(a, b): the {what} argument must be a matrix expression, got {v}")
+        return Basic.__new__(cls, left, right)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+
+def matrix_valued(expr, matrices=frozenset()) -> bool:
+    """Whether ``expr`` is a matrix per sample (not a column vector or a number), read off its
+    structure: an outer product or a broadcast product is; a quantity is when named in
+    ``matrices`` (labels such as ``S[t-1]`` or parameter names); ``M @ v`` is a vector."""
+    from sympy import MatrixSymbol, Transpose
+    if isinstance(expr, (Outer, RowScale)):
+        return True
+    if isinstance(expr, MatrixSymbol):
+        return expr.name in matrices
+    if isinstance(expr, Transpose):
+        return matrix_valued(expr.arg, matrices)
+    if isinstance(expr, MatMul):
+        mats = [a for a in expr.args if isinstance(a, MatrixExpr)]
+        return matrix_valued(mats[-1], matrices)
+    if isinstance(expr, (Activation, L2Norm)):
+        return matrix_valued(expr.args[1] if isinstance(expr, Activation) else expr.arg, matrices)
+    if isinstance(expr, (MatAdd, sp.HadamardProduct, HadamardQuotient, Maximum)):
+        return any(matrix_valued(a, matrices) for a in expr.args if isinstance(a, MatrixExpr))
+    return False
+
+
+def outer(a, b) -> Outer:
+    """``a bᵀ`` for cells written in Python."""
+    return Outer(a, b)
+
+
+def row_scale(a, m) -> RowScale:
+    """``a`` (a column, or one number per step) broadcast over the columns of the matrix ``m``."""
+    return RowScale(a, m)
+
+
+def transpose(m):
+    """``Mᵀ``, for ``transpose(S) @ q``."""
+    return sp.Transpose(m)
+
+
+def l2norm(u, eps=None) -> L2Norm:
+    return L2Norm(u, eps)
+
+
+def maximum(a, b) -> Maximum:
+    return Maximum(a, b)
+
+
+def act(name: str, u) -> Activation:
+    """``name(u)`` elementwise (``act("exp", g)``), for cells written in Python."""
+    return Activation(name, u)

@@ -2,7 +2,8 @@
 
 The text is read with :func:`ast.parse` and walked over a whitelist of node types: assignments to a
 plain name, ``+ - * / @``, unary minus, numbers, names, calls of known activations and of the
-structural functions ``layernorm(u[, g, b][, eps])`` and ``chunk(u, k, n)``. Anything else
+structural functions ``layernorm(u[, g, b][, eps])``, ``chunk(u, k, n)``, and, for matrix
+states, ``outer(a, b)``, ``transpose(S)``, ``l2norm(u[, eps])`` and ``max(a, b)``. Anything else
 (attribute access, subscripts, lambdas, keyword arguments, dunder names, unknown functions) is a
 :class:`DefinitionError` that says what was found and where.
 
@@ -21,14 +22,19 @@ from typing import Iterable
 import sympy as sp
 
 from rnnsym.cells.cell import IDENT, Cell, make_cell, now, param, prev
-from rnnsym.cells.nodes import ACTIVATIONS, Activation, Chunk, HadamardQuotient, LayerNorm, hadamard, madd, mmul
+from rnnsym.cells.nodes import (ACTIVATIONS, Activation, Chunk, HadamardQuotient, L2Norm, LayerNorm, Maximum,
+                                Outer, RowScale, hadamard, madd, matrix_valued, mmul)
 
 # activation names accepted in text, with their aliases
 FUNCTIONS = {name: name for name in ACTIVATIONS if name != "clip"}
 FUNCTIONS.update({"σ": "sigmoid", "sigma": "sigmoid"})
 #: functions that are not activations: how they are called, for error messages
 STRUCTURAL = {"layernorm": "layernorm(u), layernorm(u, g), layernorm(u, g, b), layernorm(u, g, b, eps)",
-              "chunk": "chunk(u, k, n) (block k of n equal blocks of rows, k from 0)"}
+              "chunk": "chunk(u, k, n) (block k of n equal blocks of rows, k from 0)",
+              "outer": "outer(a, b) (the outer product a bᵀ of two vectors: a matrix state's update)",
+              "transpose": "transpose(S) (S transposed, as in transpose(S) @ q)",
+              "l2norm": "l2norm(u) or l2norm(u, eps) (u / sqrt(sum(u²) + eps), eps 1e-6)",
+              "max": "max(a, b) (elementwise maximum)"}
 CALLABLE = {**FUNCTIONS, **{f: f for f in STRUCTURAL}}
 
 
@@ -52,7 +58,7 @@ def _statements(text: str) -> list[str]:
 
 def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[str] | None = None,
                readouts: Iterable[str] = (), dims: Iterable[tuple[str, str]] = (),
-               name: str = "custom") -> Cell:
+               name: str = "custom", scalars: Iterable[str] = (), matrices: Iterable[str] = ()) -> Cell:
     """Parse equations (separated by newlines or ``;``) into a :class:`Cell`.
 
     Args:
@@ -61,6 +67,11 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
             is read).
         readouts: assigned names that are readouts (outputs, e.g. ``y``).
         dims: dimension names declared equal, e.g. ``[("d_in", "d_h")]``.
+        scalars: inputs, parameters or states that are one number per step (1 × 1), e.g. a
+            per-head gate ``beta``: they broadcast over vectors and matrices.
+        matrices: parameters that are matrices used elementwise (Mamba's ``A`` in
+            ``exp(delta * A)``), so that ``*`` broadcasts a vector over their columns. A state
+            whose equation holds an ``outer(...)`` is a matrix without saying so.
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_cell: text must be a str of equations like "
@@ -109,6 +120,14 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         raise DefinitionError("no state: no assigned name is read before it is assigned "
                               "(write e.g. `h = tanh(W @ h + U @ x)`), or name one with --state")
 
+    # matrix-valued quantities, for `*` between a matrix and a vector (a broadcast product)
+    scalars, matrices = tuple(scalars), set(matrices)
+    for st in tree.body:
+        if st.targets[0].id in state_names and any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "outer"
+                for n in ast.walk(st.value)):
+            matrices.add(f"{st.targets[0].id}[t-1]")
+
     # pass 2: translate each right-hand side over the whitelist
     done: set[str] = set()
     equations = []
@@ -118,8 +137,10 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         if depth > MAX_DEPTH:
             raise DefinitionError(f"`{target} = ...` nests {depth} operations deep, more than the "
                                   f"limit of {MAX_DEPTH}: split it into several equations")
-        conv = _Translator(inputs, state_names, done, lines, st)
+        conv = _Translator(inputs, state_names, done, lines, st, matrices)
         rhs = conv.visit(st.value)
+        if matrix_valued(rhs, matrices):
+            matrices |= {f"{target}[t]", f"{target}[t-1]"}
         if not isinstance(rhs, sp.MatrixExpr):
             raise DefinitionError(f"`{target}` must be a vector expression, got the scalar {rhs} "
                                   f"{_where(st, lines)}")
@@ -128,6 +149,16 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         done.add(target)
 
     first_state = next(a for a in assigned if a in state_names)
+    for q in scalars:
+        if q not in (*inputs, *assigned) and not _reads(tree, q):
+            raise DefinitionError(f"scalar `{q}` is not a name of the cell")
+    if any(f"{a}[t]" in matrices for a in state_names):
+        # a matrix state (linear attention): its sizes come from the outer products, and every
+        # input and readout is named after itself (d_k, d_v) unless the equations tie them
+        soft = {q: f"d_{q}" for q in (*inputs, *readouts)}
+        return make_cell(name, f"user-defined cell: {'; '.join(stmts)}", equations, inputs=inputs,
+                         dim_names={q: 1 for q in scalars}, soft_dim_names=soft,
+                         equal_dims=tuple(dims), options={"definition": "; ".join(stmts)})
     dim_names = {inputs[0]: "d_in", first_state: "d_h"} if inputs else {first_state: "d_h"}
     for extra in inputs[1:]:
         dim_names[extra] = f"d_{extra}"
@@ -135,6 +166,7 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
         dim_names[readouts[0]] = "d_out"
         for extra in readouts[1:]:
             dim_names[extra] = f"d_{extra}"
+    dim_names.update({q: 1 for q in scalars})
     soft = {s: f"d_{s}" for s in assigned if s in state_names and s != first_state}
     known = [*dict.fromkeys([*dim_names.values(), *soft.values()])]
     for pair in dims:
@@ -145,6 +177,10 @@ def parse_cell(text: str, *, inputs: Iterable[str] = ("x",), states: Iterable[st
     return make_cell(name, f"user-defined cell: {'; '.join(stmts)}", equations, inputs=inputs,
                      dim_names=dim_names, soft_dim_names=soft, equal_dims=tuple(dims),
                      options={"definition": "; ".join(stmts)})
+
+
+def _reads(tree, name) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree))
 
 
 _ALLOWED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
@@ -172,13 +208,13 @@ def _validate(node, stmt, lines):
     if not isinstance(node, _ALLOWED):
         raise DefinitionError(f"`{ast.unparse(node)}` ({type(node).__name__}) is not allowed in a "
                               f"cell definition {_where(stmt, lines)} (allowed: names, numbers, "
-                              f"+ - * / @, and calls of {allowed}, layernorm, chunk)")
+                              f"+ - * / @, and calls of {allowed}, {', '.join(STRUCTURAL)})")
     if isinstance(node, ast.Name):
         _check_name(node.id, stmt, lines) if node.id not in CALLABLE else None
     if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
                                        or node.func.id not in CALLABLE):
         raise DefinitionError(f"the call `{ast.unparse(node)}` is not allowed {_where(stmt, lines)}"
-                              f": only the activations {allowed} and layernorm, chunk can be called")
+                              f": only the activations {allowed} and {', '.join(STRUCTURAL)} can be called")
 
 
 def _check_name(name, node, lines):
@@ -190,14 +226,15 @@ def _check_name(name, node, lines):
 class _Translator(ast.NodeVisitor):
     """Whitelisted AST → SymPy matrix expression."""
 
-    def __init__(self, inputs, states, done, lines, stmt):
+    def __init__(self, inputs, states, done, lines, stmt, matrices=frozenset()):
         self.inputs, self.states, self.done = inputs, states, done
+        self.matrices = matrices
         self.lines, self.stmt = lines, stmt
 
     def fail(self, node, what):
         raise DefinitionError(f"{what} is not allowed in a cell definition {_where(self.stmt, self.lines)}"
                               " (allowed: names, numbers, + - * / @, and calls of "
-                              f"{', '.join(sorted(FUNCTIONS))}, layernorm, chunk)")
+                              f"{', '.join(sorted(FUNCTIONS))}, {', '.join(STRUCTURAL)})")
 
     def generic_visit(self, node):
         self.fail(node, f"`{ast.unparse(node)}` ({type(node).__name__})")
@@ -248,6 +285,9 @@ class _Translator(ast.NodeVisitor):
             return mmul(a, b)
         if isinstance(op, ast.Mult):
             if am and bm:
+                ma, mb = matrix_valued(a, self.matrices), matrix_valued(b, self.matrices)
+                if ma != mb:        # a vector (or one number) times a matrix: broadcast
+                    return RowScale(b, a) if ma else RowScale(a, b)
                 return hadamard(a, b)
             if am or bm:
                 return mmul(a, b) if not am else mmul(b, a)
@@ -287,6 +327,18 @@ class _Translator(ast.NodeVisitor):
         vector = [isinstance(a, sp.MatrixExpr) for a in args]
         if not args or not vector[0]:
             self.fail(node, f"`{ast.unparse(node)}` (the first argument must be a vector; write {usage})")
+        if fname in ("outer", "max"):
+            if len(args) != 2 or not vector[1]:
+                self.fail(node, f"`{ast.unparse(node)}` (write {usage})")
+            return Outer(*args) if fname == "outer" else Maximum(*args)
+        if fname == "transpose":
+            if len(args) != 1:
+                self.fail(node, f"`{ast.unparse(node)}` (write {usage})")
+            return sp.Transpose(args[0])
+        if fname == "l2norm":
+            if len(args) > 2 or (len(args) == 2 and (vector[1] or not args[1].is_number or args[1] < 0)):
+                self.fail(node, f"`{ast.unparse(node)}` (write {usage}; eps a number >= 0)")
+            return L2Norm(*args)
         if fname == "chunk":
             if len(args) != 3 or any(vector[1:]) or not all(sp.sympify(a).is_Integer for a in args[1:]):
                 self.fail(node, f"`{ast.unparse(node)}` (write {usage})")

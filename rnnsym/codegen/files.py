@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from rnnsym.cells import elman, gru, indrnn, lnlstm, lstm, mingru, minlstm, qrnn, sru
+from rnnsym.cells import (deltanet, elman, gated_deltanet, gla, gru, indrnn, linear_attention, lnlstm, lstm,
+                          mamba, mamba2, mingru, minlstm, mlstm, qrnn, sru)
 from rnnsym.codegen.generator import render
 
 REGENERATE = "rnnsym generate --out generated"
@@ -35,15 +36,31 @@ VARIANTS = {
     "lnlstm": (lnlstm, {}),
 }
 
+#: the built-ins with a matrix state (codegen/matrix.py), kept apart from VARIANTS: their x is a
+#: dict of inputs and their references live in rnnsym.reference.linear
+MATRIX_VARIANTS = {
+    "linear_attention": (linear_attention, {}),
+    "gla": (gla, {}),
+    "gla_decay_head": (gla, {"decay": "head"}),
+    "deltanet": (deltanet, {}),
+    "deltanet_qk_l2norm": (deltanet, {"qk_l2norm": True}),
+    "gated_deltanet": (gated_deltanet, {}),
+    "gated_deltanet_decay_key": (gated_deltanet, {"decay": "key"}),
+    "mamba": (mamba, {}),
+    "mamba2": (mamba2, {}),
+    "mlstm": (mlstm, {}),
+}
+
 
 def variant_cell(name: str):
-    factory, options = VARIANTS[name]
+    factory, options = VARIANTS[name] if name in VARIANTS else MATRIX_VARIANTS[name]
     return factory(**options)
 
 
 def expected_files(extra_cells=()) -> dict[str, str]:
     """``{file name: source}`` for every variant (and any extra ``(name, cell)`` pairs)."""
-    files = {f"{name}.py": render(variant_cell(name), regen=REGENERATE) for name in VARIANTS}
+    files = {f"{name}.py": render(variant_cell(name), regen=REGENERATE)
+             for name in (*VARIANTS, *MATRIX_VARIANTS)}
     for name, cell in extra_cells:
         files[f"{name}.py"] = render(cell, regen=REGENERATE)
     return files

@@ -139,6 +139,9 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module for ``cell``."""
     table = derive(cell)
     table.check_determined()
+    from rnnsym.codegen.matrix import has_matrix_state, render_matrix
+    if has_matrix_state(cell, table):       # a matrix state: written node by node (matrix.py)
+        return render_matrix(cell, regen)
     if not cell.inputs:
         raise ValueError(f"code generation needs at least one input, {cell.name} has none")
     sp_ = plan(cell, table=table)
@@ -264,7 +267,8 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
 
     state_doc = "{" + ", ".join(f'"{s}": (B, {", ".join(shape_tuple(table, s))})'
                                for s in cell.states) + "}"
-    if len(cell.inputs) == 1 and len(names.out) == 1:
+    no_rule = _missing_backward_rule(cell)
+    if len(cell.inputs) == 1 and len(names.out) == 1 and no_rule is None:
         dims_line = body[:sizes_end]       # the sizes and their checks
         bw = render_backward(cell, table, names, code, dims_line)
         eq_bw = "\n".join("    " + line for line in backward_text(cell).splitlines())
@@ -276,6 +280,10 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
                      input_dim=", ".join(shape_tuple(table, cell.inputs[0])))
         gradients_doc = GRADIENTS_DOC
         cache_doc = CACHE_DOC
+    elif no_rule is not None:       # a node without a backward rule (abs, max): forward only
+        backward_src = NO_RULE_BACKWARD.format(reason=repr(f"backward: {no_rule}"))
+        gradients_doc = f"Gradients: not generated ({no_rule})."
+        cache_doc = ""
     else:       # the backward is generated for one input and one output array
         backward_src = NO_BACKWARD.format(inputs=", ".join(cell.inputs),
                                           outputs=", ".join(names.out))
@@ -329,6 +337,25 @@ def _forward_cached(params, x, state0=None):
     raise NotImplementedError("backward: rnnsym generates gradients for one input and one output "
                               "array; this cell has inputs {inputs} and outputs {outputs}")
 '''
+
+
+#: the backward of a cell with a node that has no backward rule: not generated, and it says why
+NO_RULE_BACKWARD = '''
+
+def _forward_cached(params, x, state0=None):
+    """Gradients are not generated for this cell: see the module docstring."""
+    raise NotImplementedError({reason})
+'''
+
+
+def _missing_backward_rule(cell: Cell):
+    """Why the backward step of ``cell`` cannot be written (a node without a rule), or None."""
+    from rnnsym.gradients.vjp import NoBackwardRule, step_vjp
+    try:
+        step_vjp(cell)
+    except NoBackwardRule as e:
+        return str(e)
+    return None
 
 
 def _io_docs(cell: Cell, table, names) -> dict:

@@ -77,6 +77,11 @@ DERIVATIVES = {
     "scaledtanh": DerivativeForm(r"\frac{{{b}}}{{{a}}} \left({a}^{{2}} - {y} \odot {y}\right)",
                                  "({b} / {a}) * ({a}**2 - {y} * {y})",
                                  "(({b} / {a}) * ({a} * {a} - {y} * {y}))"),
+    # the gates of linear recurrences (rnnsym.cells.linear): exp' = exp, log' = 1/u = e^{-y},
+    # logsigmoid' = 1 - sigmoid(u) = 1 - e^y
+    "exp": DerivativeForm("{y}", "{y}", "{y}"),
+    "log": DerivativeForm(r"e^{{-{y}}}", "exp(-{y})", "np.exp(-{y})"),
+    "logsigmoid": DerivativeForm(r"1 - e^{{{y}}}", "(1 - exp({y}))", "(-np.expm1({y}))"),
     # clip to [-a, a]: gradient 1 inside, 0 outside (and on the bounds)
     "clip": DerivativeForm(r"\mathbb{{1}}\left[\left|{y}\right| < {a}\right]", "(abs({y}) < {a})",
                            "(np.abs({y}) < {a})"),

@@ -139,7 +139,11 @@ class StepVJP:
             return None
         if isinstance(node, Activation):
             y = sp.MatrixSymbol(f"{eq}[t]", *node.shape) if top else node
-            d = derivative(node.name, y, node.params)
+            try:
+                d = derivative(node.name, y, node.params)
+            except ValueError:      # abs: its derivative is not a function of its output
+                raise NoBackwardRule(f"no backward rule for {node.name} (in equation {eq}: its "
+                                     "derivative is not written from its output)") from None
             if d is None:
                 inner = adj
             elif d == 0:

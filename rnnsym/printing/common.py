@@ -6,10 +6,10 @@ mixin prints terms in the order written and delegates only the tokens (``@`` or 
 """
 from __future__ import annotations
 
-from sympy import MatAdd, MatMul
+from sympy import MatAdd, MatMul, MatrixExpr, OneMatrix
 from sympy.matrices.expressions import HadamardProduct
 
-from rnnsym.cells.nodes import LAYERNORM_EPS, HadamardQuotient
+from rnnsym.cells.nodes import L2NORM_EPS, LAYERNORM_EPS, HadamardQuotient, RowScale
 
 # binding strength, loosest first: a child looser than its parent gets parentheses
 # (a Hadamard product inside a matrix product, or the reverse, is always parenthesised: in the
@@ -22,7 +22,7 @@ def _strength(expr) -> int:
         return _SUM
     if isinstance(expr, MatMul) and expr.args and expr.args[0].is_number and expr.args[0].is_negative:
         return _NEG
-    if isinstance(expr, (HadamardProduct, HadamardQuotient)):
+    if isinstance(expr, (HadamardProduct, HadamardQuotient, RowScale)):
         return _HAD
     if isinstance(expr, MatMul):
         return _MUL
@@ -62,8 +62,11 @@ class OrderedMatrixPrinterMixin:
         return "".join(out)
 
     def _print_MatMul(self, expr):
-        """Juxtapose factors in order; a leading -1 prints as a minus sign."""
+        """Juxtapose factors in order; a leading -1 prints as a minus sign; ``c 𝟙`` (a number
+        added elementwise, mLSTM's eps) prints as ``c``."""
         args = list(expr.args)
+        if len(args) == 2 and args[0].is_number and isinstance(args[1], OneMatrix):
+            return self._print(args[0])
         sign = ""
         if args[0].is_number and args[0].is_negative:
             sign = "-"
@@ -81,7 +84,10 @@ class OrderedMatrixPrinterMixin:
     def _join_factors(self, args, parts):
         out = parts[0]
         for prev, a, p in zip(args, args[1:], parts[1:]):
-            out += (self.scalar_sep if prev.is_number else self.matmul_sep) + p
+            # a scalar factor: a number or a formula of sizes (1/sqrt(d_k)); a bare Symbol is a
+            # weight (the code generator's comments write W_xh @ x with sp.Symbol("W_xh"))
+            scalar = prev.is_number or not (prev.is_Symbol or isinstance(prev, MatrixExpr))
+            out += (self.scalar_sep if scalar else self.matmul_sep) + p
         return out
 
     def _print_HadamardProduct(self, expr):
@@ -113,3 +119,18 @@ class OrderedMatrixPrinterMixin:
 
     def _print_Chunk(self, expr):
         return self.function("chunk", self._print(expr.arg), [str(expr.index), str(expr.count)])
+
+    def _print_Outer(self, expr):
+        return self.function("outer", self._print(expr.left), [self._print(expr.right)])
+
+    def _print_RowScale(self, expr):
+        """``a * M``: printed as the elementwise product it broadcasts (``exp(g) * S``)."""
+        return self._child(expr.scale, _HAD + 1) + self.hadamard_sep + self._child(expr.matrix, _HAD + 1)
+
+    def _print_L2Norm(self, expr):
+        """``l2norm(u)``; eps shown only when it is not fla's default 1e-6."""
+        params = [] if expr.eps == L2NORM_EPS else [self._print(expr.eps)]
+        return self.function("l2norm", self._print(expr.arg), params)
+
+    def _print_Maximum(self, expr):
+        return self.function("max", self._print(expr.args[0]), [self._print(expr.args[1])])

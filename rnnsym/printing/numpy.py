@@ -93,6 +93,15 @@ class RnnNumPyPrinter(OrderedMatrixPrinterMixin, NumPyPrinter):
         """Block k of n of the last (feature) axis: ``_chunk(u, k, n)``, a generated helper."""
         return f"_chunk({self._print(expr.arg)}, {expr.index}, {expr.count})"
 
+    def _print_Maximum(self, expr):
+        """``max(a, b)`` elementwise (SymPy has no printer for rnnsym's node)."""
+        return f"np.maximum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_L2Norm(self, expr):
+        """``u / sqrt(Σ u² + eps)`` over the feature axis, parenthesised as one operand."""
+        u = self._child(expr.arg, 5)
+        return f"({u} / np.sqrt(np.sum({u} * {u}, axis=-1, keepdims=True) + {self._print(sp.Float(expr.eps))}))"
+
     def _print_Float(self, expr):
         """Shortest round-tripping repr: byte-stable and exact (``3.0`` not ``3.00000000000000``)."""
         return repr(float(expr))

@@ -20,6 +20,10 @@ class TextPrinter(OrderedMatrixPrinterMixin, StrPrinter):
         """Activations with parameters print them after the argument: ``clip(u, 3)``."""
         return f"{name}({', '.join([arg, *params])})"
 
+    def _print_Transpose(self, expr):
+        """``transpose(S)``, the definition language's spelling (StrPrinter writes ``S.T``)."""
+        return f"transpose({self._print(expr.arg)})"
+
 
 def text(expr) -> str:
     """Plain text of a matrix expression."""

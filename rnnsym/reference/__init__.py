@@ -21,16 +21,20 @@ Bad names or shapes raise ValueError, e.g.
 
 Layout: ``_common`` (sigmoid, activations, name and shape checks), ``layers`` (Elman, LSTM,
 GRU forward), ``bptt`` (their backward passes), ``recent`` (minGRU, minLSTM, IndRNN, SRU, QRNN,
-layer-norm LSTM). May import NumPy only (the import-linter contract in pyproject.toml).
+layer-norm LSTM), ``linear`` (the matrix-state cells: linear attention and its gated and delta
+rules, Mamba-1/2, mLSTM, forward and backward). May import NumPy only (the import-linter contract in pyproject.toml).
 """
 from rnnsym.reference._common import ACTIVATIONS, sigmoid
 from rnnsym.reference.bptt import elman_backward, gru_backward, lstm_backward
 from rnnsym.reference.layers import (elman_forward, gru_forward, lstm_forward,
                                      seed_elman_forward_per_sample)
+from rnnsym.reference.linear import (linear_attention_backward, linear_attention_forward,
+                                     mamba_backward, mamba_forward, mlstm_backward, mlstm_forward)
 from rnnsym.reference.recent import (indrnn_forward, layer_norm, lnlstm_forward, mingru_forward,
                                      minlstm_forward, qrnn_forward, sru_forward)
 
 __all__ = ["sigmoid", "ACTIVATIONS", "elman_forward", "lstm_forward", "gru_forward",
            "seed_elman_forward_per_sample", "elman_backward", "lstm_backward", "gru_backward",
            "mingru_forward", "minlstm_forward", "indrnn_forward", "sru_forward", "qrnn_forward",
-           "layer_norm", "lnlstm_forward"]
+           "layer_norm", "lnlstm_forward", "linear_attention_forward", "linear_attention_backward",
+           "mamba_forward", "mamba_backward", "mlstm_forward", "mlstm_backward"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix
-from sympy.matrices.expressions import HadamardProduct
+from sympy.matrices.expressions import HadamardProduct, Transpose
 
 from rnnsym.cells.cell import Cell, split_name
-from rnnsym.cells.nodes import Activation, Chunk, HadamardQuotient, LayerNorm, layernorm_scalars
+from rnnsym.cells.nodes import (Activation, Chunk, HadamardQuotient, L2Norm, LayerNorm, Maximum, Outer, RowScale,
+                                layernorm_scalars)
 from rnnsym.shapes import derive
 from rnnsym.unroll.result import Unrolled, UnrollError, UnrollTooLarge, _TemplateUnrolled
 from rnnsym.unroll.template import NOW, PREV, retime, step_template
@@ -41,9 +42,13 @@ def elementwise(cell: Cell, steps: int, sizes: dict | None, limit: int | None = 
     template = step_template(cell)
 
     def build_step(now, prev):
-        return [(f"{name}[{now}][{i}]", entry)
-                for name, rhs in template
-                for i, (entry,) in enumerate(_entries(rhs, _ScalarEnv(cell, shapes, now, prev)))]
+        out = []
+        for name, rhs in template:
+            rows = _entries(rhs, _ScalarEnv(cell, shapes, now, prev))
+            matrix = len(shapes[name]) == 2           # a matrix state: S[t][i,j]
+            out += [(f"{name}[{now}][{i},{j}]" if matrix else f"{name}[{now}][{i}]", entry)
+                    for i, row in enumerate(rows) for j, entry in enumerate(row)]
+        return out
 
     return _TemplateUnrolled(cell, "elementwise", steps, build_step(NOW, PREV),
                              lambda k: build_step(k, k - 1))
@@ -84,6 +89,8 @@ def _entries(expr, env: _ScalarEnv) -> list[list]:
     """The entries of a matrix expression as unevaluated scalar expressions (rows of a list)."""
     if isinstance(expr, MatrixSymbol):
         return env(expr)
+    if isinstance(expr, OneMatrix):         # c·1 added elementwise (mLSTM's eps): broadcasts
+        return [[sp.S.One]]
     if isinstance(expr, Activation):
         return [[expr.spec.scalar(u, *expr.params) for u in row] for row in _entries(expr.arg, env)]
     if isinstance(expr, LayerNorm):
@@ -95,19 +102,35 @@ def _entries(expr, env: _ScalarEnv) -> list[list]:
         u = _entries(expr.arg, env)
         d = len(u) // expr.count
         return u[expr.index * d:(expr.index + 1) * d]
-    if isinstance(expr, HadamardQuotient):
-        den = _entries(expr.denominator, env)
-        num = None if isinstance(expr.numerator, OneMatrix) else _entries(expr.numerator, env)
-        return [[(sp.S.One if num is None else num[i][j]) / e for j, e in enumerate(row)]
-                for i, row in enumerate(den)]
-    if isinstance(expr, (MatAdd, HadamardProduct)):
-        combine = _sum if isinstance(expr, MatAdd) else _prod
+    if isinstance(expr, Transpose):
+        return [list(col) for col in zip(*_entries(expr.arg, env))]
+    if isinstance(expr, Outer):
+        a, b = _entries(expr.left, env), _entries(expr.right, env)
+        return [[_prod([u[0], w[0]]) for w in b] for u in a]
+    if isinstance(expr, L2Norm):
+        u = [row[0] for row in _entries(expr.arg, env)]
+        norm = sp.sqrt(_sum([*(v ** 2 for v in u), expr.eps]), evaluate=False)
+        return [[v / norm] for v in u]
+    if isinstance(expr, (MatAdd, HadamardProduct, HadamardQuotient, Maximum, RowScale)):
+        # one number per step (1 × 1) broadcasts, and a column over a matrix's columns (a * S)
         parts = [_entries(a, env) if not isinstance(a, OneMatrix) else None for a in expr.args]
-        shaped = next(p for p in parts if p is not None)
-        return [[combine([sp.S.One if p is None else p[i][j] for p in parts])
-                 for j in range(len(shaped[0]))] for i in range(len(shaped))]
+        shaped = max((p for p in parts if p is not None), key=lambda p: (len(p), len(p[0])))
+
+        def at(p, i, j):
+            return sp.S.One if p is None else p[i if len(p) > 1 else 0][j if len(p[0]) > 1 else 0]
+
+        def combine(items):
+            if isinstance(expr, HadamardQuotient):
+                return items[0] / items[1]
+            if isinstance(expr, Maximum):
+                return sp.Max(*items, evaluate=False)
+            return _sum(items) if isinstance(expr, MatAdd) else _prod(items)
+        return [[combine([at(p, i, j) for p in parts]) for j in range(len(shaped[0]))]
+                for i in range(len(shaped))]
     if isinstance(expr, MatMul):
         coeff, matrices = expr.as_coeff_matrices()
+        if len(matrices) == 1 and isinstance(matrices[0], OneMatrix):
+            return [[coeff]]
         out = _entries(matrices[0], env)
         for m in matrices[1:]:
             right = _entries(m, env)

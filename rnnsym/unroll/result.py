@@ -44,6 +44,8 @@ class UnrollLatexPrinter(_Composing, RnnLatexPrinter):
     for scalars as for matrices (SymPy writes ``\\tanh{\\left(u \\right)}``)."""
 
     def _print_Symbol(self, expr, style="plain"):
+        if not expr.name.endswith("]"):     # a size in a coefficient (1/sqrt(d_k)), not an entry
+            return super()._print_Symbol(expr, style)
         return entry_latex(expr.name)
 
     def _print_tanh(self, expr, exp=None):
