@@ -32,14 +32,25 @@ class OnnxCounterexample(Counterexample):
         if self.error:
             lines.append(f"  target failed: {self.error}")
         for m in self.mismatches:
-            lines.append(f"  {where(case, m.name, m.index)} differs: got {m.got:.7g}, expected "
-                         f"{m.expected:.7g} (tolerance {m.tolerance:.2g}); {m.bad}/{m.size} "
+            got, expected = _distinct(m.got, m.expected)
+            lines.append(f"  {where(case, m.name, m.index)} differs: got {got}, expected "
+                         f"{expected} (tolerance {m.tolerance:.2g}); {m.bad}/{m.size} "
                          f"elements differ, max abs error {m.max_abs_error:.3g}")
         if self.mismatches and self.got is not None:
             first = self.mismatches[0].name
             lines.append(f"  expected {first}: {short(self.expected[first])}")
             lines.append(f"  got      {first}: {short(self.got[first])}")
         return "\n".join(lines)
+
+
+def _distinct(got: float, expected: float) -> tuple[str, str]:
+    """Both numbers with 7 significant digits, or as many more as make them differ (a float64
+    error of 1e-8 is invisible at 7)."""
+    for digits in range(7, 18):
+        a, b = f"{got:.{digits}g}", f"{expected:.{digits}g}"
+        if a != b:
+            break
+    return a, b
 
 
 def where(case: OnnxCase, name: str, index: tuple) -> str:
