@@ -79,3 +79,22 @@ def test_a_file_without_its_own_backward_is_a_usage_error(capsys):
     assert check_main([FORWARD_ONLY, "--cell", "gru", "--gradients", "--dtype", "float32",
                        "--examples", "3", "--no-progress"]) == 2
     assert "--backward NAME" in capsys.readouterr().err
+
+
+def test_a_drop_in_refusing_its_default_dtype_is_unsupported_with_float64_suggested():
+    """The same rule for a class (drop-in for torch.nn.GRU, float32 by default) that only runs
+    in float64: formerly a failure, since float32 is the default dtype."""
+    import torch
+
+    class GRUFloat64Only(torch.nn.GRU):
+        def forward(self, input, hx=None):
+            if input.dtype != torch.float64:
+                raise NotImplementedError(f"only float64, got {input.dtype}")
+            return super().forward(input, hx)
+
+    report = check(GRUFloat64Only, "gru", examples=10, seed=0, without="lengths")
+    assert report.verdict == "UNSUPPORTED" and report.exit_code == 3, report.format()
+    assert "the target refuses --dtype float32" in report.format()
+    assert "check it with --dtype float64" in report.format()
+    assert check(GRUFloat64Only, "gru", examples=10, seed=0, without="lengths",
+                 dtype="float64").passed

@@ -1,9 +1,11 @@
 """Framework adapters: converters between framework layouts and rnnsym's canonical one.
 
-One module per framework (``torch``, ``keras``) plus ``user`` (loading a user's
-``MODULE:NAME`` / ``file.py:NAME``) and ``layers`` (the canonical multi-layer /
-bidirectional driver). Each framework module has explicit, tested converters
-(``*_to_canonical`` / ``canonical_to_*``) and a *harness* the checker drives.
+One module per framework (``torch``, ``torch_cell``, ``keras``, ``flax``, ``torch_onnx``,
+``onnx/``) plus ``user`` (``--variant`` options, the function harness), ``loading`` (importing a
+user's ``MODULE:NAME`` / ``file.py:NAME``), ``layers`` (the canonical multi-layer /
+bidirectional driver) and ``registry`` (every target name -> its harness factory; on top, nothing
+imports it). Each framework module has explicit, tested converters (``*_to_canonical`` /
+``canonical_to_*``) and a *harness* the checker drives.
 
 This file holds what they share:
 

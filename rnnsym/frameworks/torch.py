@@ -293,9 +293,13 @@ class TorchHarness(Harness):
         return padded
 
 
-def torch_harness(cell: str) -> TorchHarness:
-    """Harness for ``torch.nn.<RNN|LSTM|GRU>``; the ``<...>Cell`` one (formerly
-    ``torch_harness(cell, cell_api=True)``) is ``torch_cell.torch_cell_harness(cell)``."""
+def torch_harness(cell: str, *, cell_api: bool = False) -> TorchHarness:
+    """Harness for ``torch.nn.<RNN|LSTM|GRU>``. Deprecated: ``cell_api=True`` (the
+    ``<...>Cell`` harness) moved to ``rnnsym.frameworks.torch_cell.torch_cell_harness(cell)``,
+    which builds on this module (importing it here would be a cycle)."""
+    if cell_api:
+        raise TypeError("torch_harness(cell, cell_api=True) moved: use "
+                        "rnnsym.frameworks.torch_cell.torch_cell_harness(cell)")
     cls = getattr(_torch().nn, MODULE_NAMES[cell])
     return TorchHarness(cls, cell, f"torch.nn.{MODULE_NAMES[cell]}")
 
