@@ -141,9 +141,10 @@ def _layers(layers) -> tuple:
 def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
                max_size: int = 6, progress: bool = False, timeout=None,
-               layers=None) -> OnnxReport:
+               layers=None, in_process: bool = False) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
-    numbers of stacked nodes to draw (first = the shrink target); default one node."""
+    numbers of stacked nodes to draw (first = the shrink target); default one node.
+    The target runs in a worker process unless ``in_process`` (``rnnsym.check.isolation``)."""
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"
@@ -160,6 +161,22 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     if bidir:
         space["direction"] = tuple(d for d in space["direction"] if d in bidir) or bidir
     tgt = onnx_target(target)
+    if not in_process:
+        from rnnsym.check.isolation import isolate_onnx
+        tgt = isolate_onnx(target, tgt)
+    try:
+        report = _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
+                        fixed, space, max_size, progress, timeout)
+    finally:
+        getattr(tgt, "close", lambda: None)()
+    if in_process:
+        report.command += " --in-process"
+    return report
+
+
+def _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes, fixed, space,
+           max_size, progress, timeout) -> OnnxReport:
+    """Probe, search and report (the target ``tgt`` in a worker unless in-process)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         space, unsupported, empty = probe(tgt, op, space, dtype)
@@ -219,6 +236,9 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
             report.diagnosis = report.diagnoses[0] if report.diagnoses else None
         elif outcome.timed_out:
             report.diagnosis = f"one load and run of the model {outcome.error}"
+            report.diagnoses = [report.diagnosis]
+        elif outcome.died:
+            report.diagnosis = f"running the model {outcome.error}"
             report.diagnoses = [report.diagnosis]
         elif outcome.error and outcome.got is None:
             report.diagnosis = ("the target raised an error instead of returning outputs (see "
