@@ -42,6 +42,11 @@ from typing import Optional
 
 import numpy as np
 
+#: seconds a worker may take to start and build the target (imports: not a call of it)
+BUILD_LIMIT = 300.0
+#: frameworks the fork server imports once (where the checker has), so that a worker's
+#: (re)start is a fork, not an import of torch
+PRELOAD = ("torch", "jax", "onnx", "onnxruntime")
 #: the harness methods that run the target's code (the rest is layout bookkeeping)
 REMOTE = ("run", "gradients", "probe")
 
@@ -180,6 +185,7 @@ def _serve(conn, kind: str, sys_path: list, environ: dict, payload: bytes) -> No
         server, failed = _build(kind, pickle.loads(payload)), None
     except BaseException as exc:  # noqa: BLE001 - reported with the first call
         server, failed = None, exc
+    conn.send(("ready",))                  # building is not a call: no time limit on it
     with (server.session() if server is not None else contextlib.nullcontext()):
         while True:
             try:
@@ -216,6 +222,26 @@ def _main_hidden():
         sys.modules["__main__"] = main
 
 
+_PRELOADED: set = set()
+
+
+def _fork_server_with(ctx, modules: list) -> None:
+    """Have the fork server import ``modules`` once, so that a worker's (re)start is a fork,
+    not an import of torch; a server started for another target without them is stopped
+    first (a check after another in one process)."""
+    from multiprocessing import forkserver
+
+    if _PRELOADED and not set(modules) <= _PRELOADED:
+        stop = getattr(forkserver._forkserver, "_stop", None)      # private: best effort
+        if stop is None:
+            return
+        stop()
+        _PRELOADED.clear()
+    if not _PRELOADED:
+        ctx.set_forkserver_preload(modules)
+        _PRELOADED.update(modules)
+
+
 def _context():
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -241,8 +267,7 @@ class Worker:
     def _start(self):
         ctx = _context()
         if ctx.get_start_method() == "forkserver":
-            # imported once by the fork server, so that a restart is a fork, not an import
-            ctx.set_forkserver_preload(["rnnsym.check.isolation", *self.preload])
+            _fork_server_with(ctx, ["rnnsym.check.isolation", *self.preload])
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, daemon=True, name="rnnsym-target",
                                    args=(child, self.kind, list(sys.path), dict(os.environ),
@@ -251,6 +276,12 @@ class Worker:
             self.process.start()
         child.close()
         self.conn, self.starts = parent, self.starts + 1
+        try:
+            if not parent.poll(BUILD_LIMIT) or parent.recv() != ("ready",):
+                self.kill()
+                raise CannotIsolate(f"its worker did not start within {BUILD_LIMIT:g} s")
+        except (EOFError, OSError):
+            raise death(self._reap()) from None
 
     def _reap(self) -> Optional[int]:
         self.process.join(5)
@@ -328,9 +359,10 @@ def _flat(spec) -> list:
     return list(spec) if isinstance(spec, tuple) else [spec]
 
 
-def _preload(harness) -> tuple:
-    module = type(harness).__module__
-    return ("torch", module) if module.startswith("rnnsym.frameworks.torch") else ()
+def _preload(harness=None) -> tuple:
+    loaded = tuple(m for m in PRELOAD if m in sys.modules)
+    module = type(harness).__module__ if harness is not None else ""
+    return loaded + ((module,) if module.startswith("rnnsym.frameworks.") else ())
 
 
 def isolate_harness(harness, target, cell: str, cell_api: bool):
@@ -368,4 +400,4 @@ class IsolatedOnnxTarget:
 
 def isolate_onnx(target: str, local):
     """The ONNX target ``target`` (a string, built locally as ``local``) in a worker."""
-    return IsolatedOnnxTarget(local, Worker("onnx", target))
+    return IsolatedOnnxTarget(local, Worker("onnx", target, preload=_preload()))

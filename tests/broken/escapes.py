@@ -154,3 +154,4 @@ def caches_weights(params, x, state0=None):
             _TRANSPOSED[key] = np.ascontiguousarray(v.T).T
         p[k] = _TRANSPOSED[key]
     return gru(p, x, state0)
+
