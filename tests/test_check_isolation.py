@@ -172,3 +172,10 @@ def test_worker_death_is_reported_not_raised():
             limited_call(harness, "run", _args(harness, config))
     finally:
         harness.close()
+
+
+def test_an_exception_that_cannot_be_pickled_still_reads_as_raised():
+    report = check(f"{ESC}:raises_unpicklable", "gru", examples=20, seed=0)
+    assert report.failure_kind == "raised" and report.exit_code == 1, report.format()
+    assert "raised LockedError: batch too large" in report.counterexample.error
+    assert report.counterexample.config.B == ESCAPE_B

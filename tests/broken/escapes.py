@@ -155,3 +155,18 @@ def caches_weights(params, x, state0=None):
         p[k] = _TRANSPOSED[key]
     return gru(p, x, state0)
 
+
+
+class LockedError(RuntimeError):
+    """An exception holding a lock: it cannot be pickled back from the worker."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raises_unpicklable(params, x, state0=None):
+    """Raises an exception that cannot be pickled, on batches of ESCAPE_B samples or more."""
+    if x.shape[1] >= ESCAPE_B:
+        raise LockedError("batch too large")
+    return gru(params, x, state0)
