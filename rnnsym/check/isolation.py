@@ -146,7 +146,7 @@ class _OnnxServer:
     def run(self, model_bytes, inputs):
         session = self.last[1] if self.last[0] == model_bytes else self.target.load(model_bytes)
         result = self.target.run(session, inputs)
-        return [np.asarray(r) for r in result] if isinstance(result, (list, tuple)) else result
+        return list(result) if isinstance(result, (list, tuple)) else result
 
     def run_target(self, case):
         from rnnsym.frameworks.onnx import run_target
