@@ -179,3 +179,16 @@ def test_an_exception_that_cannot_be_pickled_still_reads_as_raised():
     assert report.failure_kind == "raised" and report.exit_code == 1, report.format()
     assert "raised LockedError: batch too large" in report.counterexample.error
     assert report.counterexample.config.B == ESCAPE_B
+
+
+def test_a_hang_times_out_when_check_runs_outside_the_main_thread():
+    """There the checker cannot use SIGALRM (in-process, such a call was never limited); the
+    worker's main thread can, and the checker's own deadline backs it."""
+    import threading
+    reports = []
+    thread = threading.Thread(target=lambda: reports.append(
+        check(f"{ESC}:hangs_in_python", "gru", examples=5, seed=0, timeout=0.3)))
+    thread.start()
+    thread.join(120)
+    assert reports and reports[0].failure_kind == "timed out", reports
+    assert reports[0].counterexample.config.B >= ESCAPE_B

@@ -170,3 +170,12 @@ def raises_unpicklable(params, x, state0=None):
     if x.shape[1] >= ESCAPE_B:
         raise LockedError("batch too large")
     return gru(params, x, state0)
+
+
+def _hang_in_python():
+    while True:
+        time.sleep(0.05)
+
+
+hangs_in_python = _escaping(_hang_in_python)
+hangs_in_python.__name__ = hangs_in_python.__qualname__ = "hangs_in_python"
