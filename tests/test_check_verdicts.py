@@ -128,7 +128,8 @@ def test_failure_kinds_of_broken_drop_ins():
     # (seed 1 draws a batch-major case first; what is tested is the kind, not the search)
     shape = check(f"{impls}:GRUIgnoresBatchFirst", "gru", examples=50, seed=1)
     assert shape.failure_kind == "wrong shape" and "batch_first ignored" in shape.diagnosis
-    assert set(KINDS) == {"wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out"}
+    assert set(KINDS) == {"wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out",
+                          "exited", "crashed"}
 
 
 def test_without_and_features_narrow_the_space():

@@ -194,6 +194,7 @@ def test_flax_seq_lengths_forward_and_gradients(target, cell, monkeypatch):
         assert "seq_lengths" in report.coverage["lengths"], report.format()
     import rnnsym.frameworks.flax as flax_harness_module
     monkeypatch.setattr(flax_harness_module, "_lengths", lambda lengths: None)
-    report = rnnsym.check(target, cell, examples=40, seed=2)
+    # (in-process: the patch is in this process, a worker would build the unpatched harness)
+    report = rnnsym.check(target, cell, examples=40, seed=2, in_process=True)
     assert not report.passed and report.counterexample.lengths is not None, report.format()
     assert "lengths ignored" in report.diagnosis, report.format()

@@ -70,10 +70,11 @@ def test_a_new_target_is_one_registry_line(monkeypatch):
     line = Target("numpy-reference", "rnnsym's hand-written NumPy references",
                   "reference_framework:make_harness")
     monkeypatch.setattr(registry, "TARGETS", TARGETS + (line,))
-    report = check("numpy-reference", "gru", examples=10, seed=1)
+    # in_process: the registry line is patched into this process only (a worker imports afresh)
+    report = check("numpy-reference", "gru", examples=10, seed=1, in_process=True)
     assert report.passed and report.dtype == "float64", report.format()
-    assert check("numpy-reference", "gru", variant="reset=before", examples=20,
-                 seed=1).failure_kind == "wrong numbers"
+    assert check("numpy-reference", "gru", variant="reset=before", examples=20, seed=1,
+                 in_process=True).failure_kind == "wrong numbers"
     with pytest.raises(UsageError, match="numpy-reference"):
         check("nope", "gru", examples=1)
     assert "`numpy-reference`: rnnsym's hand-written NumPy references" in markdown_list()

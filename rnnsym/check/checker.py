@@ -15,7 +15,8 @@ from rnnsym.check.probe import Probe
 from rnnsym.check.report import Counterexample, Report
 from rnnsym.check.search import HarnessSubject, Progress, new_stats, search, shrink_note
 from rnnsym.check.space import CheckOptions, config_space, parse_bidirectional
-from rnnsym.check.target import Outcome, TargetTimeout, call_with_limit
+from rnnsym.check.isolation import TargetDied
+from rnnsym.check.target import Outcome, TargetTimeout, limited_call
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
 
 
@@ -46,7 +47,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
           timeout: Optional[float] = 30.0, gradients: bool = False,
-          backward: Optional[str] = None) -> Report:
+          backward: Optional[str] = None, in_process: bool = False) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
@@ -83,6 +84,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    and fixed lengths for the others (``rnnsym.check.gradients``)
     backward       a function target's backward, by name in the target's file (default:
                    ``backward`` there, else the function's attribute ``fn.backward``)
+    in_process     run the target in this process (faster; by default it runs in a worker
+                   process, so that it cannot end, hang or fake the check:
+                   ``rnnsym.check.isolation``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.onnx import check_onnx, is_onnx_target
@@ -101,7 +105,7 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         report = check_onnx(target, cell, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                             atol=atol, attributes=attributes, variant=variant,
                             bidirectional=bidirectional, max_size=max_size, progress=progress,
-                            timeout=timeout, layers=layers)
+                            timeout=timeout, layers=layers, in_process=in_process)
         if strict:
             report.strict, report.command = True, report.command + " --strict"
             report.passed = report.passed and not report.unsupported
@@ -137,6 +141,23 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         options = _gradient_space(harness, options)
     dtype = options.dtype or default_dtype
     space = config_space(harness, options)
+    isolated_note = None
+    if not in_process:
+        from rnnsym.check.isolation import isolate_harness
+        harness, isolated_note = isolate_harness(harness, target, cell, cell_api, backward)
+    try:
+        report = _run(target, cell, dtype, default_dtype, options, harness, space, progress)
+    finally:
+        getattr(harness, "close", lambda: None)()
+    if isolated_note:
+        report.target += f" ({isolated_note})"
+    if in_process:
+        report.command += " --in-process"
+    return report
+
+
+def _run(target, cell, dtype, default_dtype, options, harness, space, progress) -> Report:
+    """Contract, survey, search and report (the target in a worker unless in-process)."""
     _contract(harness, space, dtype, options.timeout)
 
     stats = new_stats()
@@ -240,9 +261,9 @@ def _contract(harness: Harness, space: dict, dtype: str, timeout) -> None:
                       bidirectional=space["bidirectional"][0],
                       variant=tuple(sorted((k, v[0]) for k, v in space["variants"].items())))
     try:
-        call_with_limit(lambda: harness.probe(simplest), timeout)
-    except NotImplementedError:
-        pass
+        limited_call(harness, "probe", (simplest,), timeout=timeout)
+    except (NotImplementedError, TargetDied):
+        pass        # an unsupported dtype, or a target that ends its process: the survey's
     except TargetTimeout:
         raise ContractError(f"{harness.name}: building it timed out after {timeout:g} s "
                             "(--timeout)") from None

@@ -87,7 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="an unsupported feature is a failure (exit 1)")
     parser.add_argument("--timeout", type=_timeout, default=30.0, metavar="SECONDS",
                         help="time limit of one call of the target (default 30; none: no "
-                             "limit; needs SIGALRM, i.e. not on Windows)")
+                             "limit; a call hanging in C code kills the target's worker "
+                             "process, except with --in-process)")
     parser.add_argument("--gradients", action="store_true",
                         help="check the gradients (parameters, input, initial state) against "
                              "the generated backward, under a random upstream gradient "
@@ -100,6 +101,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="with --gradients on a function FILE.py:NAME: its backward, by "
                              "name in that file (default: backward there, else the "
                              "function's attribute NAME.backward)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the target in rnnsym's own process (faster; by default it "
+                             "runs in a worker process, so that sys.exit, a crash or a hang "
+                             "in a C call inside it cannot end or stall the check)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none unless stderr is a "
                              "terminal)")
@@ -128,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         extra["gradients"] = True
     if args.backward is not None:
         extra["backward"] = args.backward
+    if args.in_process:
+        extra["in_process"] = True
     try:
         report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,

@@ -34,7 +34,8 @@ import numpy as np
 
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.oracle import _compiled, variant_for
-from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
+from rnnsym.check.isolation import TargetDied
+from rnnsym.check.target import Outcome, TargetTimeout, limited_call, timeout_text
 from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
                                     explicit_tolerance, fan_in, gamma, unit_roundoff)
 from rnnsym.frameworks import Config, ContractError, OutputError, UsageError, nest_state
@@ -332,8 +333,8 @@ def target_gradients(harness, case, upstream, timeout=None):
     kwargs = {}
     if case.lengths is not None:
         kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}
-    return call_twice_if_slow(lambda: run(case.config, case.values, case.x, state0, upstream,
-                                          **kwargs), timeout)
+    return limited_call(harness, "gradients", (case.config, case.values, case.x, state0,
+                                               upstream), kwargs, timeout)
 
 
 @dataclass
@@ -356,8 +357,11 @@ def run_gradient_case(harness, case, *, rtol=None, atol=None, timeout=None):
     outcome = GradientOutcome(case, expected, tol, upstream=upstream)
     try:
         flat, got = target_gradients(harness, case, upstream, timeout)
-    except TargetTimeout:
-        outcome.kind, outcome.error = "timed out", timeout_text(timeout)
+    except TargetTimeout as exc:
+        outcome.kind, outcome.error = "timed out", timeout_text(timeout, exc)
+        return outcome
+    except TargetDied as exc:
+        outcome.kind, outcome.error = exc.kind, str(exc)
         return outcome
     except (OutputError, ContractError) as exc:
         outcome.kind, outcome.error = "wrong shape", str(exc)

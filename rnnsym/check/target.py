@@ -7,6 +7,8 @@ Failure kinds, the first word of a diagnosis:
 ``wrong dtype``    an output not in the dtype the target was run in
 ``raised``         the target raised (``NotImplementedError`` too, on core input)
 ``timed out``      one call took longer than the time limit (``--timeout``), twice
+``exited``         the target ended its process: ``sys.exit``, ``os._exit``
+``crashed``        the target's process died of a signal: a segfault, ``abort``, a kill
 
 An exception the harness classes as "not supported" (``Harness.unsupported``:
 ``NotImplementedError`` and ``rnnsym.check.Unsupported``) is not a failure by itself: the
@@ -20,11 +22,13 @@ first). A call that runs past the limit is made once more before it counts as "t
 meets a burst of load on a shared machine finishes the second time; a hang does not. Where
 that is not available (Windows, or ``check`` called outside the main thread)
 calls are not limited: a target that never returns hangs the check.
+
+By default the target runs in a worker process (``rnnsym.check.isolation``): there the worker
+applies the limit as above, and the checker kills it when no reply comes (a hang inside a C
+call, or no ``SIGALRM``). :func:`limited_call` is the one way the checker calls the target.
 """
 from __future__ import annotations
 
-import signal
-import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,55 +36,30 @@ import numpy as np
 
 from rnnsym.check.cases import Case
 from rnnsym.check.compare import compare_flat, error_ratio
+from rnnsym.check.isolation import TargetDied, copied, exit_text
+from rnnsym.check.limits import (TargetTimeout, call_twice_if_slow, call_with_limit,  # noqa: F401
+                                 can_limit_time, timeout_text)
 from rnnsym.check.oracle import oracle_flat
 from rnnsym.check.tolerance import backward_error_tolerance, explicit_tolerance
 from rnnsym.frameworks import ContractError, Harness, OutputError
 
-KINDS = ("wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out")
+KINDS = ("wrong numbers", "wrong shape", "wrong dtype", "raised", "timed out", "exited",
+         "crashed")
 
 
-class TargetTimeout(BaseException):
-    """Raised inside a target call that ran past its time limit. A BaseException, so that a
-    target's own ``except Exception`` cannot swallow it."""
-
-
-def can_limit_time() -> bool:
-    """Whether calls can be time-limited here (SIGALRM, main thread)."""
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
-def call_with_limit(fn, seconds: Optional[float]):
-    """``fn()``, raising TargetTimeout after ``seconds`` (None or 0: no limit, as where
-    :func:`can_limit_time` is False)."""
-    if not seconds or not can_limit_time():
-        return fn()
-    armed = [True]
-
-    def expire(signum, frame):
-        if armed[0]:
-            raise TargetTimeout(seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def limited_call(harness, method: str, args, kwargs=None, timeout: Optional[float] = None):
+    """``harness.method(*args, **kwargs)`` limited to ``timeout`` seconds (twice, see the module
+    docstring): in the harness's worker where it has one (``rnnsym.check.isolation``), else
+    here, on copies of the arguments and of the result. ``sys.exit`` inside the target raises
+    TargetDied (kind "exited") in both."""
+    remote = getattr(harness, "call_limited", None)
+    if remote is not None:
+        return remote(method, args, kwargs or {}, timeout)
+    fn, args, kwargs = getattr(harness, method), copied(args), copied(kwargs or {})
     try:
-        return fn()
-    finally:
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def call_twice_if_slow(fn, seconds: Optional[float]):
-    """:func:`call_with_limit`, and once more if the first call ran past the limit: raises
-    TargetTimeout only when both did."""
-    try:
-        return call_with_limit(fn, seconds)
-    except TargetTimeout:
-        return call_with_limit(fn, seconds)
-
-
-def timeout_text(seconds: float) -> str:
-    return f"timed out after {seconds:g} s, twice (--timeout)"
+        return copied(call_twice_if_slow(lambda: fn(*args, **kwargs), timeout))
+    except SystemExit as exc:
+        raise TargetDied("exited", exit_text(exc.code)) from None
 
 
 @dataclass
@@ -119,10 +98,12 @@ def call_target(harness: Harness, case: Case, timeout: Optional[float] = None):
     if case.lengths is not None:
         kwargs = {"lengths": case.lengths, "length_mode": case.length_mode}
     try:
-        got = call_twice_if_slow(lambda: harness.run(case.config, case.values, case.x,
-                                                     case.state0, **kwargs), timeout)
-    except TargetTimeout:
-        return None, ("timed out", timeout_text(timeout), None)
+        got = limited_call(harness, "run", (case.config, case.values, case.x, case.state0),
+                           kwargs, timeout)
+    except TargetTimeout as exc:
+        return None, ("timed out", timeout_text(timeout, exc), None)
+    except TargetDied as exc:
+        return None, (exc.kind, str(exc), None)
     except OutputError as exc:
         return None, (exc.kind, str(exc), None)
     except ContractError as exc:

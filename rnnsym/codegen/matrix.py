@@ -33,6 +33,8 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Tran
 from rnnsym.cells.cell import Cell
 from rnnsym.cells.nodes import Activation, HadamardQuotient, L2Norm, Maximum, Outer, RowScale
 from rnnsym.codegen.groups import shape_tuple
+from rnnsym.codegen.header import HEADER, cell_call
+from rnnsym.codegen.scalar import NoMatrixRule, _coef  # noqa: F401 (NoMatrixRule: public here)
 from rnnsym.codegen.helpers import HELPERS
 from rnnsym.printing.text import equation_text
 from rnnsym.shapes import derive
@@ -68,25 +70,6 @@ class Line:
     signs: list = field(default_factory=list)
     coef: sp.Basic = sp.S.One
     eps: str = ""
-
-
-class NoMatrixRule(NotImplementedError):
-    """An operation the matrix-state generator cannot write (yet); says which."""
-
-
-def _coef(c) -> str:
-    """A scalar coefficient as NumPy source: ``0.125``, ``d_k ** -0.5``. Python numbers only
-    (``1 / np.sqrt(d_k)`` is a float64 scalar, which would turn float32 arrays into float64)."""
-    c = sp.sympify(c)
-    if c.is_number:
-        return repr(int(c)) if c.is_Integer else repr(float(c))
-    base, exp = c.as_base_exp()
-    if exp.is_Rational and base.is_Symbol:
-        return f"{base} ** {float(exp)!r}"
-    num, den = sp.fraction(c)
-    if num.is_number and den.is_Symbol:
-        return f"{_coef(num)} / {den}"
-    raise NoMatrixRule(f"cannot print the coefficient {c}")
 
 
 class Tape:
@@ -365,7 +348,6 @@ _ACT_GRAD = {
 
 def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module of a matrix-state cell."""
-    from rnnsym.codegen.generator import HEADER, cell_call
     table = derive(cell)
     table.check_determined()
     if len(cell.readouts) > 1:

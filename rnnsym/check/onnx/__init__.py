@@ -143,15 +143,16 @@ def _layers(layers) -> tuple:
 def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
                max_size: int = 6, progress: bool = False, timeout=None,
-               layers=None) -> OnnxReport:
+               layers=None, in_process: bool = False) -> OnnxReport:
     """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
     numbers of stacked nodes to draw (first = the shrink target); default one node.
-    ``cell`` linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`)."""
+    ``cell`` linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`).
+    The target runs in a worker process unless ``in_process`` (``rnnsym.check.isolation``)."""
     if str(cell).lower() in STATE_OP:
         return check_state_op(target, str(cell).lower(), examples=examples, seed=seed,
                               dtype=dtype, rtol=rtol, atol=atol, attributes=attributes,
                               variant=variant, max_size=max_size, progress=progress,
-                              timeout=timeout, layers=layers)
+                              timeout=timeout, layers=layers, in_process=in_process)
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"
@@ -168,6 +169,22 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
     if bidir:
         space["direction"] = tuple(d for d in space["direction"] if d in bidir) or bidir
     tgt = onnx_target(target)
+    if not in_process:
+        from rnnsym.check.isolation import isolate_onnx
+        tgt = isolate_onnx(target, tgt)
+    try:
+        report = _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
+                        fixed, space, max_size, progress, timeout)
+    finally:
+        getattr(tgt, "close", lambda: None)()
+    if in_process:
+        report.command += " --in-process"
+    return report
+
+
+def _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes, fixed, space,
+           max_size, progress, timeout) -> OnnxReport:
+    """Probe, search and report (the target ``tgt`` in a worker unless in-process)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         space, unsupported, empty = probe(tgt, op, space, dtype)

@@ -18,6 +18,7 @@ from rnnsym.onnx import Readings, parse_attributes
 from rnnsym.onnx.driver import evaluate, next_layer_input
 from rnnsym.onnx.readings import OPEN, open_points
 from rnnsym.check.compare import compare_flat, error_ratio
+from rnnsym.check.isolation import TargetDied, exit_text
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 
 
@@ -129,6 +130,7 @@ class OnnxOutcome:
     ratio: float = 0.0
     readings: dict = field(default_factory=dict)   # non-default readings it matched
     timed_out: bool = False
+    died: Optional[str] = None        # "exited" / "crashed" (rnnsym.check.isolation)
 
     @property
     def failed(self) -> bool:
@@ -139,6 +141,8 @@ class OnnxOutcome:
         """The failure kind (``rnnsym.check.target.KINDS``), None when it agrees."""
         if self.timed_out:
             return "timed out"
+        if self.died:
+            return self.died
         if self.error:
             return "wrong shape" if self.got is not None else "raised"
         return "wrong numbers" if self.mismatches else None
@@ -164,10 +168,18 @@ def run_case(target: OnnxTarget, case: OnnxCase, dtype: str, fixed: dict, *, rto
     if not representable(expected, dtype):
         return None
     outcome = OnnxOutcome(case, expected, tol)
+    remote = getattr(target, "call_limited", None)      # in a worker: rnnsym.check.isolation
     try:
-        got = call_twice_if_slow(lambda: run_target(target, case), timeout)
-    except TargetTimeout:
-        outcome.error, outcome.timed_out = timeout_text(timeout), True
+        got = remote("run_target", (case,), {}, timeout) if remote is not None else \
+            call_twice_if_slow(lambda: run_target(target, case), timeout)
+    except TargetTimeout as exc:
+        outcome.error, outcome.timed_out = timeout_text(timeout, exc), True
+        return outcome
+    except TargetDied as exc:
+        outcome.error, outcome.died = str(exc), exc.kind
+        return outcome
+    except SystemExit as exc:                           # in-process
+        outcome.error, outcome.died = exit_text(exc.code), "exited"
         return outcome
     except Unsupported as exc:
         outcome.unsupported = str(exc)

@@ -129,6 +129,9 @@ def add_failure(report: OnnxReport, stats: dict, config, diagnose) -> None:
     elif outcome.timed_out:
         report.diagnosis = f"one load and run of the model {outcome.error}"
         report.diagnoses = [report.diagnosis]
+    elif outcome.died:
+        report.diagnosis = f"running the model {outcome.error}"
+        report.diagnoses = [report.diagnosis]
     elif outcome.error and outcome.got is None:
         report.diagnosis = ("the target raised an error instead of returning outputs (see "
                             "'target failed' above): it cannot run this model")

@@ -456,9 +456,11 @@ def _simplest(op: str, dtype: str) -> StateOpCase:
 
 def check_state_op(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                    rtol=None, atol=None, attributes=None, variant=None, max_size: int = 6,
-                   progress: bool = False, timeout=None, layers=None) -> OnnxReport:
+                   progress: bool = False, timeout=None, layers=None,
+                   in_process: bool = False) -> OnnxReport:
     """Property-test an ONNX target's LinearAttention / CausalConvWithState (module
-    docstring)."""
+    docstring); the target runs in a worker process unless ``in_process``
+    (``rnnsym.check.isolation``)."""
     op = STATE_OP[cell]
     dtype = dtype or "float32"
     if dtype not in ("float32", "float64", "float16"):
@@ -471,6 +473,22 @@ def check_state_op(target: str, cell: str, *, examples: int = 500, seed=None, dt
     fixed = parse_variant(variant, op)
     space = parse_state_space(attributes, op)
     tgt = onnx_target(target)
+    if not in_process:
+        from rnnsym.check.isolation import isolate_onnx
+        tgt = isolate_onnx(target, tgt)
+    try:
+        report = _search_and_report(tgt, target, cell, op, examples, seed, dtype, rtol, atol,
+                                    attributes, fixed, space, max_size, progress, timeout)
+    finally:
+        getattr(tgt, "close", lambda: None)()
+    if in_process:
+        report.command += " --in-process"
+    return report
+
+
+def _search_and_report(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
+                       fixed, space, max_size, progress, timeout) -> OnnxReport:
+    """Probe the simplest model, search, report (``tgt`` in a worker unless in-process)."""
     parts = ["rnnsym", "check", target, "--cell", cell, "--examples", str(examples),
              "--seed", str(seed), "--dtype", dtype]
     if attributes:
