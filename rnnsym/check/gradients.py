@@ -322,7 +322,6 @@ def gradient_tolerance(harness, case, upstream, expected: dict, *, seed: int = 0
 # --- the target ----------------------------------------------------------------------------
 def target_gradients(harness, case, upstream, timeout=None):
     """``(flat outputs, gradients)`` of the target, or raises what it raised."""
-    run = harness.gradients
     if not harness.supports_gradients:
         raise UsageError(f"--gradients is not supported for {harness.name} targets (torch "
                          "modules and drop-ins, torch cells, Keras, Flax, functions with a "

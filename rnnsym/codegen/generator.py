@@ -15,7 +15,7 @@ from rnnsym.cells.cell import Cell, split_name
 from rnnsym.cells.nodes import Activation
 from rnnsym.codegen.backward import BACKWARD_RESERVED, render_backward
 from rnnsym.codegen.groups import WRITE_INTO, fused_lines, gate_views, group_lines, shape_tuple
-from rnnsym.codegen.header import HEADER, cell_call
+from rnnsym.codegen.header import HEADER, _defaults, cell_call
 from rnnsym.codegen.helpers import HELPERS
 from rnnsym.codegen.plan import plan, readout_after_loop
 from rnnsym.codegen.prune import drop_dead_assignments
