@@ -34,6 +34,7 @@ from rnnsym.cells.cell import Cell
 from rnnsym.cells.nodes import Activation, HadamardQuotient, L2Norm, Maximum, Outer, RowScale
 from rnnsym.codegen.groups import shape_tuple
 from rnnsym.codegen.helpers import HELPERS
+from rnnsym.codegen.scalars import coef_source as _coef
 from rnnsym.printing.text import equation_text
 from rnnsym.shapes import derive
 
@@ -72,21 +73,6 @@ class Line:
 
 class NoMatrixRule(NotImplementedError):
     """An operation the matrix-state generator cannot write (yet); says which."""
-
-
-def _coef(c) -> str:
-    """A scalar coefficient as NumPy source: ``0.125``, ``d_k ** -0.5``. Python numbers only
-    (``1 / np.sqrt(d_k)`` is a float64 scalar, which would turn float32 arrays into float64)."""
-    c = sp.sympify(c)
-    if c.is_number:
-        return repr(int(c)) if c.is_Integer else repr(float(c))
-    base, exp = c.as_base_exp()
-    if exp.is_Rational and base.is_Symbol:
-        return f"{base} ** {float(exp)!r}"
-    num, den = sp.fraction(c)
-    if num.is_number and den.is_Symbol:
-        return f"{_coef(num)} / {den}"
-    raise NoMatrixRule(f"cannot print the coefficient {c}")
 
 
 class Tape:
@@ -363,9 +349,9 @@ _ACT_GRAD = {
 }
 
 
-def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
-    """The complete source of the generated module of a matrix-state cell."""
-    from rnnsym.codegen.generator import HEADER, cell_call
+def render_matrix(cell: Cell, header: str) -> str:
+    """The complete source of the generated module of a matrix-state cell; ``header`` is the
+    generator's file header (generator.render passes it: this module does not import it)."""
     table = derive(cell)
     table.check_determined()
     if len(cell.readouts) > 1:
@@ -419,7 +405,7 @@ def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") ->
         helpers += chunked[1]
     tmpl = resources.files("rnnsym.codegen").joinpath("templates").joinpath(TEMPLATE).read_text()
     return string.Template(tmpl).substitute(
-        header=HEADER.format(call=cell_call(cell), template=TEMPLATE, regen=regen),
+        header=header,
         title=cell.title,
         equations="\n".join("    " + equation_text(e.name, e.rhs) for e in cell.equations),
         shape_table="\n".join("    " + line for line in table.format().splitlines()
@@ -449,6 +435,6 @@ across chunks); the tests prove it equal to ``forward`` for every chunk size and
 
 def backward_step_source(cell: Cell) -> str:
     """The body of the generated ``_step_backward`` of ``cell`` (``rnnsym show CELL --backward``)."""
-    source = render_matrix(cell)
+    source = render_matrix(cell, header="")
     start = source.index("def _step_backward(")
     return source[start:source.index("\n\n\n", start)]
