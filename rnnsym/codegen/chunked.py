@@ -24,7 +24,7 @@ from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
 
 from rnnsym.cells.cell import Cell, split_name
 from rnnsym.cells.nodes import Activation, Outer, RowScale
-from rnnsym.codegen.scalar import _coef
+from rnnsym.codegen.scalars import coef_source as _coef
 from rnnsym.printing.numpy import numpy_code
 
 

@@ -114,9 +114,10 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     """The complete source of the generated module for ``cell``."""
     table = derive(cell)
     table.check_determined()
-    from rnnsym.codegen.matrix import has_matrix_state, render_matrix
+    from rnnsym.codegen.matrix import TEMPLATE as MATRIX_TEMPLATE, has_matrix_state, render_matrix
     if has_matrix_state(cell, table):       # a matrix state: written node by node (matrix.py)
-        return render_matrix(cell, regen)
+        return render_matrix(cell, HEADER.format(call=cell_call(cell), template=MATRIX_TEMPLATE,
+                                                 regen=regen))
     if not cell.inputs:
         raise ValueError(f"code generation needs at least one input, {cell.name} has none")
     sp_ = plan(cell, table=table)

@@ -33,9 +33,8 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Tran
 from rnnsym.cells.cell import Cell
 from rnnsym.cells.nodes import Activation, HadamardQuotient, L2Norm, Maximum, Outer, RowScale
 from rnnsym.codegen.groups import shape_tuple
-from rnnsym.codegen.header import HEADER, cell_call
-from rnnsym.codegen.scalar import NoMatrixRule, _coef  # noqa: F401 (NoMatrixRule: public here)
 from rnnsym.codegen.helpers import HELPERS
+from rnnsym.codegen.scalars import coef_source as _coef
 from rnnsym.printing.text import equation_text
 from rnnsym.shapes import derive
 
@@ -70,6 +69,10 @@ class Line:
     signs: list = field(default_factory=list)
     coef: sp.Basic = sp.S.One
     eps: str = ""
+
+
+class NoMatrixRule(NotImplementedError):
+    """An operation the matrix-state generator cannot write (yet); says which."""
 
 
 class Tape:
@@ -346,8 +349,9 @@ _ACT_GRAD = {
 }
 
 
-def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
-    """The complete source of the generated module of a matrix-state cell."""
+def render_matrix(cell: Cell, header: str) -> str:
+    """The complete source of the generated module of a matrix-state cell; ``header`` is the
+    generator's file header (generator.render passes it: this module does not import it)."""
     table = derive(cell)
     table.check_determined()
     if len(cell.readouts) > 1:
@@ -401,7 +405,7 @@ def render_matrix(cell: Cell, regen: str = "rnnsym generate --out generated") ->
         helpers += chunked[1]
     tmpl = resources.files("rnnsym.codegen").joinpath("templates").joinpath(TEMPLATE).read_text()
     return string.Template(tmpl).substitute(
-        header=HEADER.format(call=cell_call(cell), template=TEMPLATE, regen=regen),
+        header=header,
         title=cell.title,
         equations="\n".join("    " + equation_text(e.name, e.rhs) for e in cell.equations),
         shape_table="\n".join("    " + line for line in table.format().splitlines()
@@ -431,6 +435,6 @@ across chunks); the tests prove it equal to ``forward`` for every chunk size and
 
 def backward_step_source(cell: Cell) -> str:
     """The body of the generated ``_step_backward`` of ``cell`` (``rnnsym show CELL --backward``)."""
-    source = render_matrix(cell)
+    source = render_matrix(cell, header="")
     start = source.index("def _step_backward(")
     return source[start:source.index("\n\n\n", start)]
