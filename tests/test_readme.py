@@ -47,16 +47,29 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert "python3 -m venv .venv" in ci and "CI=" in ci   # what the README says .ci/run adds
 
 
-def test_readme_setup_installs_the_package_and_puts_rnnsym_on_path():
-    setup = commands(code_block(section(README.read_text(), "Set up")))
-    assert setup == ["python3 -m venv .venv && .venv/bin/python -m pip install -e .",
-                     ". .venv/bin/activate"]
+def test_readme_setup_is_two_commands_the_main_job_and_ci(capsys):
+    """One command installs and runs the main job, the other is .ci/run (the tests, as CI runs
+    them); the main job's rnnsym calls run here as written."""
+    from rnnsym.cli import main
+    main_job, tests = commands(code_block(section(README.read_text(), "Set up")))
+    assert tests == "bash .ci/run"
+    steps = [step.strip() for step in main_job.split("&&")]
+    assert steps[:2] == ["python3 -m venv .venv", ".venv/bin/python -m pip install -e ."]
+    assert len(steps) > 2
+    for step in steps[2:]:
+        argv = shlex.split(step)
+        assert argv[0] == ".venv/bin/rnnsym", step
+        assert main(argv[1:]) in (0, None), step
+    out = capsys.readouterr().out
+    assert "W_hi" in out and "\\tanh" in out     # the shapes table, then the LaTeX
 
 
 def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
     from rnnsym.cli import main
     monkeypatch.chdir(tmp_path)          # `generate --out mycode` writes here
     lines = commands(code_block(section(README.read_text(), "Quick start")))
+    assert lines[0] == ". .venv/bin/activate"   # what puts `rnnsym` on PATH
+    lines = lines[1:]
     assert len(lines) >= 8
     for line in lines:
         argv = shlex.split(line)
