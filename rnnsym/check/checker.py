@@ -24,7 +24,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
-          timeout: Optional[float] = 30.0, gradients: bool = False) -> Report:
+          timeout: Optional[float] = 30.0, gradients: bool = False, define=None,
+          define_file=None, inputs="x", readouts="", dims="", param_map=None) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
@@ -58,8 +59,19 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    directions and packed sequences for torch modules and drop-ins, both
                    directions and lengths for Keras and Flax, one layer, one direction
                    and fixed lengths for the others (``rnnsym.check.gradients``)
+    define, define_file, inputs, readouts, dims, param_map
+                   any other cell (a built-in beyond elman/lstm/gru's framework options, or a
+                   cell's text): ``rnnsym.check.anycell`` (``cell=None`` with ``define``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
+    from rnnsym.check.anycell import check_cell, request, wants_cell_check
+
+    if define_file is not None or wants_cell_check(cell, variant, define, param_map):
+        req = request(cell, variant, define, define_file, inputs, readouts, dims)
+        return check_cell(target, req, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
+                          atol=atol, param_map=param_map, gradients=gradients,
+                          without=_names(without) or (), features=_names(features),
+                          strict=strict, timeout=timeout, progress=progress, max_size=max_size)
     from rnnsym.check.onnx import check_onnx, is_onnx_target
     from rnnsym.frameworks.user import parse_variant, resolve_harness
 

@@ -1,0 +1,526 @@
+"""``rnnsym check TARGET --cell NAME`` for every built-in cell and ``--define TEXT``: the check
+derived from the symbolic cell alone.
+
+Everything comes from the cell: its free dimensions and parameter shapes from
+``rnnsym.shapes`` (the sizes are drawn pairwise distinct), the parameters, input and state
+from those shapes, the expected values from ``rnnsym.compile(cell)`` (the generated forward and
+backward, float64), the diagnosis from edits of its equations (``rnnsym.check.mutations``).
+There is no per-cell code here. Targets: ``rnnsym.frameworks.cell_api`` (canonical functions,
+torch modules following the cell API). One layer, one direction of time; a function's declared
+``reverse``, ``lengths`` and ``no_bias`` are searched too.
+
+Built-ins with the three framework cells' own options (elman/lstm/gru with ``activation``,
+``reset``, ``projection``, ``hidden_bias``) keep the framework checker (``rnnsym.check.checker``):
+stacks, directions, layouts. :func:`wants_cell_check` says which one a request goes to.
+"""
+from __future__ import annotations
+
+import inspect
+import random
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from rnnsym.check import strategies as rst
+from rnnsym.check.cases import LENGTHS_TENTHS, Case, _pad
+from rnnsym.check.compare import compare_flat, error_ratio, max_errors
+from rnnsym.check.report import Counterexample, Report
+from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.target import (Outcome, TargetTimeout, call_twice_if_slow, representable,
+                                 timeout_text)
+from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
+                                    explicit_tolerance, gamma, noisy_activations, unit_roundoff)
+from rnnsym.frameworks import ContractError, OutputError, UsageError
+from rnnsym.frameworks.cell_api import CellConfig, bias_params, cell_target
+from rnnsym.frameworks.layers import direction_forward
+
+#: --variant keys the framework checker knows for elman/lstm/gru
+FRAMEWORK_VARIANTS = {"activation", "nonlinearity", "reset", "reset_after", "linear_before_reset",
+                      "projection", "hidden_bias"}
+FRAMEWORK_CELLS = {"elman", "rnn", "simplernn", "lstm", "gru"}
+#: the features of this check (``--without`` / ``--features``)
+CELL_FEATURES = {"reverse": "reverse direction (fn.supports)",
+                 "lengths": "per-sample lengths (fn.supports)",
+                 "no_bias": "no bias vectors (fn.supports)",
+                 "initial_state": "an initial state"}
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def wants_cell_check(cell, variant=None, define=None, param_map=None) -> bool:
+    """Whether a request goes to this checker (else the framework checker)."""
+    if define is not None or param_map:
+        return True
+    if not isinstance(cell, str) or cell.lower() not in FRAMEWORK_CELLS:
+        return True
+    return bool(set(variant_items(variant)) - FRAMEWORK_VARIANTS)
+
+
+def variant_items(variant) -> dict:
+    """'a=1,b=x' / a dict / a list of such strings -> {key: text}."""
+    if not variant:
+        return {}
+    if isinstance(variant, dict):
+        return {str(k).strip().lower().replace("-", "_"): v for k, v in variant.items()}
+    words = variant.split(",") if isinstance(variant, str) else ",".join(variant).split(",")
+    out = {}
+    for word in filter(None, (w.strip() for w in words)):
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise UsageError(f"--variant {word}: expected NAME=VALUE, e.g. activation=relu")
+        out[key.strip().lower().replace("-", "_")] = value.strip()
+    return out
+
+
+# --- the cell -----------------------------------------------------------------------------
+def variant_keys(name: str) -> dict:
+    """A built-in's settable options -> their default (what ``--variant`` takes)."""
+    from rnnsym.cells.builtin import BUILTINS
+    sig = inspect.signature(BUILTINS[name])
+    return {k: p.default for k, p in sig.parameters.items()
+            if isinstance(p.default, (bool, int, float, str)) or p.default is None}
+
+
+def variant_help() -> str:
+    """Every built-in's ``--variant`` keys, for ``check --help`` and the docs."""
+    from rnnsym.cells.builtin import BUILTINS
+    parts = []
+    for name in dict.fromkeys(f for f in BUILTINS if f != "rnn"):
+        keys = variant_keys(name)
+        parts.append(f"{name}: " + (", ".join(f"{k}={_fmt_default(v)}" for k, v in keys.items())
+                                    or "none"))
+    return "; ".join(parts)
+
+
+def _fmt_default(value) -> str:
+    return "VALUE" if value is None else str(value).lower() if isinstance(value, bool) else \
+        str(value)
+
+
+def _parse_value(name, key, text, default):
+    text = str(text)
+    if isinstance(default, bool):
+        if text.lower() in TRUE | FALSE:
+            return text.lower() in TRUE
+        raise UsageError(f"--variant {key}={text}: expected true or false")
+    if default is None or isinstance(default, (int, float)):
+        if default is None and text.lower() in ("none", "off"):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"--variant {key}={text}: expected a number") from None
+    return text.lower()
+
+
+def builtin_cell(name: str, variant=None):
+    """The built-in ``name`` with ``--variant`` options (keys from its factory's signature)."""
+    from rnnsym.cells.builtin import BUILTINS, NAMES, builtin
+    key = name.lower()
+    if key not in BUILTINS:
+        raise UsageError(f"cell: unknown {name!r} (built-in cells: {NAMES}; or --define TEXT)")
+    key = "elman" if key == "rnn" else key
+    known = variant_keys(key)
+    options = {}
+    for k, v in variant_items(variant).items():
+        k = {"nonlinearity": "activation"}.get(k, k)
+        if k == "reset_after" and key == "gru":
+            k, v = "reset", "after" if v.lower() in TRUE else "before"
+        if k not in known:
+            raise UsageError(f"--variant {k}: not an option of {key} (options: "
+                             f"{', '.join(known) or 'none'})")
+        options[k] = _parse_value(key, k, v, known[k])
+    try:
+        return builtin(key, **options)
+    except ValueError as exc:
+        raise UsageError(f"--variant: {exc}") from None
+
+
+def defined_cell(text: str, *, inputs="x", readouts="", dims="", name="custom"):
+    """A cell from its text form, with ``--input``, ``--readout``, ``--dims`` as ``rnnsym
+    shapes`` takes them."""
+    from rnnsym.cells import DefinitionError, parse_cell
+
+    def split(s):
+        return tuple(a.strip() for a in (s or "").split(",") if a.strip())
+    pairs = []
+    for pair in split(dims):
+        a, sep, b = pair.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise UsageError(f"--dims takes NAME=NAME pairs, got {pair!r}")
+        pairs.append((a.strip(), b.strip()))
+    try:
+        return parse_cell(text, inputs=split(inputs) or ("x",), readouts=split(readouts),
+                          dims=pairs, name=name)
+    except (DefinitionError, ValueError) as exc:
+        raise UsageError(f"--define: {exc}") from None
+
+
+def checkable(cell):
+    """The cell's derived shapes; UsageError when it cannot be checked (shapes left open,
+    several inputs)."""
+    from rnnsym.shapes import ShapeError
+    if len(cell.inputs) != 1:
+        raise UsageError(f"cell {cell.name}: {len(cell.inputs)} inputs "
+                         f"({', '.join(cell.inputs)}); the check drives cells with one input")
+    try:
+        table = cell.shapes()
+        table.check_determined()
+    except ShapeError as exc:
+        raise UsageError(f"cell {cell.name}: {exc}") from None
+    return table
+
+
+# --- the oracle ---------------------------------------------------------------------------
+def flat_of(outputs, final) -> dict:
+    flat = {"output": np.asarray(outputs)[:, :, None]}
+    flat.update({f"{k}_n": np.asarray(v)[None, None] for k, v in final.items()})
+    return flat
+
+
+def run_forward(forward, config: CellConfig, params, x, state0, lengths=None) -> dict:
+    """Flat outputs of the single-layer ``forward`` on a case: reversed with
+    ``config.reverse``, sample by sample within ``lengths`` (zeros past them)."""
+    x = np.asarray(x, np.float64)
+    if lengths is None:
+        return flat_of(*direction_forward(forward, params, x, state0, reverse=config.reverse))
+    per = []
+    for b, n in enumerate(int(n) for n in lengths):
+        s0 = None if state0 is None else {k: v[b:b + 1] for k, v in state0.items()}
+        per.append(direction_forward(forward, params, x[:n, b:b + 1], s0,
+                                     reverse=config.reverse))
+    out = np.zeros((x.shape[0], x.shape[1]) + per[0][0].shape[2:])
+    for b, (o, _) in enumerate(per):
+        out[:len(o), b] = o[:, 0]
+    final = {k: np.concatenate([f[k] for _, f in per]) for k in per[0][1]}
+    return flat_of(out, final)
+
+
+def canonical_params(cell, config: CellConfig, values: dict) -> dict:
+    """The target's values as the oracle's params: float64, absent biases as zeros."""
+    params = {k: np.asarray(v, np.float64) for k, v in values.items()}
+    if not config.bias:
+        shapes = cell.shapes().concrete(**dict(config.dims))
+        params.update({b: np.zeros(shapes[b]) for b in bias_params(cell) if b not in params})
+    return params
+
+
+def noisy_cell_steps(forward, eta: float, rng):
+    """Like ``tolerance.noisy_steps`` for any cell: one step at a time, sigmoids and every new
+    state perturbed by ``eta * (1 + |v|)``; the outputs are the steps' own."""
+    forward = noisy_activations(forward, eta, rng)
+
+    def forward_with_noise(params, x, state0=None):
+        if len(x) == 0:
+            return forward(params, x, state0)
+        state, outputs = state0, []
+        for t in range(len(x)):
+            out, state = forward(params, x[t:t + 1], state)
+            state = {k: v + eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
+                     for k, v in state.items()}
+            outputs.append(out[0])
+        return np.stack(outputs), state
+    return forward_with_noise
+
+
+def cell_tolerance(config: CellConfig, run, params, x, state0, expected, seed=0) -> Tolerance:
+    """The backward-error tolerance of ``rnnsym.check.tolerance`` for any cell: the fan-in
+    bound is the sum of every free dimension (the widest sum a pre-activation can have)."""
+    u = unit_roundoff(config.dtype)
+    g = gamma(sum(v for _, v in config.dims) + 2 + FUNCTION_ULPS, u)
+    rng = np.random.default_rng(seed)
+    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
+    with np.errstate(all="ignore"):
+        for _ in range(PROBES):
+            probe = run(_perturb(params, g, rng), _perturb(x, g, rng), _perturb(state0, g, rng),
+                        wrap=lambda f: noisy_cell_steps(f, FUNCTION_ULPS * u, rng))
+            for k in spread:
+                diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
+                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    arrays = {k: SAFETY * (spread[k] + u * np.abs(e)) for k, e in expected.items()}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+def runner(module, case, forward=None):
+    """``run(params, x, state0, wrap=None) -> flat`` of ``module`` (or ``forward``) on
+    ``case``'s configuration and lengths."""
+    base = forward or module.forward
+
+    def run(params, x, state0, wrap=None):
+        fwd = wrap(base) if wrap else base
+        return run_forward(fwd, case.config, params, x, state0, case.lengths)
+    return run
+
+
+def expected_for(module, cell, case, rtol=None, atol=None, forward=None):
+    params = canonical_params(cell, case.config, case.values)
+    run = runner(module, case, forward)
+    with np.errstate(all="ignore"):
+        expected = run(params, case.x, case.state0)
+    if not representable(expected, case.config.dtype):
+        return None
+    if rtol is None and atol is None:
+        tol = cell_tolerance(case.config, run, params, case.x, case.state0, expected)
+    else:
+        tol = explicit_tolerance(expected, rtol or 0.0, atol or 0.0)
+    return expected, tol
+
+
+# --- cases --------------------------------------------------------------------------------
+@st.composite
+def cell_cases(draw, cell, table, space: dict, dtype: str, max_size: int = 6):
+    """Cases of ``cell``: distinct sizes for T, B and every free dimension, the parameters at
+    their derived shapes, input, initial state and lengths as ``space`` allows."""
+    dims = [str(d) for d in table.dims]
+    names = ["T", "B"] + dims
+    sizes = draw(rst.distinct_sizes(names, max_value=max(max_size, len(names) + 1)),
+                 label="sizes")
+    config = CellConfig(cell=cell.name, T=sizes["T"], B=sizes["B"],
+                        dims=tuple((d, sizes[d]) for d in dims),
+                        reverse=draw(st.sampled_from(space["reverse"]), label="reverse"),
+                        bias=draw(st.sampled_from(space["bias"]), label="bias"),
+                        initial_state=draw(st.sampled_from(space["initial_state"]),
+                                           label="initial_state"), dtype=dtype)
+    shapes = table.concrete(**{d: sizes[d] for d in dims})
+    biases = set(bias_params(cell))
+    wanted = {p: shapes[p] for p in cell.params if config.bias or p not in biases}
+    np_dtype = np.dtype(dtype)
+    values = draw(rst.target_values(wanted, np_dtype), label="values")
+    x = draw(rst.float_arrays({"x": (config.T, config.B) + shapes[cell.inputs[0]]}, np_dtype,
+                              magnitudes=rst.INPUT_MAGNITUDES), label="x")["x"]
+    state0 = None
+    if config.initial_state:
+        state0 = draw(rst.float_arrays({s: (config.B,) + shapes[s] for s in cell.states},
+                                       np_dtype, magnitudes=(1.0, 0.1, 10.0)), label="state0")
+    lengths = None
+    if space["lengths"]:
+        coin = draw(st.integers(0, 2**32 - 1), label="variable lengths?")
+        if coin % 10 >= 10 - LENGTHS_TENTHS:
+            short = draw(st.lists(st.integers(0, 2**32 - 1), min_size=config.B,
+                                  max_size=config.B), label="steps short of T (mod T)")
+            lengths = tuple(config.T - n % config.T for n in short)
+            x = _pad(x, lengths)
+    return Case(config, values, x, state0, lengths, "lengths" if lengths else None)
+
+
+def cell_space(target, without=(), features=None) -> dict:
+    supports = target.supports
+    space = {"reverse": (False, True) if "reverse" in supports else (False,),
+             "bias": (True, False) if "no_bias" in supports else (True,),
+             "initial_state": (False, True), "lengths": "lengths" in supports}
+    dropped = set(without or ())
+    if features is not None:
+        dropped |= set(CELL_FEATURES) - set(features)
+    for name in dropped:
+        if name not in CELL_FEATURES:
+            raise UsageError(f"--without/--features {name}: not a feature of this check "
+                             f"(features: {', '.join(CELL_FEATURES)})")
+        if name == "lengths":
+            space["lengths"] = False
+        elif name == "no_bias":
+            space["bias"] = (True,)
+        else:
+            space[name] = (False,)
+    return space
+
+
+# --- one case -----------------------------------------------------------------------------
+class CellSubject:
+    """The search's subject (``rnnsym.check.search.Subject``) for a symbolic cell."""
+
+    nothing_left = False
+
+    def __init__(self, cell, table, module, target, space, dtype, options):
+        self.cell, self.table, self.module, self.target = cell, table, module, target
+        self.space, self.dtype, self.options = space, dtype, options
+
+    def cases(self):
+        return cell_cases(self.cell, self.table, self.space, self.dtype,
+                          self.options.get("max_size", 6))
+
+    def excluded(self, case) -> bool:
+        return False
+
+    def run(self, case):
+        oracle = expected_for(self.module, self.cell, case, self.options.get("rtol"),
+                              self.options.get("atol"))
+        if oracle is None:
+            return None
+        outcome = Outcome(case, *oracle)
+        try:
+            got = call_twice_if_slow(lambda: self.target.run(case.config, case.values, case.x,
+                                                             case.state0, lengths=case.lengths),
+                                     self.options.get("timeout"))
+        except TargetTimeout:
+            outcome.kind, outcome.error = "timed out", timeout_text(self.options["timeout"])
+            return outcome
+        except OutputError as exc:
+            outcome.kind, outcome.error = exc.kind, str(exc)
+            return outcome
+        except ContractError as exc:
+            outcome.kind, outcome.error = "wrong shape", str(exc)
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
+            outcome.kind, outcome.error = "raised", f"raised {type(exc).__name__}: {exc}"
+            return outcome
+        outcome.got = got
+        outcome.mismatches = compare_flat(outcome.expected, got, outcome.tolerance.arrays)
+        outcome.ratio = error_ratio(outcome.expected, got, outcome.tolerance.arrays)
+        if outcome.mismatches:
+            outcome.kind = "wrong numbers"
+        return outcome
+
+    def unsupported(self, outcome) -> bool:
+        return False
+
+    def cover(self, stats, case, outcome) -> None:
+        stats["configs"].add(case.config.coverage_key())
+        c = case.config
+        for key, value in (("reverse", c.reverse), ("bias", c.bias),
+                           ("initial_state", c.initial_state),
+                           ("lengths", "per-sample" if case.lengths else "fixed")):
+            stats["coverage"].setdefault(key, set()).add(value)
+
+
+# --- the check ----------------------------------------------------------------------------
+@dataclass
+class CellRequest:
+    """What the command line named: the cell, how to replay it."""
+
+    cell: object
+    replay: str            # "--cell sru --variant rescale=true" / "--define '...'"
+
+
+def request(cell=None, variant=None, define=None, define_file=None, inputs="x", readouts="",
+            dims="") -> CellRequest:
+    """The cell a check names: a built-in with ``--variant`` options, or a definition."""
+    if define_file is not None:
+        if define is not None:
+            raise UsageError("give --define or --define-file, not both")
+        try:
+            with open(define_file) as fh:
+                define = fh.read()
+        except OSError as exc:
+            raise UsageError(f"--define-file {define_file}: {exc.strerror}") from None
+    if define is not None:
+        if cell is not None:
+            raise UsageError("give either --cell or --define, not both")
+        if variant:
+            raise UsageError("--variant applies to built-in cells (write the variant into "
+                             "--define)")
+        extra = "".join(f" --{flag} {v}" for flag, v in (("input", inputs), ("readout", readouts),
+                                                        ("dims", dims)) if v and v != "x")
+        return CellRequest(defined_cell(define, inputs=inputs, readouts=readouts, dims=dims),
+                           f"--define {_quote(define)}{extra}")
+    if cell is None:
+        raise UsageError("name a --cell or give --define TEXT")
+    built = builtin_cell(cell, variant)
+    items = variant_items(variant)
+    return CellRequest(built, f"--cell {cell}" + (
+        " --variant " + ",".join(f"{k}={v}" for k, v in items.items()) if items else ""))
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''").replace("\n", "; ") + "'"
+
+
+def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None, rtol=None,
+               atol=None, param_map=None, gradients=False, without=(), features=None,
+               strict=False, timeout=30.0, progress=False, max_size=6) -> Report:
+    """Property-test ``target`` against the symbolic cell of ``req`` (module docstring)."""
+    from rnnsym.codegen.compile import compile_cell
+    from rnnsym.frameworks.user import load_object
+
+    cell = req.cell
+    table = checkable(cell)
+    if dtype not in (None, "float32", "float64"):
+        raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
+    if examples < 1:
+        raise UsageError(f"--examples: expected a positive number, got {examples}")
+    if isinstance(target, str) and ":" not in target:
+        raise UsageError(f"target {target}: the framework targets check elman|rnn, lstm and gru "
+                         "with their own options; this cell is checked on a function or a torch "
+                         "module following the cell API (MODULE:NAME or FILE.py:NAME)")
+    obj = load_object(target) if isinstance(target, str) else target
+    label = target if isinstance(target, str) else \
+        f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', obj)}"
+    tgt = cell_target(obj, cell, table, label, param_map)
+    try:
+        module = compile_cell(cell)
+    except Exception as exc:  # noqa: BLE001 - a cell the generator cannot write
+        raise UsageError(f"cell {cell.name}: the code generator cannot write it: {exc}") from None
+    dtype = dtype or tgt.dtype
+    seed = random.randrange(2**32) if seed is None else int(seed)
+    space = cell_space(tgt, without, features)
+    if gradients:
+        if not hasattr(module, "backward") or "not generated" in (module.__doc__ or ""):
+            raise UsageError(f"--gradients: no backward is generated for {cell.name} (several "
+                             "inputs or readouts)")
+        space = {**space, "reverse": (False,), "lengths": False}
+    options = {"rtol": rtol, "atol": atol, "timeout": timeout, "max_size": max_size}
+    subject = CellSubject(cell, table, module, tgt, space, dtype, options)
+    if gradients:
+        from rnnsym.check.cell_gradients import CellGradientSubject
+        subject = CellGradientSubject(subject)
+    stats = new_stats()
+    bar = Progress(progress, f"rnnsym check {label} {req.replay}", examples)
+    start = time.monotonic()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
+        finally:
+            bar.done()
+    elapsed = time.monotonic() - start
+    parts = ["rnnsym", "check", label, req.replay, "--examples", str(examples), "--seed",
+             str(seed), "--dtype", dtype]
+    if param_map:
+        parts += ["--param-map", param_map if isinstance(param_map, str) else
+                  ",".join(f"{k}={v}" for k, v in param_map.items())]
+    if gradients:
+        parts.append("--gradients")
+    outcome = stats["failure"]
+    nothing = outcome is None and stats["examples"] == 0
+    report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
+                    req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=seed,
+                    passed=outcome is None and not nothing,
+                    examples=stats["examples"] + (outcome is not None),
+                    configurations=len(stats["configs"]), elapsed=elapsed,
+                    max_abs_error=stats["abs"], max_rel_error=stats["rel"],
+                    max_error_ratio=stats["ratio"],
+                    tolerance="explicit rtol/atol" if rtol is not None or atol is not None
+                    else "backward-error estimate, see rnnsym.check.tolerance",
+                    command=" ".join(parts),
+                    coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+                    strict=strict, checked_nothing=nothing)
+    if outcome is not None:
+        report.counterexample = _counterexample(outcome)
+        report.failure_kind = outcome.kind
+        report.shrink_note = shrink_note(stats)
+        if outcome.kind in ("wrong numbers", "wrong gradients"):
+            from rnnsym.check.mutations import diagnose_cell
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                report.diagnoses = diagnose_cell(cell, module, outcome)
+        report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+    return report
+
+
+def _counterexample(outcome) -> Counterexample:
+    from rnnsym.check.checker import LengthsCounterexample
+    case = outcome.case
+    kind, extra = Counterexample, {}
+    if case.lengths is not None:
+        kind, extra = LengthsCounterexample, {"lengths": case.lengths, "length_mode": "lengths="}
+    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
+              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
+              expected=outcome.expected, **extra)
+    if outcome.got is not None:
+        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
+    return ce
+
+
+__all__ = ["wants_cell_check", "request", "check_cell", "CellRequest", "builtin_cell",
+           "defined_cell", "variant_help", "run_forward", "cell_tolerance", "expected_for"]
