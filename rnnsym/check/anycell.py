@@ -452,6 +452,17 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
     except Exception as exc:  # noqa: BLE001 - a cell the generator cannot write
         raise UsageError(f"cell {cell.name}: the code generator cannot write it: {exc}") from None
     dtype = dtype or tgt.dtype
+    sizes = dict(zip((str(d) for d in table.dims), range(2, 2 + len(table.dims))))
+    simplest = CellConfig(cell=cell.name, T=1, B=1, dims=tuple(sizes.items()), dtype=dtype)
+    shapes = table.concrete(**sizes)
+    try:
+        module.forward({p: np.zeros(shapes[p]) for p in cell.params},
+                       np.zeros((1, 1) + shapes[cell.inputs[0]]), None)
+    except Exception as exc:  # noqa: BLE001 - e.g. a size no parameter determines
+        raise UsageError(f"cell {cell.name}: the generated forward cannot run it from a zero "
+                         f"state: {type(exc).__name__}: {exc}") from None
+    if hasattr(tgt, "build"):     # a module that cannot be built or mapped: a usage error
+        tgt.build(simplest)
     seed = random.randrange(2**32) if seed is None else int(seed)
     space = cell_space(tgt, without, features)
     if gradients:

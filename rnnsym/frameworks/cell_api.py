@@ -177,7 +177,8 @@ class FunctionCellTarget(CellTarget):
 
     def gradients(self, config, values, x, state0, upstream):
         backward = getattr(self.fn, "backward", None) or getattr(
-            sys.modules.get(getattr(self.fn, "__module__", ""), None), "backward", None)
+            sys.modules.get(getattr(self.fn, "__module__", ""), None), "backward", None) or \
+            getattr(self.fn, "__globals__", {}).get("backward")     # rnnsym.compile's modules
         if not callable(backward):
             raise UsageError(f"--gradients: {self.name} has no backward(params, cache, "
                              "d_outputs, d_final_state) beside it")
