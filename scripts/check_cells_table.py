@@ -11,7 +11,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import rnnsym  # noqa: E402
+import rnnsym.check.mutations as mutations  # noqa: E402
 from broken import cells  # noqa: E402
+
+DIAGNOSIS_SECONDS = []
+_diagnose = mutations.diagnose_cell
+
+
+def timed_diagnose(*args):
+    start = time.perf_counter()
+    try:
+        return _diagnose(*args)
+    finally:
+        DIAGNOSIS_SECONDS.append(time.perf_counter() - start)
+
+
+mutations.diagnose_cell = timed_diagnose
 
 
 def run(target, cell, variant=None, **kw):
@@ -39,10 +54,12 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     for cell, variant, kind, good, bad, edit, extra in rows:
         ok, t_ok = run(good, cell, variant, **kw, **extra)
+        DIAGNOSIS_SECONDS.clear()
         ko, t_ko = run(bad, cell, variant, **kw, **extra)
+        t_diag = sum(DIAGNOSIS_SECONDS)
         named = bool(ko.diagnosis) and any(edit in d for d in ko.diagnoses)
         print(f"| {cell} | {variant or ''} | {kind} | {ok.verdict} ({ok.examples}, {t_ok:.1f}) "
-              f"| {ko.verdict}, {t_ko:.1f} | {'yes' if named else 'NO'}: "
+              f"| {ko.verdict}, {t_ko:.1f} ({t_diag:.2f}) | {'yes' if named else 'NO'}: "
               f"{(ko.diagnosis or '-')[:90]} |")
 
 

@@ -3,12 +3,16 @@
 For any symbolic cell, :func:`mutants` lists single edits of its equations:
 
 =======================  ==================================================================
-swap                     two parameters of the same derived shape exchanged (``W_xi``/``W_xf``)
+swap                     two parameters of the same derived shape exchanged (``W_xi``/``W_xf``),
+                         or two equations' parameters position by position (gate blocks
+                         read in another order)
 transpose                a square weight used transposed (``W_hh.T @ h[t-1]``)
-zero                     a bias vector left out (``+ b_h`` dropped), a layer norm's bias left out
+zero                     a bias vector left out (``+ b_h`` dropped), a layer norm's bias left
+                         out, every bias of one family (``b_h*``) left out
 ones                     a layer norm's gain left out
 drop                     one term of a sum left out (``W_hi @ h[t-1]``)
-activation               an activation replaced by another (tanh, sigmoid, relu, none)
+activation               an activation replaced by another (tanh, sigmoid, relu, none; a sigmoid
+                         by the ONNX/Keras hard sigmoids), a clip left out
 complement               ``z`` and ``1 - z`` exchanged in one equation
 time                     ``c[t]`` read instead of ``c[t-1]`` (or the reverse) in one equation
 chunk                    the wrong block of a stacked ``chunk`` (one gate, or two exchanged)
@@ -39,6 +43,11 @@ from rnnsym.check.compare import compare_flat
 
 #: activations an activation may be replaced by (None: left out)
 SWAP_ACTIVATIONS = ("tanh", "sigmoid", "relu", None)
+#: what a sigmoid may be replaced by besides: the hard sigmoids frameworks use
+HARD_SIGMOIDS = (("a hard sigmoid clip(0.2 u + 0.5, 0, 1) (ONNX HardSigmoid, Keras 2)",
+                  (sp.Rational(1, 5), sp.Rational(1, 2))),
+                 ("a hard sigmoid clip(u/6 + 1/2, 0, 1) (Keras 3)",
+                  (sp.Rational(1, 6), sp.Rational(1, 2))))
 
 
 @dataclass
@@ -111,8 +120,10 @@ def _uses(expr, name: str) -> bool:
     return any(isinstance(s, MatrixSymbol) and s.name == name for s in expr.atoms(MatrixSymbol))
 
 
-def _edited_cell(cell: Cell, name: str, rhs) -> Cell:
-    eqs = [(e.name, e.kind, rhs if e.name == name else e.rhs) for e in cell.equations]
+def _edited_cell(cell: Cell, name, rhs=None) -> Cell:
+    """``cell`` with equation ``name`` given ``rhs`` (or ``name`` a dict of them)."""
+    new = name if isinstance(name, dict) else {name: rhs}
+    eqs = [(e.name, e.kind, new.get(e.name, e.rhs)) for e in cell.equations]
     used = {s.name for _, _, r in eqs for s in r.atoms(MatrixSymbol)}
     params = [p for p in cell.params if p in used]
     return Cell(name=cell.name, title=cell.title + " (edited)", inputs=cell.inputs,
@@ -142,6 +153,7 @@ def param_mutants(cell: Cell, table) -> list:
                            for e in cell.equations if _uses(e.rhs, p))
             out.append(Mutant("transpose", f"{p} transposed", edited,
                               params=lambda q, p=p: {**q, p: q[p].T}))
+    out += group_mutants(cell, shapes)
     gains = {e.args[1].name for eq in cell.equations for _, e in _positions(eq.rhs)
              if isinstance(e, LayerNorm) and isinstance(e.args[1], MatrixSymbol)}
     lnbias = {e.args[2].name for eq in cell.equations for _, e in _positions(eq.rhs)
@@ -157,6 +169,47 @@ def param_mutants(cell: Cell, table) -> list:
                        if _uses(e.rhs, p))
         out.append(Mutant("ones", f"the layer norm's gain {p} left out", edited,
                           params=lambda q, p=p: {**q, p: np.ones_like(q[p])}))
+    return out
+
+
+def _params_in(expr, cell: Cell) -> list:
+    """The parameters of ``expr`` in written order."""
+    from rnnsym.cells.cell import _ordered_symbols
+    return [s.name for s in _ordered_symbols(expr) if s.name in cell.params]
+
+
+def group_mutants(cell: Cell, shapes: dict) -> list:
+    """Edits of whole groups of parameters: two equations' parameters exchanged position by
+    position (a stacked weight's gate blocks read in another order), and every bias of one
+    family left out (``b_h*``: the second bias vector forgotten)."""
+    from rnnsym.frameworks.cell_api import bias_params
+    out = []
+    groups = [(e, _params_in(e.rhs, cell)) for e in cell.equations]
+    for (e1, p1), (e2, p2) in itertools.combinations(groups, 2):
+        if len(p1) >= 2 and len(p1) == len(p2) and not set(p1) & set(p2) and \
+                all(shapes[a] == shapes[b] for a, b in zip(p1, p2)):
+            swap = {**dict(zip(p1, p2)), **dict(zip(p2, p1))}
+            rules = {_sym(cell, a): _sym(cell, b) for a, b in swap.items()}
+            edited = ((e1.name, e1.rhs.xreplace(rules)), (e2.name, e2.rhs.xreplace(rules)))
+            out.append(Mutant("swap", f"the parameters of {e1.name} and {e2.name} exchanged "
+                              "(their blocks read in each other's place)", edited,
+                              params=lambda p, swap=swap: {**p, **{a: p[b] for a, b in
+                                                                   swap.items()}}))
+    families: dict = {}
+    for b in bias_params(cell):
+        families.setdefault(b[:-1], []).append(b)
+    for prefix, members in families.items():
+        if len(members) >= 2 and len(members) < len(bias_params(cell)):
+            edited = []
+            for e in cell.equations:
+                rhs = e.rhs
+                for b in members:
+                    rhs = _remove_param(rhs, b) if _uses(rhs, b) else rhs
+                if rhs != e.rhs:
+                    edited.append((e.name, rhs))
+            out.append(Mutant("zero", f"every {prefix}* bias left out ({', '.join(members)})",
+                              tuple(edited), params=lambda q, m=tuple(members): {
+                                  **q, **{b: np.zeros_like(q[b]) for b in m}}))
     return out
 
 
@@ -201,6 +254,10 @@ def structural_mutants(cell: Cell) -> list:
                             f"{other} instead of {node.name}") + f" in {eq.name}"
                     out.append(("activation", what, eq.name, _replace(rhs, path, new)))
                 if node.name == "sigmoid":
+                    for label, args in HARD_SIGMOIDS:
+                        out.append(("activation", f"{label} instead of sigmoid in {eq.name}",
+                                    eq.name, _replace(rhs, path,
+                                                      Activation("hardsigmoid", node.arg, *args))))
                     new = Activation("sigmoid", madd(node.arg, OneMatrix(*node.arg.shape)))
                     out.append(("constant", f"1 added to {eq.name}'s pre-activation", eq.name,
                                 _replace(rhs, path, new)))
@@ -227,6 +284,20 @@ def structural_mutants(cell: Cell) -> list:
         assigned.append(eq.name)
     mutants = [Mutant(kind, what, ((name, new),), cell=_edited_cell(cell, name, new))
                for kind, what, name, new in out]
+    sigmoids = [e.name for e in cell.equations for _, n in _positions(e.rhs)
+                if isinstance(n, Activation) and n.name == "sigmoid"]
+    if len(sigmoids) >= 2:        # a framework's own sigmoid: every gate at once
+        for label, args in HARD_SIGMOIDS:
+            def hard(expr, args=args):
+                if isinstance(expr, Activation) and expr.name == "sigmoid":
+                    return Activation("hardsigmoid", hard(expr.arg), *args)
+                if isinstance(expr, (MatrixSymbol, OneMatrix)) or not expr.args:
+                    return expr
+                return _rebuild(expr, [hard(a) if isinstance(a, sp.Basic) else a
+                                       for a in expr.args])
+            new = {e.name: hard(e.rhs) for e in cell.equations if e.name in sigmoids}
+            mutants.append(Mutant("activation", f"{label} instead of every sigmoid",
+                                  tuple(new.items()), cell=_edited_cell(cell, new)))
     chunks = [(e.name, p, n) for e in cell.equations for p, n in _positions(e.rhs)
               if isinstance(n, Chunk)]
     for (e1, p1, n1), (e2, p2, n2) in itertools.combinations(chunks, 2):
@@ -256,7 +327,7 @@ def mutant_forward(mutant: Mutant, module):
         return forward
     from rnnsym.codegen.compile import compile_cell
     try:
-        edited = compile_cell(mutant.cell)
+        edited = compile_cell(mutant.cell, backward=False)
     except Exception:  # noqa: BLE001 - an edit the generator (or shapes) cannot take
         return None
     keep = set(edited.PARAM_SHAPES)
@@ -300,5 +371,9 @@ def diagnose_cell(cell: Cell, module, outcome) -> list:
     if outcome.kind == "wrong gradients":
         from rnnsym.check.cell_gradients import diagnose_gradients
         return diagnose_gradients(cell, module, outcome)
-    found = fitting(cell, module, outcome, mutants(cell))
+    table = cell.shapes()
+    # parameter edits first (they rerun the cell's own module); the structural ones are
+    # compiled only when none of those fits
+    found = fitting(cell, module, outcome, param_mutants(cell, table)) or \
+        fitting(cell, module, outcome, structural_mutants(cell))
     return [f"matches the cell with one edit: {m.describe(cell)}" for m in found]
