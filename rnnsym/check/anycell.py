@@ -478,7 +478,7 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
     stats = new_stats()
     bar = Progress(progress, f"rnnsym check {label} {req.replay}", examples)
     start = time.monotonic()
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
+    with warnings.catch_warnings(), np.errstate(all="ignore"), tgt.session():
         warnings.simplefilter("ignore")
         try:
             search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
@@ -514,7 +514,7 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
             from rnnsym.check.mutations import diagnose_cell
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                report.diagnoses = diagnose_cell(cell, module, outcome)
+                report.diagnoses = diagnose_cell(cell, module, outcome, tgt)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
 

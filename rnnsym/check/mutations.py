@@ -366,8 +366,44 @@ def fitting(cell: Cell, module, outcome, candidates) -> list:
     return found
 
 
-def diagnose_cell(cell: Cell, module, outcome) -> list:
-    """The diagnoses of a failing outcome: the single edits that reproduce it, printed."""
+def relative(cell: Cell, case, target, seed: int = 12345):
+    """An outcome-like object for a bigger relative of ``case`` (at least 3 steps, an initial
+    state, fixed lengths; the same sizes and features otherwise) with the target's output, or
+    None if the target fails there. The shrunk counterexample is often too small to tell edits
+    apart (one step from a zero state: ``h[t-1]`` is zero, so is any term that reads it)."""
+    from rnnsym.check.anycell import expected_for
+    from rnnsym.check.cases import Case
+    config = case.config.__class__(**{**case.config.__dict__, "T": max(case.config.T, 3),
+                                      "initial_state": True})
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(config.dtype)
+    shapes = cell.shapes().concrete(**dict(config.dims))
+    values = {k: rng.uniform(-1, 1, np.shape(v)).astype(dtype) for k, v in case.values.items()}
+    x = rng.uniform(-1, 1, (config.T, config.B) + shapes[cell.inputs[0]]).astype(dtype)
+    state0 = {s: rng.uniform(-1, 1, (config.B,) + shapes[s]).astype(dtype) for s in cell.states}
+    big = Case(config, values, x, state0)
+    try:
+        got = target.run(config, values, x, state0)
+    except Exception:  # noqa: BLE001 - no relative: keep every edit that fits
+        return None
+    from rnnsym.check.target import Outcome
+    oracle = expected_for(compile_module(cell), cell, big)
+    if oracle is None:
+        return None
+    outcome = Outcome(big, *oracle)
+    outcome.got = got
+    return outcome
+
+
+def compile_module(cell: Cell):
+    from rnnsym.codegen.compile import compile_cell
+    return compile_cell(cell)
+
+
+def diagnose_cell(cell: Cell, module, outcome, target=None) -> list:
+    """The diagnoses of a failing outcome: the single edits that reproduce it, printed. With
+    the ``target``, several fitting edits are told apart on a bigger relative of the case
+    (:func:`relative`): only those that fit there too are kept (if any does)."""
     if outcome.kind == "wrong gradients":
         from rnnsym.check.cell_gradients import diagnose_gradients
         return diagnose_gradients(cell, module, outcome)
@@ -376,4 +412,9 @@ def diagnose_cell(cell: Cell, module, outcome) -> list:
     # compiled only when none of those fits
     found = fitting(cell, module, outcome, param_mutants(cell, table)) or \
         fitting(cell, module, outcome, structural_mutants(cell))
+    if len(found) > 1 and target is not None:
+        big = relative(cell, outcome.case, target)
+        if big is not None:
+            kept = fitting(cell, module, big, found)
+            found = kept or found
     return [f"matches the cell with one edit: {m.describe(cell)}" for m in found]

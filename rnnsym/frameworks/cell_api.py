@@ -33,6 +33,7 @@ torch module (the cell API)
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from typing import Optional
 
 import numpy as np
 
-from rnnsym.frameworks import ContractError, OutputError, UsageError, shape_in_symbols
+from rnnsym.frameworks import (ContractError, OutputError, UsageError, shape_in_symbols,
+                               torch_single_thread)
 
 #: the optional features a function target may declare in its ``supports`` attribute
 FUNCTION_FEATURES = ("reverse", "lengths", "no_bias")
@@ -102,6 +104,10 @@ class CellTarget:
     def __init__(self, cell, table):
         self.cell, self.table = cell, table
         self.input = cell.inputs[0]
+
+    def session(self):
+        """Context manager around a whole check run."""
+        return contextlib.nullcontext()
 
     def shape(self, name: str, config: CellConfig) -> tuple:
         return self.table.concrete(**dict(config.dims))[name]
@@ -230,6 +236,10 @@ class TorchCellTarget(CellTarget):
             raise UsageError(f"--param-map {unknown[0]}: not a parameter of the cell (its "
                              f"parameters: {', '.join(cell.params)})")
         self.states = state_order(cell)
+
+    def session(self):
+        """torch on one thread (``rnnsym.frameworks.torch_single_thread``: tiny examples)."""
+        return torch_single_thread()
 
     def _sizes(self, config) -> tuple:
         concrete = self.table.concrete(**dict(config.dims))
