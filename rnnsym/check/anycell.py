@@ -27,13 +27,12 @@ from hypothesis import strategies as st
 from rnnsym.check import strategies as rst
 from rnnsym.check.cases import LENGTHS_TENTHS, Case, _pad
 from rnnsym.check.compare import compare_flat, error_ratio, max_errors
-from rnnsym.check.report import Counterexample, Report
+from rnnsym.check.report import Report
 from rnnsym.check.search import Progress, new_stats, search, shrink_note
-from rnnsym.check.target import (Outcome, TargetTimeout, call_twice_if_slow, representable,
-                                 timeout_text)
-from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, Tolerance, _perturb,
-                                    explicit_tolerance, gamma, noisy_activations, unit_roundoff)
-from rnnsym.frameworks import ContractError, OutputError, UsageError
+from rnnsym.check.target import Outcome, call_target, representable
+from rnnsym.check.tolerance import (Tolerance, backward_error_tolerance, explicit_tolerance,
+                                    noisy_activations)
+from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.cell_api import CellConfig, bias_params, cell_target
 from rnnsym.frameworks.layers import direction_forward
 
@@ -228,19 +227,9 @@ def noisy_cell_steps(forward, eta: float, rng):
 def cell_tolerance(config: CellConfig, run, params, x, state0, expected, seed=0) -> Tolerance:
     """The backward-error tolerance of ``rnnsym.check.tolerance`` for any cell: the fan-in
     bound is the sum of every free dimension (the widest sum a pre-activation can have)."""
-    u = unit_roundoff(config.dtype)
-    g = gamma(sum(v for _, v in config.dims) + 2 + FUNCTION_ULPS, u)
-    rng = np.random.default_rng(seed)
-    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
-    with np.errstate(all="ignore"):
-        for _ in range(PROBES):
-            probe = run(_perturb(params, g, rng), _perturb(x, g, rng), _perturb(state0, g, rng),
-                        wrap=lambda f: noisy_cell_steps(f, FUNCTION_ULPS * u, rng))
-            for k in spread:
-                diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
-                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
-    arrays = {k: SAFETY * (spread[k] + u * np.abs(e)) for k, e in expected.items()}
-    return Tolerance(arrays, "backward-error", u, g)
+    return backward_error_tolerance(config, run, params, x, state0, expected, seed=seed,
+                                    fan=sum(v for _, v in config.dims) + 2,
+                                    noisy=noisy_cell_steps)
 
 
 def runner(module, case, forward=None):
@@ -302,7 +291,7 @@ def cell_cases(draw, cell, table, space: dict, dtype: str, max_size: int = 6):
                                   max_size=config.B), label="steps short of T (mod T)")
             lengths = tuple(config.T - n % config.T for n in short)
             x = _pad(x, lengths)
-    return Case(config, values, x, state0, lengths, "lengths" if lengths else None)
+    return Case(config, values, x, state0, lengths, "lengths=" if lengths else None)
 
 
 def cell_space(target, without=(), features=None) -> dict:
@@ -349,21 +338,9 @@ class CellSubject:
         if oracle is None:
             return None
         outcome = Outcome(case, *oracle)
-        try:
-            got = call_twice_if_slow(lambda: self.target.run(case.config, case.values, case.x,
-                                                             case.state0, lengths=case.lengths),
-                                     self.options.get("timeout"))
-        except TargetTimeout:
-            outcome.kind, outcome.error = "timed out", timeout_text(self.options["timeout"])
-            return outcome
-        except OutputError as exc:
-            outcome.kind, outcome.error = exc.kind, str(exc)
-            return outcome
-        except ContractError as exc:
-            outcome.kind, outcome.error = "wrong shape", str(exc)
-            return outcome
-        except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
-            outcome.kind, outcome.error = "raised", f"raised {type(exc).__name__}: {exc}"
+        got, failure = call_target(self.target, case, self.options.get("timeout"))
+        if failure is not None:       # unsupported on a declared feature is a failure too
+            outcome.kind, outcome.error, _ = failure
             return outcome
         outcome.got = got
         outcome.mismatches = compare_flat(outcome.expected, got, outcome.tolerance.arrays)
@@ -507,6 +484,7 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
                     coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
                     strict=strict, checked_nothing=nothing)
     if outcome is not None:
+        from rnnsym.check.checker import _counterexample
         report.counterexample = _counterexample(outcome)
         report.failure_kind = outcome.kind
         report.shrink_note = shrink_note(stats)
@@ -517,21 +495,3 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
                 report.diagnoses = diagnose_cell(cell, module, outcome, tgt)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
-
-
-def _counterexample(outcome) -> Counterexample:
-    from rnnsym.check.checker import LengthsCounterexample
-    case = outcome.case
-    kind, extra = Counterexample, {}
-    if case.lengths is not None:
-        kind, extra = LengthsCounterexample, {"lengths": case.lengths, "length_mode": "lengths="}
-    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
-              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
-              expected=outcome.expected, **extra)
-    if outcome.got is not None:
-        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
-    return ce
-
-
-__all__ = ["wants_cell_check", "request", "check_cell", "CellRequest", "builtin_cell",
-           "defined_cell", "variant_help", "run_forward", "cell_tolerance", "expected_for"]

@@ -19,8 +19,7 @@ import numpy as np
 from rnnsym.check.anycell import canonical_params, expected_for
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
-from rnnsym.check.tolerance import (FUNCTION_ULPS, PROBES, SAFETY, _perturb, gamma,
-                                    unit_roundoff)
+from rnnsym.check.tolerance import FUNCTION_ULPS, SAFETY, gamma, probe_spread, unit_roundoff
 from rnnsym.frameworks import ContractError, OutputError
 
 
@@ -69,15 +68,7 @@ def gradient_tolerance(config, compute, params, x, state0, expected: dict, seed=
     times the safety factor."""
     u = unit_roundoff(config.dtype)
     g = gamma(sum(v for _, v in config.dims) + 2 + FUNCTION_ULPS, u)
-    rng = np.random.default_rng(seed)
-    spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
-    with np.errstate(all="ignore"):
-        for _ in range(PROBES):
-            probe = compute(_perturb(params, g, rng), _perturb(x, g, rng),
-                            _perturb(state0, g, rng))
-            for k in spread:
-                diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
-                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    spread = probe_spread(compute, params, x, state0, expected, g, np.random.default_rng(seed))
     # a gradient sums T*B contributions (more for a parameter): gamma_{T B + n} of the array's
     # largest entry bounds the rounding of that accumulation, which the probes do not reach
     acc = gamma(config.T * config.B + sum(v for _, v in config.dims) + 2, u)

@@ -172,26 +172,40 @@ def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Call
 
 
 def backward_error_tolerance(config: Config, run: Callable, params, x, state0,
-                             expected: dict, *, seed: int = 0) -> Tolerance:
+                             expected: dict, *, seed: int = 0, fan=None,
+                             noisy: Callable = noisy_steps) -> Tolerance:
     """Per-element tolerance for ``expected = run(params, x, state0)``.
 
     run(params, x, state0, wrap=None) -> flat outputs in float64: the oracle (or a
     diagnosis variant) with its single-layer forward replaced by ``wrap(forward)``
     when ``wrap`` is given.
+    fan    the fan-in bound n of gamma_n (default :func:`fan_in` of the config)
+    noisy  ``noisy(forward, eta, rng)``: the forward with rounding noise (default
+           :func:`noisy_steps`; any symbolic cell: ``rnnsym.check.anycell.noisy_cell_steps``)
     """
     u = unit_roundoff(config.dtype)
-    g = gamma(fan_in(config) + FUNCTION_ULPS, u)
+    g = gamma((fan_in(config) if fan is None else fan) + FUNCTION_ULPS, u)
     rng = np.random.default_rng(seed)
+    spread = probe_spread(
+        lambda p, xs, s: run(p, xs, s, wrap=lambda forward: noisy(forward, FUNCTION_ULPS * u, rng)),
+        params, x, state0, expected, g, rng)
+    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+def probe_spread(run: Callable, params, x, state0, expected: dict, rel: float,
+                 rng: np.random.Generator) -> dict:
+    """The largest deviation of ``run(params, x, state0)`` from ``expected`` over PROBES runs on
+    inputs perturbed relatively by ``rel`` (nan counts as inf), per element."""
     spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
     with np.errstate(all="ignore"):
         for _ in range(PROBES):
-            probe = run(_perturb(params, g, rng), _perturb(x, g, rng), _perturb(state0, g, rng),
-                        wrap=lambda forward: noisy_steps(forward, FUNCTION_ULPS * u, rng))
+            probe = run(_perturb(params, rel, rng), _perturb(x, rel, rng),
+                        _perturb(state0, rel, rng))
             for k in spread:
                 diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
                 spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
-    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
-    return Tolerance(arrays, "backward-error", u, g)
+    return spread
 
 
 def explicit_tolerance(expected: dict, rtol: float, atol: float) -> Tolerance:
