@@ -31,7 +31,7 @@ from rnnsym.check.report import Report
 from rnnsym.check.search import Progress, new_stats, search, shrink_note
 from rnnsym.check.target import Outcome, call_target, representable
 from rnnsym.check.tolerance import (Tolerance, backward_error_tolerance, explicit_tolerance,
-                                    noisy_activations)
+                                    noisy_steps)
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.cell_api import CellConfig, bias_params, cell_target
 from rnnsym.frameworks.layers import direction_forward
@@ -207,21 +207,9 @@ def canonical_params(cell, config: CellConfig, values: dict) -> dict:
 
 
 def noisy_cell_steps(forward, eta: float, rng):
-    """Like ``tolerance.noisy_steps`` for any cell: one step at a time, sigmoids and every new
-    state perturbed by ``eta * (1 + |v|)``; the outputs are the steps' own."""
-    forward = noisy_activations(forward, eta, rng)
-
-    def forward_with_noise(params, x, state0=None):
-        if len(x) == 0:
-            return forward(params, x, state0)
-        state, outputs = state0, []
-        for t in range(len(x)):
-            out, state = forward(params, x[t:t + 1], state)
-            state = {k: v + eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
-                     for k, v in state.items()}
-            outputs.append(out[0])
-        return np.stack(outputs), state
-    return forward_with_noise
+    """``tolerance.noisy_steps`` for any cell: the outputs are the steps' own (a readout, or the
+    state the cell outputs)."""
+    return noisy_steps(forward, eta, rng, output=lambda out, state: out[0])
 
 
 def cell_tolerance(config: CellConfig, run, params, x, state0, expected, seed=0) -> Tolerance:

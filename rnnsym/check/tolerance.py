@@ -151,11 +151,12 @@ def noisy_activations(forward: Callable, eta: float, rng: np.random.Generator) -
     return noisy
 
 
-def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Callable:
+def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator, *,
+                output: Callable = lambda out, state: state["h"]) -> Callable:
     """Wrap a single-layer canonical forward: run it one step at a time, its sigmoid results
     perturbed (:func:`noisy_activations`), and add ``eta * (1 + |v|) * r`` (r uniform
-    in [-1, 1]) to every entry v of each new state. The outputs are the (noisy) h_t, as for
-    every built-in cell."""
+    in [-1, 1]) to every entry v of each new state. The outputs are ``output(step's output,
+    new state)``: by default the (noisy) h_t, as for the framework cells."""
     forward = noisy_activations(forward, eta, rng)
 
     def forward_with_noise(params, x, state0=None):
@@ -163,10 +164,10 @@ def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Call
             return forward(params, x, state0)
         state, outputs = state0, []
         for t in range(len(x)):
-            _, state = forward(params, x[t:t + 1], state)
+            out, state = forward(params, x[t:t + 1], state)
             state = {k: v + eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
                      for k, v in state.items()}
-            outputs.append(state["h"])
+            outputs.append(output(out, state))
         return np.stack(outputs), state
     return forward_with_noise
 
