@@ -98,7 +98,7 @@ def _fmt_default(value) -> str:
         str(value)
 
 
-def _parse_value(name, key, text, default):
+def _parse_value(key, text, default):
     text = str(text)
     if isinstance(default, bool):
         if text.lower() in TRUE | FALSE:
@@ -130,7 +130,7 @@ def builtin_cell(name: str, variant=None):
         if k not in known:
             raise UsageError(f"--variant {k}: not an option of {key} (options: "
                              f"{', '.join(known) or 'none'})")
-        options[k] = _parse_value(key, k, v, known[k])
+        options[k] = _parse_value(k, v, known[k])
     try:
         return builtin(key, **options)
     except ValueError as exc:

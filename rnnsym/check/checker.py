@@ -65,14 +65,16 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
     from rnnsym.check.anycell import check_cell, request, wants_cell_check
+    from rnnsym.check.onnx import is_onnx_target
 
-    if define_file is not None or wants_cell_check(cell, variant, define, param_map):
+    if define_file is not None or (not is_onnx_target(target) and
+                                   wants_cell_check(cell, variant, define, param_map)):
         req = request(cell, variant, define, define_file, inputs, readouts, dims)
         return check_cell(target, req, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                           atol=atol, param_map=param_map, gradients=gradients,
                           without=_names(without) or (), features=_names(features),
                           strict=strict, timeout=timeout, progress=progress, max_size=max_size)
-    from rnnsym.check.onnx import check_onnx, is_onnx_target
+    from rnnsym.check.onnx import check_onnx
     from rnnsym.frameworks.user import parse_variant, resolve_harness
 
     if gradients and is_onnx_target(target):
