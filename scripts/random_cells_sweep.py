@@ -36,6 +36,26 @@ def texts(n: int, seed: int) -> list:
     return found[:n]
 
 
+def equivalent(cell, module, mutant, seed: int) -> bool:
+    """Whether the edit leaves every output unchanged on 3 random cases (e.g. a gate no output
+    reads, two terms of a symmetric sum exchanged): no check can catch it."""
+    rng = np.random.default_rng(seed)
+    table = cell.shapes()
+    for _ in range(3):
+        sizes = {str(d): int(rng.integers(2, 6)) for d in table.dims}
+        shapes = table.concrete(**sizes)
+        params = {p: rng.uniform(-1, 1, shapes[p]) for p in cell.params}
+        x = rng.uniform(-1, 1, (4, 2) + shapes[cell.inputs[0]])
+        state0 = {s: rng.uniform(-1, 1, (2,) + shapes[s]) for s in cell.states}
+        with np.errstate(all="ignore"):
+            a, fa = module.forward(params, x, state0)
+            b, fb = mutant(params, x, state0)
+        if not (np.allclose(a, b, equal_nan=True) and
+                all(np.allclose(fa[k], fb[k], equal_nan=True) for k in fa)):
+            return False
+    return True
+
+
 def sweep(n: int, seed: int = 0, examples: int = 30, verbose: bool = False) -> list:
     rng = random.Random(seed)
     results = []
@@ -62,10 +82,12 @@ def sweep(n: int, seed: int = 0, examples: int = 30, verbose: bool = False) -> l
         named = any(mutant.describe(cell) in d for d in ko.diagnoses)
         row = {"text": text, "edit": mutant.what, "passed": ok.passed,
                "caught": not ko.passed, "named": named, "seconds": elapsed,
-               "diagnosis": ko.diagnosis}
+               "diagnosis": ko.diagnosis,
+               "equivalent": not ko.passed or equivalent(cell, module, target, seed)}
         results.append(row)
         if verbose:
-            print(f"{'ok ' if ok.passed else 'FAIL'} {'caught' if row['caught'] else 'missed'} "
+            print(f"{'ok ' if ok.passed else 'FAIL'} "
+                  f"{'caught' if row['caught'] else 'equivalent' if row['equivalent'] else 'missed'} "
                   f"{'named' if named else '-----'} {elapsed:5.1f}s  {mutant.what}  |  {text}")
     return results
 
@@ -85,7 +107,9 @@ def main(argv=None):
     caught = [r for r in results if r["caught"]]
     print(f"{n} cells: generated module passes {sum(r['passed'] for r in results)}/{n}; "
           f"mutation caught {len(caught)}/{n}; named {sum(r['named'] for r in caught)}/"
-          f"{len(caught)} of those caught; median check+diagnosis time of a mutant "
+          f"{len(caught)} of those caught; of the {n - len(caught)} not caught, "
+          f"{sum(r['equivalent'] and not r['caught'] for r in results)} leave every output "
+          f"unchanged (equivalent edits); median check+diagnosis time of a mutant "
           f"{statistics.median(r['seconds'] for r in results):.2f} s")
 
 
