@@ -146,3 +146,15 @@ def test_usage_errors_name_the_option(args, message):
 def test_module_parameter_of_the_wrong_shape_is_a_contract_error():
     with pytest.raises(UsageError, match=r"weight \(the cell's W_xh\): expected shape"):
         rnnsym.check(cells.IndRNNCell, "indrnn", examples=1, param_map="W_xh=weight,w_hh=u,b_h=b")
+
+
+def test_define_file_with_another_input_name(tmp_path):
+    text = tmp_path / "cell.txt"
+    text.write_text("h = tanh(W @ u + U @ h + b)\n")
+    module = rnnsym.compile(rnnsym.cells.parse_cell(text.read_text(), inputs=("u",)))
+
+    def forward(params, x, state0=None):
+        return module.forward(params, x, state0)
+    ok = rnnsym.check(forward, None, define_file=str(text), inputs="u", examples=10, seed=1)
+    assert ok.passed, ok.format()
+    assert "--define 'h = tanh(W @ u + U @ h + b)' --input u" in ok.command

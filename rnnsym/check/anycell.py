@@ -388,7 +388,8 @@ def request(cell=None, variant=None, define=None, define_file=None, inputs="x", 
 
 
 def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''").replace("\n", "; ") + "'"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return "'" + "; ".join(lines).replace("'", "'\\''") + "'"
 
 
 def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None, rtol=None,

@@ -19,7 +19,8 @@ import numpy as np
 from rnnsym.check.anycell import canonical_params, expected_for
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
-from rnnsym.check.tolerance import FUNCTION_ULPS, SAFETY, gamma, probe_spread, unit_roundoff
+from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, _perturb, gamma, probe_spread,
+                                    unit_roundoff)
 from rnnsym.frameworks import ContractError, OutputError
 
 
@@ -33,14 +34,18 @@ def _upstream_args(cell, upstream):
 
 
 def oracle_gradients(cell, module, params, x, state0, upstream, *, carry=None,
-                     steps_only=None) -> dict:
+                     steps_only=None, noise=None) -> dict:
     """``{"param:P", "x", "<s>0"}`` from the generated backward. ``carry(t, d_state)``: what
     flows from step t back to t-1 (a detached state: zeros); ``steps_only``: the parameter
-    gradient of those steps only (a missing accumulation)."""
+    gradient of those steps only (a missing accumulation); ``noise(array)`` perturbs what the
+    forward keeps for the backward (tolerance probes)."""
     x = np.asarray(x, np.float64)
     d_out, d_final = _upstream_args(cell, upstream)
     if carry is None and steps_only is None:
         _, _, cache = module.forward(params, x, state0, return_cache=True)
+        if noise is not None:
+            cache = {k: (noise(v) if isinstance(v, np.ndarray) and k != "x" else v)
+                     for k, v in cache.items()}
         dp, dx, ds0 = module.backward(params, cache, d_out, d_final)
     else:
         states = [module.forward(params, x[:0], state0)[1]]
@@ -62,18 +67,27 @@ def oracle_gradients(cell, module, params, x, state0, upstream, *, carry=None,
     return grads
 
 
-def gradient_tolerance(config, compute, params, x, state0, expected: dict, seed=0) -> dict:
-    """Per-element tolerances: the spread of ``compute(params, x, state0)`` under relative
-    perturbations of its inputs by gamma_n (as the forward's) plus the accumulation bound below,
-    times the safety factor."""
+def gradient_tolerance(cell, module, config, params, x, state0, upstream, expected: dict,
+                       seed: int = 0) -> dict:
+    """Per-element tolerances, as ``rnnsym.check.gradients.gradient_tolerance``: the spread of
+    the generated backward when parameters, input, initial state and upstream gradient are
+    perturbed relatively by gamma_n (n: the widest sum, the fan-in bound of every dimension, a
+    parameter's rows, or the T*B terms of a weight gradient) and what the forward keeps gets an
+    absolute ``FUNCTION_ULPS * u * (1 + |v|)`` (a saturated gate makes ``1 - y**2`` inexact),
+    plus ``u |expected|`` and the normwise floor ``gamma_n max|expected|``, times SAFETY."""
     u = unit_roundoff(config.dtype)
-    g = gamma(sum(v for _, v in config.dims) + 2 + FUNCTION_ULPS, u)
-    spread = probe_spread(compute, params, x, state0, expected, g, np.random.default_rng(seed))
-    # a gradient sums T*B contributions (more for a parameter): gamma_{T B + n} of the array's
-    # largest entry bounds the rounding of that accumulation, which the probes do not reach
-    acc = gamma(config.T * config.B + sum(v for _, v in config.dims) + 2, u)
-    scale = {k: np.max(np.abs(e), initial=0.0) for k, e in expected.items()}
-    return {k: SAFETY * (spread[k] + u * np.abs(e) + acc * scale[k])
+    rows = max((np.shape(v)[0] for v in params.values() if np.ndim(v)), default=1)
+    n = max(sum(v for _, v in config.dims) + 2, rows, config.T * config.B)
+    g = gamma(n + FUNCTION_ULPS, u)
+    rng = np.random.default_rng(seed)
+
+    def noise(v):
+        return v + FUNCTION_ULPS * u * (1 + np.abs(v)) * rng.uniform(-1, 1, np.shape(v))
+
+    def compute(p, xs, s):
+        return oracle_gradients(cell, module, p, xs, s, _perturb(upstream, g, rng), noise=noise)
+    spread = probe_spread(compute, params, x, state0, expected, g, rng)
+    return {k: SAFETY * (spread[k] + u * np.abs(e) + g * np.max(np.abs(e), initial=0.0))
             for k, e in expected.items()}
 
 
@@ -108,11 +122,10 @@ class CellGradientSubject:
         params = canonical_params(sub.cell, case.config, case.values)
         upstream = upstream_for(case, flat)
 
-        def compute(p, x, s):
-            return oracle_gradients(sub.cell, sub.module, p, x, s, upstream)
         with np.errstate(all="ignore"):
-            grads = compute(params, case.x, case.state0)
-            gtol = gradient_tolerance(case.config, compute, params, case.x, case.state0, grads)
+            grads = oracle_gradients(sub.cell, sub.module, params, case.x, case.state0, upstream)
+            gtol = gradient_tolerance(sub.cell, sub.module, case.config, params, case.x,
+                                      case.state0, upstream, grads)
         outcome = Outcome(case, {**flat, **grads}, tol)
         outcome.tolerance = type(tol)({**tol.arrays, **gtol}, tol.method, tol.u, tol.gamma)
         outcome.upstream = upstream
