@@ -12,6 +12,7 @@ import math
 import numbers
 
 import sympy as sp
+from sympy import OneMatrix
 
 from rnnsym.cells.cell import Cell, make_cell, now, param, prev
 from rnnsym.cells.linear import LINEAR_BUILTINS
@@ -26,6 +27,14 @@ def _positive(name, value, zero=False):
         raise ValueError(f"{name}: expected a finite number {'>= 0' if zero else '> 0'}, "
                          f"got {value!r}")
     return value
+
+
+def constant(value, like):
+    """The constant vector ``value`` of ``like``'s shape (``1`` or ``value · 1``), as the text
+    form writes ``u + 1``."""
+    value = sp.nsimplify(value)
+    ones = OneMatrix(*like.shape)
+    return ones if value == 1 else mmul(value, ones)
 
 
 def _activation(spec, u, clip=None):
@@ -63,7 +72,7 @@ def elman(activation="tanh", readout: bool = False, clip: float | None = None) -
 
 def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = False,
          clip: float | None = None, activations=("sigmoid", "tanh", "tanh"),
-         clip_before_h: bool = True) -> Cell:
+         clip_before_h: bool = True, forget_bias: float = 0.0) -> Cell:
     """LSTM with PyTorch/ONNX semantics: gates i, f, g, o and two bias vectors per gate.
 
     Options:
@@ -75,6 +84,8 @@ def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = Fals
         clip_before_h: whether that includes the input of ``h(c_t)``, as the ONNX text says
             (onnxruntime does not clip there: ``False``).
         activations: ONNX ``f, g, h`` (gate, candidate, output), names or ``(name, alpha, beta)``.
+        forget_bias: a constant added to the forget gate's pre-activation (TensorFlow's
+            ``LSTMCell(forget_bias=1)``, dm-haiku's ``LSTM`` adds 1 on every call); 0: none.
     """
     f_act, g_act, h_act = activations
     x, h_prev, c_prev = now("x"), prev("h"), prev("c")
@@ -84,7 +95,8 @@ def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = Fals
         terms = [mmul(param(f"W_x{g}"), x), mmul(param(f"W_h{g}"), h_prev)]
         if peepholes and peep is not None:
             terms.append(hadamard(param(f"p_{g}"), peep))
-        return madd(*terms, param(f"b_x{g}"), param(f"b_h{g}"))
+        u = madd(*terms, param(f"b_x{g}"), param(f"b_h{g}"))
+        return madd(u, constant(forget_bias, u)) if g == "f" and forget_bias else u
 
     eqs = [("i", "gate", _activation(f_act, pre("i", c_prev), clip))]
     if coupled:
@@ -104,16 +116,18 @@ def lstm(peepholes: bool = False, coupled: bool = False, projection: bool = Fals
     if projection:
         params.append("W_hr")
     parts = [n for n, on in (("peepholes", peepholes), ("coupled input/forget", coupled),
-                             ("projection", projection), (f"clip {clip}", clip is not None)) if on]
+                             ("projection", projection), (f"clip {clip}", clip is not None),
+                             (f"forget bias {forget_bias:g}", bool(forget_bias))) if on]
     return make_cell(
         "lstm", "LSTM" + (f" ({', '.join(parts)})" if parts else ""), eqs, params=params,
         dim_names={"x": "d_in", "c": "d_h", "h": "d_proj" if projection else "d_h"},
         options={"peepholes": peepholes, "coupled": coupled, "projection": projection,
-                 "clip": clip, "activations": tuple(activations), "clip_before_h": clip_before_h})
+                 "clip": clip, "activations": tuple(activations), "clip_before_h": clip_before_h,
+                 **({"forget_bias": forget_bias} if forget_bias else {})})
 
 
 def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | None = None,
-        hidden_bias: str = "rzn") -> Cell:
+        hidden_bias: str = "rzn", update_gate: str = "old") -> Cell:
     """GRU, gates r, z, n, two bias vectors per gate, ``h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}``.
 
     ``reset="after"``: ``n_t = tanh(W_xn x_t + b_xn + r_t ⊙ (W_hn h_{t-1} + b_hn))``: PyTorch,
@@ -121,6 +135,8 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
     ``reset="before"``: ``n_t = tanh(W_xn x_t + W_hn (r_t ⊙ h_{t-1}) + b_xn + b_hn)``: the
     original paper, Keras ``reset_after=False``, ONNX ``linear_before_reset=0`` (its default).
     ``activations``: ONNX ``f, g`` (gates, candidate); ``clip``: ONNX clip of activation inputs.
+    ``update_gate``: what z weights: ``"old"`` the previous state (PyTorch, Keras, ONNX, Flax) or
+    ``"new"`` the candidate, ``h_t = z_t ⊙ n_t + (1 − z_t) ⊙ h_{t-1}`` (dm-haiku's ``GRU``).
     ``hidden_bias``: the gates whose recurrent term has its own bias ``b_h*``: ``"rzn"`` (PyTorch,
     ONNX, Keras), ``"n"`` (``flax.linen.GRUCell``: ``b_hr``, ``b_hz`` would only add to ``b_xr``,
     ``b_xz``) or ``"none"`` (``flax.nnx.GRUCell``: no ``b_hn`` inside ``r ⊙ (…)``, google/flax#5594).
@@ -129,6 +145,8 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
         raise ValueError(f"gru reset must be 'after' or 'before', got {reset!r}")
     if hidden_bias not in ("rzn", "n", "none"):
         raise ValueError(f"gru hidden_bias must be 'rzn', 'n' or 'none', got {hidden_bias!r}")
+    if update_gate not in ("old", "new"):
+        raise ValueError(f"gru update_gate must be 'old' or 'new', got {update_gate!r}")
     hb = "" if hidden_bias == "none" else hidden_bias
     f_act, g_act = activations
     x, h_prev = now("x"), prev("h")
@@ -151,7 +169,8 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
     eqs = [("r", "gate", _activation(f_act, pre("r"), clip)),
            ("z", "gate", _activation(f_act, pre("z"), clip)),
            ("n", "gate", _activation(g_act, n_pre, clip)),
-           ("h", "state", madd(hadamard(one_minus(z), now("n")), hadamard(z, h_prev)))]
+           ("h", "state", madd(hadamard(one_minus(z), now("n")), hadamard(z, h_prev))
+            if update_gate == "old" else madd(hadamard(z, now("n")), hadamard(one_minus(z), h_prev)))]
     params = [f"{w}{g}" for g in "rzn" for w in ("W_x", "W_h")] + \
              [f"{b}{g}" for g in "rzn" for b in ("b_x", "b_h") if b == "b_x" or g in hb]
     options = {"reset": reset, "activations": tuple(activations), "clip": clip}
@@ -159,6 +178,9 @@ def gru(reset: str = "after", activations=("sigmoid", "tanh"), clip: float | Non
     if hidden_bias != "rzn":
         options["hidden_bias"] = hidden_bias
         title = title[:-1] + f", hidden biases: {hidden_bias})"
+    if update_gate != "old":
+        options["update_gate"] = update_gate
+        title = title[:-1] + ", z weights the candidate)"
     return make_cell("gru", title, eqs, params=params, dim_names={"x": "d_in", "h": "d_h"},
                      options=options)
 
@@ -225,7 +247,7 @@ def indrnn(activation="relu") -> Cell:
                      dim_names={"x": "d_in", "h": "d_h"}, options={"activation": activation})
 
 
-def sru() -> Cell:
+def sru(rescale: bool = False) -> Cell:
     """SRU (Lei et al. 2018, "Simple Recurrent Units for Highly Parallelizable Recurrence",
     EMNLP, arXiv:1709.02755, §2, the single layer of SRU):
 
@@ -235,7 +257,8 @@ def sru() -> Cell:
         h_t = r_t ⊙ c_t + (1 − r_t) ⊙ x_t
 
     The highway term adds x_t to a d_h vector, so d_in = d_h. ``W`` is ``W_xc``. Only c is
-    carried to the next step; h is a readout.
+    carried to the next step; h is a readout. ``rescale=True``: the highway term is scaled by
+    √3, ``(1 − r_t) ⊙ x_t · √3``, as the ``sru`` package's ``SRUCell(rescale=True)`` (its default).
     """
     x, c_prev = now("x"), prev("c")
     f, r = now("f"), now("r")
@@ -244,10 +267,12 @@ def sru() -> Cell:
            ("c", "state", madd(hadamard(f, c_prev), hadamard(one_minus(f), mmul(param("W_xc"), x)))),
            ("r", "gate", Activation("sigmoid", madd(mmul(param("W_xr"), x),
                                                       hadamard(param("v_r"), c_prev), param("b_r")))),
-           ("h", "output", madd(hadamard(r, now("c")), hadamard(one_minus(r), x)))]
-    return make_cell("sru", "SRU (Lei et al. 2018)", eqs, params=[
-        "W_xf", "v_f", "b_f", "W_xc", "W_xr", "v_r", "b_r"],
-        dim_names={"x": "d_h", "c": "d_h", "h": "d_h"}, options={})
+           ("h", "output", madd(hadamard(r, now("c")), mmul(sp.sqrt(3), hadamard(one_minus(r), x))
+                                if rescale else hadamard(one_minus(r), x)))]
+    return make_cell("sru", "SRU (Lei et al. 2018" + (", highway scaled by √3)" if rescale else ")"),
+                     eqs, params=["W_xf", "v_f", "b_f", "W_xc", "W_xr", "v_r", "b_r"],
+                     dim_names={"x": "d_h", "c": "d_h", "h": "d_h"},
+                     options={"rescale": True} if rescale else {})
 
 
 def qrnn(pooling: str = "fo") -> Cell:

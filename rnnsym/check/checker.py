@@ -5,14 +5,13 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 
-from rnnsym.check.compare import max_errors
 from rnnsym.check.probe import Probe
-from rnnsym.check.report import Counterexample, Report
+from rnnsym.check.report import Report, counterexample_of
 from rnnsym.check.search import HarnessSubject, Progress, new_stats, search, shrink_note
 from rnnsym.check.space import CheckOptions, config_space, parse_bidirectional
 from rnnsym.check.isolation import TargetDied
@@ -47,7 +46,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
           timeout: Optional[float] = 30.0, gradients: bool = False,
-          backward: Optional[str] = None, in_process: bool = False) -> Report:
+          backward: Optional[str] = None, in_process: bool = False, define=None,
+          define_file=None, inputs="x", readouts="", dims="", param_map=None) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
@@ -87,12 +87,25 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     in_process     run the target in this process (faster; by default it runs in a worker
                    process, so that it cannot end, hang or fake the check:
                    ``rnnsym.check.isolation``)
+    define, define_file, inputs, readouts, dims, param_map
+                   any other cell (a built-in beyond elman/lstm/gru's framework options, or a
+                   cell's text): ``rnnsym.check.anycell`` (``cell=None`` with ``define``)
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
-    from rnnsym.check.onnx import check_onnx, is_onnx_target
+    from rnnsym.check.anycell import check_cell, request, wants_cell_check
+    from rnnsym.check.onnx import is_onnx_target
+
+    _check_numbers(examples=examples, seed=seed, rtol=rtol, atol=atol)
+    if define_file is not None or (not is_onnx_target(target) and
+                                   wants_cell_check(cell, variant, define, param_map)):
+        req = request(cell, variant, define, define_file, inputs, readouts, dims)
+        return check_cell(target, req, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
+                          atol=atol, param_map=param_map, gradients=gradients,
+                          without=_names(without) or (), features=_names(features),
+                          strict=strict, timeout=timeout, progress=progress, max_size=max_size)
+    from rnnsym.check.onnx import check_onnx
     from rnnsym.frameworks.registry import resolve_harness
     from rnnsym.frameworks.user import parse_variant
-    _check_numbers(examples=examples, seed=seed, rtol=rtol, atol=atol)
 
     if gradients and is_onnx_target(target):
         raise UsageError("--gradients: ONNX targets compute no gradients")
@@ -208,7 +221,7 @@ def _report(target, cell, dtype, options, harness, probe, stats, elapsed) -> Rep
                     reason=f"the target refuses --dtype {dtype}" if probe.refused_dtype else "",
                     backward=harness.gradient_source() if options.gradients else "")
     if outcome is not None:
-        report.counterexample = _counterexample(outcome)
+        report.counterexample = counterexample_of(outcome)
         report.failure_kind = outcome.kind
         report.shrink_note = shrink_note(stats)
         with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
@@ -267,34 +280,6 @@ def _contract(harness: Harness, space: dict, dtype: str, timeout) -> None:
     except TargetTimeout:
         raise ContractError(f"{harness.name}: building it timed out after {timeout:g} s "
                             "(--timeout)") from None
-
-
-@dataclass
-class LengthsCounterexample(Counterexample):
-    """A Counterexample on a variable-length batch: also shows the lengths."""
-
-    lengths: Optional[tuple] = None
-    length_mode: Optional[str] = None
-
-    def describe(self) -> str:
-        first, *rest = super().describe().split("\n")
-        line = (f"  lengths: {list(self.lengths)} ({self.length_mode}); x is zero and outputs "
-                "are padding past each length")
-        return "\n".join([first, line] + rest)
-
-
-def _counterexample(outcome: Outcome) -> Counterexample:
-    case = outcome.case
-    kind, extra = Counterexample, {}
-    if case.lengths is not None:
-        kind, extra = LengthsCounterexample, {"lengths": case.lengths,
-                                              "length_mode": case.length_mode}
-    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
-              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
-              expected=outcome.expected, **extra)
-    if outcome.got is not None:
-        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
-    return ce
 
 
 def _target_label(target, harness: Optional[Harness] = None) -> str:

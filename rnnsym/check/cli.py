@@ -47,12 +47,33 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _variant_keys() -> str:
+    from rnnsym.check.anycell import variant_help
+    return variant_help() + " (torch/keras/flax/onnx targets: elman activation, gru reset and " \
+        "hidden_bias, lstm projection)"
+
+
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``check`` arguments to ``parser``."""
     parser.add_argument("target", help=usage_names(" | ") + " (rnnsym.frameworks.registry)")
-    parser.add_argument("--cell", required=True, choices=["elman", "rnn", "lstm", "gru",
-                                                          "linear_attention", "causal_conv"],
-                        help="linear_attention, causal_conv: ONNX targets only (opset 27)")
+    parser.add_argument("--cell", default=None,
+                        help="elman|rnn, lstm, gru (every target kind), or any built-in: mingru, "
+                             "minlstm, indrnn, sru, qrnn, lnlstm (functions and torch modules "
+                             "following the cell API; docs/checking-any-cell.md); "
+                             "linear_attention, causal_conv: ONNX targets only (opset 27)")
+    parser.add_argument("--define", default=None, metavar="TEXT",
+                        help='check a cell of your own, e.g. "h = tanh(W @ x + U @ h + b)"')
+    parser.add_argument("--define-file", default=None, metavar="FILE",
+                        help="--define, read from FILE")
+    parser.add_argument("--input", dest="inputs", default="x",
+                        help="with --define: the input's name (as rnnsym shapes)")
+    parser.add_argument("--readout", dest="readouts", default="",
+                        help="with --define: readout names, e.g. y")
+    parser.add_argument("--dims", default="", help="with --define: equal dimensions, d_in=d_h")
+    parser.add_argument("--param-map", default=None, metavar="MAP",
+                        help="torch modules following the cell API: CELL_PARAM=MODULE_PARAM "
+                             "pairs, e.g. W_x=weight_ih,W_h=weight_hh (NAME.T: stored "
+                             "transposed)")
     parser.add_argument("--examples", type=int, default=500,
                         help="number of Hypothesis examples (default 500)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run")
@@ -68,7 +89,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--bidirectional", choices=["yes", "no", "both"], default="both")
     parser.add_argument("--variant", action="append", default=None,
                         help="math variant, e.g. reset_after=false, reset=before, "
-                             "activation=relu, projection=true; repeatable")
+                             "activation=relu, projection=true; repeatable. Keys per cell: "
+                             + _variant_keys())
     parser.add_argument("--cell-api", action="store_true",
                         help="check RNNCell/LSTMCell/GRUCell (torch or a drop-in class)")
     parser.add_argument("--attributes", action="append", default=None,
@@ -135,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
         extra["backward"] = args.backward
     if args.in_process:
         extra["in_process"] = True
+    for key in ("define", "define_file", "param_map"):
+        if getattr(args, key, None) is not None:
+            extra[key] = getattr(args, key)
+    if args.define is not None or args.define_file is not None:
+        extra.update(inputs=args.inputs, readouts=args.readouts, dims=args.dims)
     try:
         report = check(args.target, args.cell, examples=args.examples, seed=args.seed,
                        dtype=args.dtype, rtol=args.rtol, atol=args.atol, layers=args.layers,

@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from rnnsym.check.compare import max_errors
+
 from rnnsym.frameworks import Config
 
 
@@ -190,3 +192,32 @@ class Report:
         if self.shrink_note:
             lines.append(f"  ({self.shrink_note})")
         return lines
+
+
+@dataclass
+class LengthsCounterexample(Counterexample):
+    """A Counterexample on a variable-length batch: also shows the lengths."""
+
+    lengths: Optional[tuple] = None
+    length_mode: Optional[str] = None
+
+    def describe(self) -> str:
+        first, *rest = super().describe().split("\n")
+        line = (f"  lengths: {list(self.lengths)} ({self.length_mode}); x is zero and outputs "
+                "are padding past each length")
+        return "\n".join([first, line] + rest)
+
+
+def counterexample_of(outcome) -> Counterexample:
+    """The Counterexample of a failing ``rnnsym.check.target.Outcome``."""
+    case = outcome.case
+    kind, extra = Counterexample, {}
+    if case.lengths is not None:
+        kind, extra = LengthsCounterexample, {"lengths": case.lengths,
+                                              "length_mode": case.length_mode}
+    ce = kind(config=case.config, mismatches=outcome.mismatches, error=outcome.error,
+              values=case.values, x=case.x, state0=case.state0, got=outcome.got,
+              expected=outcome.expected, **extra)
+    if outcome.got is not None:
+        ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
+    return ce

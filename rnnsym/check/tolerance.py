@@ -168,11 +168,12 @@ def noisy_activations(forward: Callable, eta: float, rng: np.random.Generator) -
     return noisy
 
 
-def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Callable:
+def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator, *,
+                output: Callable = lambda out, state: state["h"]) -> Callable:
     """Wrap a single-layer canonical forward: run it one step at a time, its sigmoid results
     perturbed (:func:`noisy_activations`), and add ``eta * (1 + |v|) * r`` (r uniform
-    in [-1, 1]) to every entry v of each new state. The outputs are the (noisy) h_t, as for
-    every built-in cell."""
+    in [-1, 1]) to every entry v of each new state. The outputs are ``output(step's output,
+    new state)``: by default the (noisy) h_t, as for the framework cells."""
     forward = noisy_activations(forward, eta, rng)
 
     def forward_with_noise(params, x, state0=None):
@@ -180,35 +181,49 @@ def noisy_steps(forward: Callable, eta: float, rng: np.random.Generator) -> Call
             return forward(params, x, state0)
         state, outputs = state0, []
         for t in range(len(x)):
-            _, state = forward(params, x[t:t + 1], state)
+            out, state = forward(params, x[t:t + 1], state)
             state = {k: v + eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
                      for k, v in state.items()}
-            outputs.append(state["h"])
+            outputs.append(output(out, state))
         return np.stack(outputs), state
     return forward_with_noise
 
 
 def backward_error_tolerance(config: Config, run: Callable, params, x, state0,
-                             expected: dict, *, seed: int = 0) -> Tolerance:
+                             expected: dict, *, seed: int = 0, fan=None,
+                             noisy: Callable = noisy_steps) -> Tolerance:
     """Per-element tolerance for ``expected = run(params, x, state0)``.
 
     run(params, x, state0, wrap=None) -> flat outputs in float64: the oracle (or a
     diagnosis variant) with its single-layer forward replaced by ``wrap(forward)``
     when ``wrap`` is given.
+    fan    the fan-in bound n of gamma_n (default :func:`fan_in` of the config)
+    noisy  ``noisy(forward, eta, rng)``: the forward with rounding noise (default
+           :func:`noisy_steps`; any symbolic cell: ``rnnsym.check.anycell.noisy_cell_steps``)
     """
     u = unit_roundoff(config.dtype)
-    g = gamma(fan_in(config) + FUNCTION_ULPS, u)
+    g = gamma((fan_in(config) if fan is None else fan) + FUNCTION_ULPS, u)
     rng = np.random.default_rng(seed)
+    spread = probe_spread(
+        lambda p, xs, s: run(p, xs, s, wrap=lambda forward: noisy(forward, FUNCTION_ULPS * u, rng)),
+        params, x, state0, expected, g, rng)
+    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
+    return Tolerance(arrays, "backward-error", u, g)
+
+
+def probe_spread(run: Callable, params, x, state0, expected: dict, rel: float,
+                 rng: np.random.Generator) -> dict:
+    """The largest deviation of ``run(params, x, state0)`` from ``expected`` over PROBES runs on
+    inputs perturbed relatively by ``rel`` (nan counts as inf), per element."""
     spread = {k: np.zeros(np.shape(v)) for k, v in expected.items()}
     with np.errstate(all="ignore"):
         for _ in range(PROBES):
-            probe = run(_perturb(params, g, rng), _perturb(x, g, rng), _perturb(state0, g, rng),
-                        wrap=lambda forward: noisy_steps(forward, FUNCTION_ULPS * u, rng))
+            probe = run(_perturb(params, rel, rng), _perturb(x, rel, rng),
+                        _perturb(state0, rel, rng))
             for k in spread:
                 diff = np.abs(np.asarray(probe[k], np.float64) - expected[k])
                 spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
-    arrays = {k: SAFETY * (spread[k] + u * np.abs(exp)) for k, exp in expected.items()}
-    return Tolerance(arrays, "backward-error", u, g)
+    return spread
 
 
 def state_op_tolerance(dtype, n: int, run: Callable, inputs: dict, expected: dict, *,

@@ -110,8 +110,10 @@ class _Names:
         return m
 
 
-def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
-    """The complete source of the generated module for ``cell``."""
+def render(cell: Cell, regen: str = "rnnsym generate --out generated", *,
+           backward: bool = True) -> str:
+    """The complete source of the generated module for ``cell``; ``backward=False`` leaves the
+    backward out (the checker's diagnosis compiles many edited cells and runs only forwards)."""
     table = derive(cell)
     table.check_determined()
     from rnnsym.codegen.matrix import TEMPLATE as MATRIX_TEMPLATE, has_matrix_state, render_matrix
@@ -244,7 +246,7 @@ def render(cell: Cell, regen: str = "rnnsym generate --out generated") -> str:
     state_doc = "{" + ", ".join(f'"{s}": (B, {", ".join(shape_tuple(table, s))})'
                                for s in cell.states) + "}"
     no_rule = _missing_backward_rule(cell)
-    if len(cell.inputs) == 1 and len(names.out) == 1 and no_rule is None:
+    if len(cell.inputs) == 1 and len(names.out) == 1 and no_rule is None and backward:
         dims_line = body[:sizes_end]       # the sizes and their checks
         bw = render_backward(cell, table, names, code, dims_line)
         eq_bw = "\n".join("    " + line for line in backward_text(cell).splitlines())

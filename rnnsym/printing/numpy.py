@@ -102,6 +102,13 @@ class RnnNumPyPrinter(OrderedMatrixPrinterMixin, NumPyPrinter):
         u = self._child(expr.arg, 5)
         return f"({u} / np.sqrt(np.sum({u} * {u}, axis=-1, keepdims=True) + {self._print(sp.Float(expr.eps))}))"
 
+    def _print_Pow(self, expr):
+        """A constant power (``sqrt(3)``, SRU's highway scale) as its float: NumPyPrinter writes
+        ``sqrt(3)`` unqualified, a NameError in the generated module."""
+        if expr.is_number:
+            return repr(float(expr))
+        return super()._print_Pow(expr)
+
     def _print_Float(self, expr):
         """Shortest round-tripping repr: byte-stable and exact (``3.0`` not ``3.00000000000000``)."""
         return repr(float(expr))
