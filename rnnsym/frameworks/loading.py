@@ -36,8 +36,8 @@ def load_target(spec: str):
     else:
         try:
             module = importlib.import_module(where)
-        except Exception as exc:  # noqa: BLE001 - any import failure is a usage error
-            raise UsageError(f"cannot import {where}: {type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is a usage error
+            raise UsageError(f"cannot import {where}: {_failure(exc)}") from exc
     obj = module
     for part in name.split("."):
         if not hasattr(obj, part):
@@ -62,7 +62,15 @@ def _load_file(path: Path):
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         del sys.modules[mod_name]
-        raise UsageError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
+        raise UsageError(f"cannot import {path}: {_failure(exc)}") from exc
     return module
+
+
+def _failure(exc: BaseException) -> str:
+    """What importing the target did: an exception, or a ``sys.exit`` (which must not end the
+    check, let alone with its exit code: exit 0 means an OK report was printed)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) when imported"
+    return f"{type(exc).__name__}: {exc}"
