@@ -112,6 +112,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     if gradients:       # batched (stacks and lengths: see below, per harness)
         without = tuple(_names(without) or ()) + ("unbatched",)
     if is_onnx_target(target):
+        if cell_api:
+            raise UsageError("--cell-api: checks torch's RNNCell/LSTMCell/GRUCell, not an "
+                             "ONNX target")
         if features is not None or without:
             raise UsageError("--without/--features: an ONNX target's space is narrowed with "
                              "--attributes, e.g. sequence_lens=absent,direction=forward")

@@ -27,10 +27,30 @@ head 0; torch's ``repeat_interleave``, transformers' ``repeat_kv``). The other r
 
 The type constraints allow float16, bfloat16 and float32 only; this evaluator takes any float
 array and computes in float64 (``dtype`` changes that, for the checker's bug models).
+
+**The built-in cells** (:func:`head_cell`): each ``update_rule`` is one of rnnsym's one-head
+matrix-state cells, with the same state orientation (``d_k x d_v``), decay placement (``exp(g)``
+scales ``S``'s rows before the update, the delta term reads the decayed state) and read-out::
+
+    linear       linear_attention(scale)
+    gated        gla(decay="head" | "key", scale)            decay (B,T,H_kv) | (B,T,H_kv*d_k)
+    delta        deltanet(scale, qk_l2norm=False)
+    gated_delta  gated_deltanet(decay="head" | "key", scale, qk_l2norm=False)
+
+:func:`evaluate` runs query head ``i`` of sample ``b`` as one instance of that cell, compiled
+(``rnnsym.compile``: the generated NumPy code), fed the inputs of key/value head
+``kv_head(i)``; the G query heads of one key/value head recompute its state, and
+``present_state[b, j]`` is the state of its first reader. ``scale = 0`` is the cell's own
+default ``1/sqrt(d_k)``; a given scale multiplies the outputs of the cell built with
+``scale=1`` (the cell option would pass it through ``sympy.nsimplify``, which rounds e.g. a
+float32 scale to a nearby rational). :func:`evaluate_loop`, the hand-written loop above, is
+the independent reference (tests/test_onnx_linear_cells.py) and runs the checker's bug models
+(``step=``) and tolerance probes (``state_noise=``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,6 +60,9 @@ UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
 KV_HEADS = ("grouped", "tiled")
 INPUTS = ("query", "key", "value", "past_state", "decay", "beta")
 OUTPUTS = ("output", "present_state")
+#: update_rule -> the built-in one-head cell that is it (module docstring)
+CELLS = {"linear": "linear_attention", "gated": "gla", "delta": "deltanet",
+         "gated_delta": "gated_deltanet"}
 
 
 @dataclass(frozen=True)
@@ -115,13 +138,100 @@ def step(S, k, v, g, beta, rule: str):
     return S + np.outer(k, v)
 
 
+_LOOP_STEP = step       # evaluate's default: the correct update (the compiled cells compute it)
+
+
+def head_cell(rule: str, decay: str = "head", scale=None):
+    """The built-in one-head cell of ``update_rule`` ``rule`` (module docstring): ``decay``
+    "head" (one log-decay per head) or "key" (one per key row) for the gated rules, ``scale``
+    the cell's option (None: ``1/sqrt(d_k)``)."""
+    from rnnsym.cells import builtin
+
+    options = {"scale": scale}
+    if rule in ("gated", "gated_delta"):
+        options["decay"] = decay
+    return builtin(CELLS[rule], **options)
+
+
+@lru_cache(maxsize=None)
+def _compiled_forward(rule: str, decay: str, scale):
+    from rnnsym.codegen.compile import compile_cell
+
+    return compile_cell(head_cell(rule, decay, scale)).forward
+
+
 def evaluate(attrs: LinearAttentionAttributes, query, key, value, past_state=None, decay=None,
              beta=None, *, kv_heads: str = "grouped", dtype=np.float64, step=step,
              state_noise=None) -> dict:
     """``{"output": (B, T, H_q*d_v), "present_state": (B, H_kv, d_k, d_v)}`` computed in
-    ``dtype`` (float64: exact up to rounding). ``step`` replaces the per-token update and
-    ``state_noise(S) -> S`` perturbs each new state (the checker's bug models and tolerance
-    probes). Raises OnnxError naming the input, the expected shape and what was given."""
+    ``dtype`` (float64: exact up to rounding) by the compiled built-in cells, one per query
+    head (module docstring). ``step`` replaces the per-token update and ``state_noise(S) -> S``
+    perturbs each new state (the checker's bug models and tolerance probes): those run
+    :func:`evaluate_loop`. Raises OnnxError naming the input, the expected shape and what was
+    given."""
+    if step is not _LOOP_STEP or state_noise is not None:
+        return evaluate_loop(attrs, query, key, value, past_state, decay, beta,
+                             kv_heads=kv_heads, dtype=dtype, step=step, state_noise=state_noise)
+    Hq, Hkv = attrs.q_num_heads, attrs.kv_num_heads
+    q, k, v, g, b_, S0, scale = _checked(attrs, query, key, value, past_state, decay, beta, dtype)
+    B, T, _, d_k = q.shape
+    d_v = v.shape[3]
+    heads = [kv_head(i, Hq, Hkv, kv_heads) for i in range(Hq)]
+
+    def per_query_head(x, width):   # (B, T, H, ...) of key/value heads -> (T, B*H_q, width)
+        return x[:, :, heads].reshape(B, T, Hq, width).transpose(1, 0, 2, 3) \
+            .reshape(T, B * Hq, width)
+
+    x = {"q": q.transpose(1, 0, 2, 3).reshape(T, B * Hq, d_k),
+         "k": per_query_head(k, d_k), "v": per_query_head(v, d_v)}
+    if g is not None:
+        x["g"] = per_query_head(g, 1 if g.ndim == 3 else d_k)
+    if b_ is not None:
+        x["beta"] = per_query_head(b_ if b_.shape[2] == Hkv else np.repeat(b_, Hkv, axis=2), 1)
+    forward = _compiled_forward(attrs.update_rule, "head" if g is None or g.ndim == 3 else "key",
+                                None if attrs.scale == 0 else 1)
+    out, state = forward({}, x, {"S": S0[:, heads].reshape(B * Hq, d_k, d_v)})
+    if attrs.scale != 0:
+        out = scale * out
+    first_reader = [heads.index(j) for j in range(Hkv)]
+    return {"output": out.reshape(T, B, Hq * d_v).transpose(1, 0, 2),
+            "present_state": state["S"].reshape(B, Hq, d_k, d_v)[:, first_reader]}
+
+
+def evaluate_loop(attrs: LinearAttentionAttributes, query, key, value, past_state=None,
+                  decay=None, beta=None, *, kv_heads: str = "grouped", dtype=np.float64,
+                  step=step, state_noise=None) -> dict:
+    """:func:`evaluate` by the hand-written loop of the module docstring, token by token, one
+    key/value head at a time (the independent reference; ``step``, ``state_noise``: see
+    :func:`evaluate`)."""
+    Hq, Hkv = attrs.q_num_heads, attrs.kv_num_heads
+    q, k, v, g, b_, S0, scale = _checked(attrs, query, key, value, past_state, decay, beta, dtype)
+    B, T, _, d_k = q.shape
+    d_v = v.shape[3]
+    readers = {j: [i for i in range(Hq) if kv_head(i, Hq, Hkv, kv_heads) == j]
+               for j in range(Hkv)}
+
+    out = np.zeros((B, T, Hq, d_v), dtype)
+    present = np.zeros((B, Hkv, d_k, d_v), dtype)
+    for n in range(B):
+        for j in range(Hkv):
+            S = S0[n, j]
+            for t in range(T):
+                S = step(S, k[n, t, j], v[n, t, j], None if g is None else g[n, t, j],
+                         None if b_ is None else b_[n, t, min(j, b_.shape[2] - 1)],
+                         attrs.update_rule)
+                if state_noise is not None:
+                    S = state_noise(S)
+                for i in readers[j]:
+                    out[n, t, i] = scale * (S.T @ q[n, t, i])
+            present[n, j] = S
+    return {"output": out.reshape(B, T, Hq * d_v), "present_state": present}
+
+
+def _checked(attrs, query, key, value, past_state, decay, beta, dtype):
+    """The inputs validated and unpacked per head, in ``dtype``: q (B, T, H_q, d_k), k, v
+    (B, T, H_kv, d), decay (B, T, H_kv) or (B, T, H_kv, d_k) or None, beta (B, T, H_kv or 1)
+    or None, the initial state (B, H_kv, d_k, d_v) and the scale."""
     Hq, Hkv = attrs.q_num_heads, attrs.kv_num_heads
     query = np.asarray(query)
     if query.ndim != 3:
@@ -144,24 +254,7 @@ def evaluate(attrs: LinearAttentionAttributes, query, key, value, past_state=Non
                             f"({B}, {Hkv}, {d_k}, {d_v}), got {S0.shape}")
         S0 = S0.astype(dtype)
     scale = dtype(attrs.scale) if attrs.scale else dtype(1 / np.sqrt(d_k))
-    readers = {j: [i for i in range(Hq) if kv_head(i, Hq, Hkv, kv_heads) == j]
-               for j in range(Hkv)}
-
-    out = np.zeros((B, T, Hq, d_v), dtype)
-    present = np.zeros((B, Hkv, d_k, d_v), dtype)
-    for n in range(B):
-        for j in range(Hkv):
-            S = S0[n, j]
-            for t in range(T):
-                S = step(S, k[n, t, j], v[n, t, j], None if g is None else g[n, t, j],
-                         None if b_ is None else b_[n, t, min(j, b_.shape[2] - 1)],
-                         attrs.update_rule)
-                if state_noise is not None:
-                    S = state_noise(S)
-                for i in readers[j]:
-                    out[n, t, i] = scale * (S.T @ q[n, t, i])
-            present[n, j] = S
-    return {"output": out.reshape(B, T, Hq * d_v), "present_state": present}
+    return q, k, v, g, b_, S0, scale
 
 
 def _decay(attrs, decay, B, T, d_k, dtype):

@@ -152,7 +152,8 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
         return check_state_op(target, str(cell).lower(), examples=examples, seed=seed,
                               dtype=dtype, rtol=rtol, atol=atol, attributes=attributes,
                               variant=variant, max_size=max_size, progress=progress,
-                              timeout=timeout, layers=layers, in_process=in_process)
+                              timeout=timeout, layers=layers, in_process=in_process,
+                              bidirectional=bidirectional)
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"

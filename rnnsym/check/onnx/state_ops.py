@@ -457,11 +457,15 @@ def _simplest(op: str, dtype: str) -> StateOpCase:
 def check_state_op(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
                    rtol=None, atol=None, attributes=None, variant=None, max_size: int = 6,
                    progress: bool = False, timeout=None, layers=None,
-                   in_process: bool = False) -> OnnxReport:
+                   in_process: bool = False, bidirectional="both") -> OnnxReport:
     """Property-test an ONNX target's LinearAttention / CausalConvWithState (module
     docstring); the target runs in a worker process unless ``in_process``
-    (``rnnsym.check.isolation``)."""
+    (``rnnsym.check.isolation``). ``bidirectional`` other than "both" (the default, nothing
+    restricted) is a UsageError: these ops have no direction."""
     op = STATE_OP[cell]
+    if str(bidirectional).lower() != "both":
+        raise UsageError(f"--bidirectional {bidirectional}: {op} has no direction "
+                         "(--bidirectional is for RNN/GRU/LSTM)")
     dtype = dtype or "float32"
     if dtype not in ("float32", "float64", "float16"):
         raise UsageError(f"--dtype: expected float32, float64 or float16, got {dtype!r}")
