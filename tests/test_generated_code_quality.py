@@ -16,9 +16,9 @@ from rnnsym.codegen.generator import render
 from rnnsym.codegen.prune import drop_dead_assignments
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-#: the vector-state modules; the matrix-state ones (codegen/matrix.py) are not yet held to these
-#: rules (dead assignments, docstrings, one dtype rule): see test_every_built_in_variant_is_generated
-FILES = sorted(p for p in GENERATED.glob("*.py") if p.stem in VARIANTS)
+#: every generated module: the vector-state ones (codegen/generator.py) and the matrix-state ones
+#: (codegen/matrix.py: linear attention, GLA, DeltaNet, Mamba, mLSTM)
+FILES = sorted(GENERATED.glob("*.py"))
 #: user cells beside the built-ins: several inputs and readouts, a readout, a layer norm
 DEFINED = {
     "two_inputs": parse_cell("h = tanh(W @ h + U @ x + V @ u); y = A @ h; z = sigmoid(B @ h)",
@@ -36,7 +36,8 @@ def functions(source):
 
 
 def test_every_built_in_variant_is_checked():
-    assert {p.stem for p in FILES} == set(VARIANTS) and len(FILES) >= 20
+    assert {p.stem for p in FILES} == set(VARIANTS) | set(MATRIX_VARIANTS) and len(FILES) >= 30
+    assert set(MATRIX_VARIANTS) and not set(MATRIX_VARIANTS) & set(VARIANTS)
 
 
 def test_every_built_in_variant_is_generated():
@@ -107,14 +108,19 @@ def test_lstm_gate_views_are_named_after_the_gates():
 
 @pytest.mark.parametrize("name", [p.name for p in FILES])
 def test_forward_and_cached_forward_share_one_dtype_rule(name):
+    """The function that reruns the forward decides T, B and the dtype as ``forward`` does. A
+    vector-state module's is ``_forward_cached``; a matrix-state module has none (its cached
+    forward is ``forward(..., return_cache=True)``, the same lines): ``backward`` reruns each
+    segment's steps from a checkpoint, so it is the one that must agree with ``forward``."""
     fns = functions(SOURCES[name])
+    rerun = "_forward_cached" if Path(name).stem in VARIANTS else "backward"
 
     def lines(fn):
         return [ast.unparse(n) for n in fns[fn].body[1:] if isinstance(n, ast.Assign)
                 and {getattr(t, "id", None) for t in n.targets} & {"dtype"}
                 or isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Tuple)
                 and [getattr(e, "id", None) for e in n.targets[0].elts] == ["T", "B"]]
-    assert lines("forward") == lines("_forward_cached")
+    assert lines("forward") == lines(rerun)
     assert len(lines("forward")) == 2
 
 
@@ -133,10 +139,25 @@ def test_docstrings_name_functions_that_exist(name):
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_the_orientation_example_is_one_of_the_modules_own_weights(name):
+    """A vector-state module's example names one of its weights and how it is applied
+    (``x @ W_xi.T``). A matrix-state module's weights (Mamba's A, D) are not applied as matrix
+    products, and what a person copying it must get right is its matrix state's orientation: the
+    example names its own matrix state with the shape the table gives, and how the step reads it,
+    quoting a line of the module's code (``np.einsum("...kv,...k->...v", S, q)``: Sᵀ q)."""
     doc = ast.get_docstring(ast.parse(SOURCES[name]))
     m = re.search(r"math orientation \(``(\w+)`` is \(([^)]*)\)", doc)
     assert m, doc
     weight, shape = m.groups()
+    if Path(name).stem in MATRIX_VARIANTS:
+        rows, cols = shape.split(", ")
+        assert re.search(rf"\n    {weight}\s+state\s+{rows} × {cols}\n", doc), (name, weight)
+        read = re.search(rf"``{weight}`` is \({shape}\) and is read as [^:]*: ``([^`]+)``", doc)
+        assert read, doc
+        code = "\n".join(ast.get_source_segment(SOURCES[name], n)     # statements, not docstrings
+                         for f in functions(SOURCES[name]).values() for n in f.body
+                         if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
+        assert read.group(1) in code and f", {weight}, " in read.group(1), read.group(1)
+        return
     assert f"    {weight}  " in doc or re.search(rf"\n    {weight}\s+parameter", doc)
     assert f"``x @ {weight}.T``" in doc or "@ " + weight in doc
 

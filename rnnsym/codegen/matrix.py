@@ -23,6 +23,7 @@ extra forward pass, ``T / CHECKPOINT + CHECKPOINT`` state copies instead of ``T`
 """
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -349,6 +350,37 @@ _ACT_GRAD = {
 }
 
 
+def _live(lines: list[str], after: list[str]) -> list[str]:
+    """``lines`` (``var = code``, pure NumPy) without those whose ``var`` neither ``after`` nor
+    a kept line reads: the backward's recomputed step keeps what the reverse sweep needs (the
+    step's output itself, ``o = Sᵀ q``, is often not needed: its adjoint rules read q and S)."""
+    read = set(re.findall(r"\w+", "\n".join(after)))
+    kept = []
+    for line in reversed(lines):
+        var, code = line.split(" = ", 1)
+        if var in read:
+            kept.append(line)
+            read |= set(re.findall(r"\w+", code))
+    return kept[::-1]
+
+
+def _state_orientation(cell: Cell, table, tape: Tape) -> str:
+    """The docstring's orientation sentence, with this cell's own matrix state and the line of
+    the step that reads it: ``S`` is (d_k, d_v) and is read as Sᵀ q, ``np.einsum(...)``."""
+    mats = [s for s in cell.states if table.shapes[s][1] not in (1, None)]
+    reads = [ln for ln in tape.lines if ln.op in ("STb", "Sb")]
+    line = next((ln for ln in reads if ln.children[0] in mats),
+                next((ln for ln in reads if ln.children[0] in {f"{s}_prev" for s in mats}), None))
+    if line is None:
+        s = mats[0]
+        return f"``{s}`` is ({', '.join(shape_tuple(table, s))}): rows first, then columns"
+    X, b = line.children
+    s = X.removesuffix("_prev")
+    code = line.code[0 if line.coef == 1 else len(f"{_coef(line.coef)} * "):]
+    math = f"{s}ᵀ {b}" if line.op == "STb" else f"{s} {b}"
+    return f"``{s}`` is ({', '.join(shape_tuple(table, s))}) and is read as {math}: ``{code}``"
+
+
 def render_matrix(cell: Cell, header: str) -> str:
     """The complete source of the generated module of a matrix-state cell; ``header`` is the
     generator's file header (generator.render passes it: this module does not import it)."""
@@ -387,9 +419,9 @@ def render_matrix(cell: Cell, header: str) -> str:
                          for i in cell.inputs)
     d_prev = ", ".join(f'"{s}": {adj(s + "_prev") if adj(s + "_prev") in tape.started else f"np.zeros_like({s}_prev)"}'
                        for s in cell.states)
-    back_body = (read + ["# the step again, from the state at t-1", *fwd,
-                         "# back through it, last operation first", *seed, *back,
-                         f"return {{{d_inputs}}}, {{{d_prev}}}"])
+    sweep = [*seed, *back, f"return {{{d_inputs}}}, {{{d_prev}}}"]
+    back_body = (read + ["# the step again, from the state at t-1", *_live(fwd, sweep),
+                         "# back through it, last operation first", *sweep])
 
     def indent(lines):
         return "\n".join("    " + line for line in lines)
@@ -418,6 +450,7 @@ def render_matrix(cell: Cell, header: str) -> str:
         output=out_name,
         first_input=cell.inputs[0],
         first_state=cell.states[0],
+        orientation=_state_orientation(cell, table, tape),
         step_body=indent(step_body),
         backward_body=indent(back_body),
         helpers=helpers,
