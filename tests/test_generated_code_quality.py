@@ -26,6 +26,12 @@ DEFINED = {
     "gated_readout": parse_cell("z = sigmoid(U @ x + V @ h); h = (1 - z) * h + z * tanh(W @ x); "
                                 "y = relu(C @ h + c)", readouts=("y",)),
     "layernormed": parse_cell("h = tanh(layernorm(W @ h + U @ x, g))"),
+    # a matrix state (codegen/matrix.py) with a weight, a readout's extra term and a decay
+    "matrix_state": parse_cell("S = exp(g) * S + outer(W @ k, v); o = transpose(S) @ q + D * v",
+                               inputs=("q", "k", "v", "g"), readouts=("o",)),
+    # no readout: the output is the state S, the equation o is read by nothing
+    "matrix_unread": parse_cell("S = exp(g) * S + outer(W @ k, v); o = transpose(S) @ q + D * v",
+                                inputs=("q", "k", "v", "g")),
 }
 SOURCES = ({p.name: p.read_text() for p in FILES}
            | {f"{k} (--define)": render(c) for k, c in DEFINED.items()})
@@ -148,15 +154,21 @@ def test_the_orientation_example_is_one_of_the_modules_own_weights(name):
     m = re.search(r"math orientation \(``(\w+)`` is \(([^)]*)\)", doc)
     assert m, doc
     weight, shape = m.groups()
-    if Path(name).stem in MATRIX_VARIANTS:
+    if "a matrix state\nis in math orientation" in doc:
         rows, cols = shape.split(", ")
         assert re.search(rf"\n    {weight}\s+state\s+{rows} × {cols}\n", doc), (name, weight)
         read = re.search(rf"``{weight}`` is \({shape}\) and is read as [^:]*: ``([^`]+)``", doc)
-        assert read, doc
         code = "\n".join(ast.get_source_segment(SOURCES[name], n)     # statements, not docstrings
                          for f in functions(SOURCES[name]).values() for n in f.body
                          if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
-        assert read.group(1) in code and f", {weight}, " in read.group(1), read.group(1)
+        # said how it is read when a step reads it (else the output is the state itself)
+        assert bool(read) == bool(re.search(rf'np.einsum\("[^"]*", {weight}(_prev)?, ', code)), doc
+        assert not read or read.group(1) in code and f", {weight}, " in read.group(1), read.group(1)
+        weights = re.search(r"a weight too: ``(\w+)`` is \([^)]*\) and maps (\w+), applied as "
+                            r"``(\w+ @ \w+\.T)``", doc)
+        if weights:                                 # the --define cell: W @ k
+            assert f"\n    {weights[1]}  " in doc and weights[3] in code, weights.groups()
+        assert bool(weights) == bool(re.search(r"\w+ @ \w+\.T\b", code)), doc
         return
     assert f"    {weight}  " in doc or re.search(rf"\n    {weight}\s+parameter", doc)
     assert f"``x @ {weight}.T``" in doc or "@ " + weight in doc
@@ -248,3 +260,50 @@ def test_a_late_readout_computes_what_the_equations_say(key):
             np.testing.assert_allclose(state[s], want_state[s], rtol=1e-12, atol=1e-13)
     if len(readouts) == 1:
         check_against_fd(cell, sizes, T=4, B=2, seed=3)
+
+
+@pytest.mark.parametrize("key", ["matrix_state", "matrix_unread"])
+def test_a_pruned_matrix_state_step_computes_what_the_equations_say(key):
+    """The --define matrix-state cells, whose generated steps drop unread lines and unpacked
+    names (the unread ``o`` in matrix_unread) and apply a weight to an input (``k @ W.T``):
+    forward against the equations written out by hand (1e-12), backward against central
+    differences of the forward (d_q != d_k != d_v)."""
+    import numpy as np
+
+    import rnnsym
+    cell = DEFINED[key]
+    module = rnnsym.compile(cell)
+    table = rnnsym.shapes(cell)
+    sizes = {"d_q": 3, "d_k": 4, "d_v": 5}
+    shapes = table.concrete(**{str(d): sizes[str(d)] for d in table.dims})
+    rng = np.random.default_rng(3)
+    T, B = 6, 2
+    p = {k: rng.uniform(-1, 1, shapes[k]) for k in cell.params}
+    x = {k: rng.uniform(-1, 1, (T, B) + shapes[k]) * (0.3 if k == "g" else 1) for k in cell.inputs}
+    state0 = {"S": rng.uniform(-1, 1, (B,) + shapes["S"])}
+    out, final, cache = module.forward(p, x, state0, return_cache=True)
+    S, want = state0["S"], []
+    for t in range(T):
+        S = np.exp(x["g"][t])[..., None] * S + (x["k"][t] @ p["W"].T)[:, :, None] * x["v"][t][:, None, :]
+        want.append(np.einsum("bkv,bk->bv", S, x["q"][t]) + p["D"] * x["v"][t]
+                    if cell.readouts else S)
+    np.testing.assert_allclose(out, np.array(want), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(final["S"], S, rtol=1e-12, atol=1e-13)
+    d_out, d_final = rng.uniform(-1, 1, out.shape), {"S": rng.uniform(-1, 1, S.shape)}
+    grads = dict(zip(("params", "x", "state0"), module.backward(p, cache, d_out, d_final)))
+
+    def loss():
+        o, s = module.forward(p, x, state0)
+        return np.sum(o * d_out) + np.sum(s["S"] * d_final["S"])
+    for what, arrays in (("params", p), ("x", x), ("state0", state0)):
+        for k, a in arrays.items():
+            for idx in [tuple(int(rng.integers(0, n)) for n in a.shape) for _ in range(3)]:
+                old = a[idx]
+                a[idx] = old + 1e-6
+                up = loss()
+                a[idx] = old - 1e-6
+                down = loss()
+                a[idx] = old
+                fd = (up - down) / 2e-6
+                assert abs(grads[what][k][idx] - fd) <= 1e-7 * max(1.0, abs(fd)), \
+                    f"d_{what}[{k!r}][{idx}]={grads[what][k][idx]}, but should be {fd} [{key}]"
