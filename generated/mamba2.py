@@ -6,8 +6,8 @@
 """Mamba-2 SSD recurrence (one head, scalar decay): NumPy forward pass and its backward (BPTT), sequential.
 
 One step, in order (``@`` is the matrix product, ``*`` the elementwise product, broadcast over
-a matrix's columns where one side is a vector, ``outer(a, b)`` is ``a bᵀ``, ``[t-1]`` the value
-from the previous step):
+a matrix's columns where one side is a vector, outer(a, b) the outer product a bᵀ, written
+``a[..., :, None] * b[..., None, :]`` below, ``[t-1]`` the value from the previous step):
 
     delta[t] = softplus(dt[t] + dt_bias)
     h[t] = exp(delta[t] * A) * h[t-1] + outer(delta[t] * x[t], B[t])
@@ -30,10 +30,11 @@ Shapes (derived by rnnsym from the equations; 1 is one number per step):
 gufunc signature: (1),(1),(1),(d_head),(1),(d_state),(d_state),(d_head,d_state)->(d_head,d_state),(d_head)
 
 Conventions: ``x`` is a dict of time-major inputs, each (T, B, d) (one number per step is
-(T, B, 1)); states are a dict of (B, d) or (B, rows, cols) arrays; ``forward`` returns
-``(outputs, final_state)``, outputs the ``y`` of every step, (T, B, ...). Zeros when
-``state0`` (or one of its keys) is omitted; any float dtype is kept; ``T = 0`` returns empty
-outputs and the initial state.
+(T, B, 1)); states are a dict of (B, d) or (B, rows, cols) arrays; a matrix state
+is in math orientation (``h`` is (d_head, d_state) and is read as h C: ``np.einsum("...kv,...v->...k", h, C)``).
+``forward`` returns ``(outputs, final_state)``, outputs the ``y`` of every step,
+(T, B, ...). Zeros when ``state0`` (or one of its keys) is omitted; any float dtype is kept;
+``T = 0`` returns empty outputs and the initial state.
 
 Gradients: ``outputs, final_state, cache = forward(params, x, state0, return_cache=True)``, then
 ``d_params, d_x, d_state0 = backward(params, cache, d_outputs, d_final_state)`` (``d_x`` a dict
@@ -59,7 +60,7 @@ def forward(params, x, state0=None, *, return_cache=False):
     """Run the cell over the inputs ``x`` from ``state0``; see the module docstring."""
     params, x, state, size = _check(params, x, state0)
     T, B = size["T"], size["B"]
-    dtype = state["h"].dtype
+    dtype = state["h"].dtype     # the forward's dtype: _check gave x and state0 it
     out = np.empty((T, B) + tuple(size[s] for s in OUTPUT_SHAPE), dtype=dtype)
     checkpoints = []
     for t in range(T):
@@ -84,7 +85,7 @@ def forward_chunked(params, x, state0=None, chunk=64):
     changes the rounding only. No cache, no backward: use ``forward`` for gradients."""
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
-    params, x, state, size = _check(params, x, state0)
+    params, x, state, _ = _check(params, x, state0)
     x, dt, B, C = x["x"], x["dt"], x["B"], x["C"]
     A, D, dt_bias = params["A"], params["D"], params["dt_bias"]
     # the gates of every step at once, (T, B, d)
@@ -118,13 +119,12 @@ def backward(params, cache, d_outputs, d_final_state=None):
     """Backpropagation through time: ``(d_params, d_x, d_state0)`` from ∂L/∂outputs
     (T, B, ...) and ∂L/∂final_state (zeros when omitted)."""
     x, checkpoints, every, size = cache["x"], cache["checkpoints"], cache["every"], cache["size"]
-    T = size["T"]
-    state0 = checkpoints[0] if checkpoints else None
-    params, _, _, _ = _check(params, x, state0)
+    params, _, state, _ = _check(params, x, checkpoints[0] if checkpoints else None)
+    T, B = size["T"], size["B"]
+    dtype = state["h"].dtype     # the forward's dtype: _check gave x and state0 it
     d_params = {k: np.zeros_like(v) for k, v in params.items()}
     d_x = {k: np.zeros_like(v) for k, v in x.items()}
-    dtype = next(iter(x.values())).dtype
-    d_state = {k: (np.zeros((size["B"],) + tuple(size[s] for s in syms), dtype=dtype)
+    d_state = {k: (np.zeros((B,) + tuple(size[s] for s in syms), dtype=dtype)
                    if d_final_state is None or k not in d_final_state
                    else np.asarray(d_final_state[k], dtype=dtype))
                for k, syms in STATE_SHAPES.items()}
@@ -156,9 +156,6 @@ def _step_backward(params, x_t, state, size, d_out, d_state, d_params):
     _5 = delta * x
     _6 = _5[..., :, None] * B[..., None, :]
     h = _4 + _6
-    _7 = np.einsum("...kv,...v->...k", h, C)
-    _8 = D * x
-    y = _7 + _8
     # back through it, last operation first
     dy = d_out
     dh = d_state["h"]

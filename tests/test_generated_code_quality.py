@@ -16,9 +16,9 @@ from rnnsym.codegen.generator import render
 from rnnsym.codegen.prune import drop_dead_assignments
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-#: the vector-state modules; the matrix-state ones (codegen/matrix.py) are not yet held to these
-#: rules (dead assignments, docstrings, one dtype rule): see test_every_built_in_variant_is_generated
-FILES = sorted(p for p in GENERATED.glob("*.py") if p.stem in VARIANTS)
+#: every generated module: the vector-state ones (codegen/generator.py) and the matrix-state ones
+#: (codegen/matrix.py: linear attention, GLA, DeltaNet, Mamba, mLSTM)
+FILES = sorted(GENERATED.glob("*.py"))
 #: user cells beside the built-ins: several inputs and readouts, a readout, a layer norm
 DEFINED = {
     "two_inputs": parse_cell("h = tanh(W @ h + U @ x + V @ u); y = A @ h; z = sigmoid(B @ h)",
@@ -26,6 +26,12 @@ DEFINED = {
     "gated_readout": parse_cell("z = sigmoid(U @ x + V @ h); h = (1 - z) * h + z * tanh(W @ x); "
                                 "y = relu(C @ h + c)", readouts=("y",)),
     "layernormed": parse_cell("h = tanh(layernorm(W @ h + U @ x, g))"),
+    # a matrix state (codegen/matrix.py) with a weight, a readout's extra term and a decay
+    "matrix_state": parse_cell("S = exp(g) * S + outer(W @ k, v); o = transpose(S) @ q + D * v",
+                               inputs=("q", "k", "v", "g"), readouts=("o",)),
+    # no readout: the output is the state S, the equation o is read by nothing
+    "matrix_unread": parse_cell("S = exp(g) * S + outer(W @ k, v); o = transpose(S) @ q + D * v",
+                                inputs=("q", "k", "v", "g")),
 }
 SOURCES = ({p.name: p.read_text() for p in FILES}
            | {f"{k} (--define)": render(c) for k, c in DEFINED.items()})
@@ -36,7 +42,8 @@ def functions(source):
 
 
 def test_every_built_in_variant_is_checked():
-    assert {p.stem for p in FILES} == set(VARIANTS) and len(FILES) >= 20
+    assert {p.stem for p in FILES} == set(VARIANTS) | set(MATRIX_VARIANTS) and len(FILES) >= 30
+    assert set(MATRIX_VARIANTS) and not set(MATRIX_VARIANTS) & set(VARIANTS)
 
 
 def test_every_built_in_variant_is_generated():
@@ -107,14 +114,19 @@ def test_lstm_gate_views_are_named_after_the_gates():
 
 @pytest.mark.parametrize("name", [p.name for p in FILES])
 def test_forward_and_cached_forward_share_one_dtype_rule(name):
+    """The function that reruns the forward decides T, B and the dtype as ``forward`` does. A
+    vector-state module's is ``_forward_cached``; a matrix-state module has none (its cached
+    forward is ``forward(..., return_cache=True)``, the same lines): ``backward`` reruns each
+    segment's steps from a checkpoint, so it is the one that must agree with ``forward``."""
     fns = functions(SOURCES[name])
+    rerun = "_forward_cached" if Path(name).stem in VARIANTS else "backward"
 
     def lines(fn):
         return [ast.unparse(n) for n in fns[fn].body[1:] if isinstance(n, ast.Assign)
                 and {getattr(t, "id", None) for t in n.targets} & {"dtype"}
                 or isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Tuple)
                 and [getattr(e, "id", None) for e in n.targets[0].elts] == ["T", "B"]]
-    assert lines("forward") == lines("_forward_cached")
+    assert lines("forward") == lines(rerun)
     assert len(lines("forward")) == 2
 
 
@@ -133,10 +145,31 @@ def test_docstrings_name_functions_that_exist(name):
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_the_orientation_example_is_one_of_the_modules_own_weights(name):
+    """A vector-state module's example names one of its weights and how it is applied
+    (``x @ W_xi.T``). A matrix-state module's weights (Mamba's A, D) are not applied as matrix
+    products, and what a person copying it must get right is its matrix state's orientation: the
+    example names its own matrix state with the shape the table gives, and how the step reads it,
+    quoting a line of the module's code (``np.einsum("...kv,...k->...v", S, q)``: Sᵀ q)."""
     doc = ast.get_docstring(ast.parse(SOURCES[name]))
     m = re.search(r"math orientation \(``(\w+)`` is \(([^)]*)\)", doc)
     assert m, doc
     weight, shape = m.groups()
+    if "a matrix state\nis in math orientation" in doc:
+        rows, cols = shape.split(", ")
+        assert re.search(rf"\n    {weight}\s+state\s+{rows} × {cols}\n", doc), (name, weight)
+        read = re.search(rf"``{weight}`` is \({shape}\) and is read as [^:]*: ``([^`]+)``", doc)
+        code = "\n".join(ast.get_source_segment(SOURCES[name], n)     # statements, not docstrings
+                         for f in functions(SOURCES[name]).values() for n in f.body
+                         if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
+        # said how it is read when a step reads it (else the output is the state itself)
+        assert bool(read) == bool(re.search(rf'np.einsum\("[^"]*", {weight}(_prev)?, ', code)), doc
+        assert not read or read.group(1) in code and f", {weight}, " in read.group(1), read.group(1)
+        weights = re.search(r"a weight too: ``(\w+)`` is \([^)]*\) and maps (\w+), applied as "
+                            r"``(\w+ @ \w+\.T)``", doc)
+        if weights:                                 # the --define cell: W @ k
+            assert f"\n    {weights[1]}  " in doc and weights[3] in code, weights.groups()
+        assert bool(weights) == bool(re.search(r"\w+ @ \w+\.T\b", code)), doc
+        return
     assert f"    {weight}  " in doc or re.search(rf"\n    {weight}\s+parameter", doc)
     assert f"``x @ {weight}.T``" in doc or "@ " + weight in doc
 
@@ -227,3 +260,50 @@ def test_a_late_readout_computes_what_the_equations_say(key):
             np.testing.assert_allclose(state[s], want_state[s], rtol=1e-12, atol=1e-13)
     if len(readouts) == 1:
         check_against_fd(cell, sizes, T=4, B=2, seed=3)
+
+
+@pytest.mark.parametrize("key", ["matrix_state", "matrix_unread"])
+def test_a_pruned_matrix_state_step_computes_what_the_equations_say(key):
+    """The --define matrix-state cells, whose generated steps drop unread lines and unpacked
+    names (the unread ``o`` in matrix_unread) and apply a weight to an input (``k @ W.T``):
+    forward against the equations written out by hand (1e-12), backward against central
+    differences of the forward (d_q != d_k != d_v)."""
+    import numpy as np
+
+    import rnnsym
+    cell = DEFINED[key]
+    module = rnnsym.compile(cell)
+    table = rnnsym.shapes(cell)
+    sizes = {"d_q": 3, "d_k": 4, "d_v": 5}
+    shapes = table.concrete(**{str(d): sizes[str(d)] for d in table.dims})
+    rng = np.random.default_rng(3)
+    T, B = 6, 2
+    p = {k: rng.uniform(-1, 1, shapes[k]) for k in cell.params}
+    x = {k: rng.uniform(-1, 1, (T, B) + shapes[k]) * (0.3 if k == "g" else 1) for k in cell.inputs}
+    state0 = {"S": rng.uniform(-1, 1, (B,) + shapes["S"])}
+    out, final, cache = module.forward(p, x, state0, return_cache=True)
+    S, want = state0["S"], []
+    for t in range(T):
+        S = np.exp(x["g"][t])[..., None] * S + (x["k"][t] @ p["W"].T)[:, :, None] * x["v"][t][:, None, :]
+        want.append(np.einsum("bkv,bk->bv", S, x["q"][t]) + p["D"] * x["v"][t]
+                    if cell.readouts else S)
+    np.testing.assert_allclose(out, np.array(want), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(final["S"], S, rtol=1e-12, atol=1e-13)
+    d_out, d_final = rng.uniform(-1, 1, out.shape), {"S": rng.uniform(-1, 1, S.shape)}
+    grads = dict(zip(("params", "x", "state0"), module.backward(p, cache, d_out, d_final)))
+
+    def loss():
+        o, s = module.forward(p, x, state0)
+        return np.sum(o * d_out) + np.sum(s["S"] * d_final["S"])
+    for what, arrays in (("params", p), ("x", x), ("state0", state0)):
+        for k, a in arrays.items():
+            for idx in [tuple(int(rng.integers(0, n)) for n in a.shape) for _ in range(3)]:
+                old = a[idx]
+                a[idx] = old + 1e-6
+                up = loss()
+                a[idx] = old - 1e-6
+                down = loss()
+                a[idx] = old
+                fd = (up - down) / 2e-6
+                assert abs(grads[what][k][idx] - fd) <= 1e-7 * max(1.0, abs(fd)), \
+                    f"d_{what}[{k!r}][{idx}]={grads[what][k][idx]}, but should be {fd} [{key}]"

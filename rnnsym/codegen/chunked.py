@@ -154,7 +154,7 @@ def forward_chunked(params, x, state0=None, chunk=64):
     changes the rounding only. No cache, no backward: use ``forward`` for gradients."""
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk: expected an integer >= 1, got {{chunk!r}}")
-    params, x, state, size = _check(params, x, state0)
+    params, x, state, {"size" if dims else "_"} = _check(params, x, state0)
 ''' + "\n".join("    " + line for line in body) + "\n"
     return function, SCAN_HELPER
 

@@ -23,6 +23,7 @@ extra forward pass, ``T / CHECKPOINT + CHECKPOINT`` state copies instead of ``T`
 """
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -329,7 +330,7 @@ class Tape:
                     add(b, f'{c}np.einsum("...kv,...k->...v", {X}, {g})', VECTOR, True)
                 elif op == "Wb":            # y = c W b, W a parameter
                     W, b = k
-                    add(W, f'{c}np.einsum("...i,...j->ij", {g}, {b})', MATRIX, False)
+                    add(W, f'{c}np.einsum("...i,...j->...ij", {g}, {b})', MATRIX, False)
                     add(b, f"{c}{g} @ {W}", VECTOR, True)
         self.started = started
         return out
@@ -347,6 +348,54 @@ _ACT_GRAD = {
     "abs": "{g} * np.sign({u})",
     "relu": "{g} * ({u} > 0)",
 }
+
+
+def _live(lines: list[str], after: list[str]) -> list[str]:
+    """``lines`` (comments, ``var = code`` in pure NumPy, ``a, b = x_t["a"], x_t["b"]``) without
+    the names that neither ``after`` nor a kept line reads: the backward's recomputed step keeps
+    what the reverse sweep needs (the step's output itself, ``o = Sᵀ q``, is often not needed:
+    its adjoint rules read q and S), an unpacking keeps the inputs and parameters still read."""
+    def names(code):                # the names ``code`` reads (not the words in its strings)
+        return set(re.findall(r"[A-Za-z_]\w*", re.sub(r'"[^"]*"', "", code)))
+
+    read = names("\n".join(after))
+    kept = []
+    for line in reversed(lines):
+        if line.startswith("#"):
+            kept.append(line)
+            continue
+        lhs, rhs = line.split(" = ", 1)
+        pairs = list(zip(lhs.split(", "), rhs.split(", "))) if ", " in lhs else [(lhs, rhs)]
+        pairs = [(v, c) for v, c in pairs if v in read]
+        if pairs:
+            kept.append(", ".join(v for v, _ in pairs) + " = " + ", ".join(c for _, c in pairs))
+            read |= {w for _, c in pairs for w in names(c)}
+    return kept[::-1]
+
+
+def _state_orientation(cell: Cell, table, tape: Tape, code: list[str]) -> str:
+    """The docstring's orientation sentence, with this cell's own matrix state and the line of
+    the step (one of ``code``'s) that reads it: ``S`` is (d_k, d_v) and is read as Sᵀ q,
+    ``np.einsum(...)``."""
+    mats = [s for s in cell.states if table.shapes[s][1] not in (1, None)]
+    live = [ln for ln in tape.lines if f"{ln.var} = {ln.code}" in code]
+    reads = [ln for ln in live if ln.op in ("STb", "Sb")]
+    line = next((ln for ln in reads if ln.children[0] in mats),
+                next((ln for ln in reads if ln.children[0] in {f"{s}_prev" for s in mats}), None))
+    if line is None:                # the step's output is the state itself
+        sentence = f"``{mats[0]}`` is ({', '.join(shape_tuple(table, mats[0]))}): rows first"
+    else:
+        X, b = line.children
+        s = X.removesuffix("_prev")
+        code = line.code[0 if line.coef == 1 else len(f"{_coef(line.coef)} * "):]
+        math = f"{s}ᵀ {b}" if line.op == "STb" else f"{s} {b}"
+        sentence = f"``{s}`` is ({', '.join(shape_tuple(table, s))}) and is read as {math}: ``{code}``"
+    weight = next((ln for ln in live if ln.op == "Wb"), None)
+    if weight is not None:          # a weight applied to a vector, as the vector modules say it
+        W, b = weight.children
+        sentence += (f"; a weight too: ``{W}`` is ({', '.join(shape_tuple(table, W))}) and maps "
+                     f"{b}, applied as ``{b} @ {W}.T``")
+    return sentence
 
 
 def render_matrix(cell: Cell, header: str) -> str:
@@ -381,15 +430,16 @@ def render_matrix(cell: Cell, header: str) -> str:
     read += [f'{d} = size["{d}"]' for d in sorted(tape.dims)]
     fwd = tape.forward_lines()
     new_state = "{" + ", ".join(f'"{s}": {s}' for s in cell.states) + "}"
-    step_body = read + fwd + [f"return {out_name}, {new_state}"]
+    step_return = f"return {out_name}, {new_state}"
+    step_body = [*_live(read + fwd, [step_return]), step_return]
 
     d_inputs = ", ".join(f'"{i}": {adj(i) if adj(i) in tape.started else f"np.zeros_like({i})"}'
                          for i in cell.inputs)
     d_prev = ", ".join(f'"{s}": {adj(s + "_prev") if adj(s + "_prev") in tape.started else f"np.zeros_like({s}_prev)"}'
                        for s in cell.states)
-    back_body = (read + ["# the step again, from the state at t-1", *fwd,
-                         "# back through it, last operation first", *seed, *back,
-                         f"return {{{d_inputs}}}, {{{d_prev}}}"])
+    sweep = [*seed, *back, f"return {{{d_inputs}}}, {{{d_prev}}}"]
+    back_body = [*_live([*read, "# the step again, from the state at t-1", *fwd,
+                         "# back through it, last operation first"], sweep), *sweep]
 
     def indent(lines):
         return "\n".join("    " + line for line in lines)
@@ -418,6 +468,7 @@ def render_matrix(cell: Cell, header: str) -> str:
         output=out_name,
         first_input=cell.inputs[0],
         first_state=cell.states[0],
+        orientation=_state_orientation(cell, table, tape, step_body + back_body),
         step_body=indent(step_body),
         backward_body=indent(back_body),
         helpers=helpers,
