@@ -1,7 +1,8 @@
 """The target cannot end, hang or fake the check (rnnsym.check.isolation; targets in
 tests/broken/escapes.py, escapes_torch.py and, for the any-cell check, escapes_cell.py): every
-escape is a MISMATCH of kind exited/crashed/timed out with exit code 1, shrunk like any failure; correct but odd targets still pass in their worker; the target
-gets copies of what it is given."""
+escape is a MISMATCH of kind exited/crashed/timed out with exit code 1, shrunk like any
+failure; correct but odd targets still pass in their worker; the target gets copies of what it
+is given."""
 import os
 import subprocess
 import sys
