@@ -1,7 +1,8 @@
 """The target cannot end, hang or fake the check (rnnsym.check.isolation; targets in
-tests/broken/escapes.py and escapes_torch.py): every escape is a MISMATCH of kind exited/crashed/timed out with exit
-code 1, shrunk like any failure; correct but odd targets still pass in their worker; the target
-gets copies of what it is given."""
+tests/broken/escapes.py, escapes_torch.py and, for the any-cell check, escapes_cell.py): every
+escape is a MISMATCH of kind exited/crashed/timed out with exit code 1, shrunk like any
+failure; correct but odd targets still pass in their worker; the target gets copies of what it
+is given."""
 import os
 import subprocess
 import sys
@@ -192,3 +193,89 @@ def test_a_hang_times_out_when_check_runs_outside_the_main_thread():
     thread.join(120)
     assert reports and reports[0].failure_kind == "timed out", reports
     assert reports[0].counterexample.config.B >= ESCAPE_B
+
+
+# --- the any-cell check (--cell mingru, --define): tests/broken/escapes_cell.py --------------
+import escapes_cell  # noqa: E402
+
+ESC_CELL = f"{BROKEN_DIR / 'escapes_cell.py'}"
+CELL_ARGS = {"mingru": ["--cell", "mingru"], "elman": ["--define", escapes_cell.DEFINE]}
+
+
+@pytest.mark.parametrize("base", sorted(CELL_ARGS))
+@pytest.mark.parametrize("name", sorted(escapes_cell.ESCAPES))
+def test_an_escaping_any_cell_target_is_a_mismatch_with_its_kind_and_exit_1(name, base, capfd):
+    kind, text = escapes_cell.ESCAPES[name]
+    argv = [f"{ESC_CELL}:{base}_{name}"] + CELL_ARGS[base] + ["--examples", "20", "--seed", "0",
+                                                             "--no-progress"]
+    assert main(argv) == 1
+    out = capfd.readouterr().out
+    assert ": MISMATCH after" in out and f"diagnosis: {kind}" in out and text in out, out
+    assert f" T=1 B={escapes_cell.ESCAPE_B} " in out, out
+    assert "--in-process" not in out and "ran in-process" not in out, out
+
+
+def test_any_cell_hang_in_c_and_gradients_escape_are_verdicts():
+    hang = check(f"{ESC_CELL}:mingru_hangs_in_c", "mingru", examples=5, seed=0, timeout=0.3)
+    assert hang.failure_kind == "timed out" and hang.exit_code == 1, hang.format()
+    assert "its process was killed" in hang.counterexample.error
+    grads = check(f"{ESC_CELL}:mingru_os_exit_0", "mingru", examples=10, seed=0, gradients=True)
+    assert grads.failure_kind == "exited" and grads.exit_code == 1, grads.format()
+    assert "exit code 0" in grads.counterexample.error
+    assert grads.counterexample.config.B == escapes_cell.ESCAPE_B
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["worker", "in-process"])
+def test_correct_any_cell_targets_pass_isolated_and_in_process(in_process):
+    for target, cell, kwargs in ((f"{ESC_CELL}:mingru", "mingru", {}),
+                                 (f"{ESC_CELL}:elman", None, dict(define=escapes_cell.DEFINE))):
+        report = check(target, cell, examples=15, seed=0, in_process=in_process, **kwargs)
+        assert report.passed, report.format()
+        assert report.command.endswith("--in-process") == in_process, report.command
+        assert "ran in-process" not in report.format()
+    grads = check(f"{ESC_CELL}:mingru", "mingru", examples=8, seed=0, gradients=True,
+                  in_process=in_process)
+    assert grads.passed, grads.format()
+    if in_process:      # sys.exit is still caught in-process
+        ko = check(f"{ESC_CELL}:elman_exit_0", None, define=escapes_cell.DEFINE, examples=20,
+                   seed=0, in_process=True)
+        assert ko.failure_kind == "exited" and ko.exit_code == 1, ko.format()
+
+
+def test_the_diagnosis_relative_runs_in_the_worker():
+    """``mutations.relative`` (the bigger case that tells fitting edits apart) calls the
+    target through its worker: a target that ends its process there gives no relative,
+    and the check (this process) goes on."""
+    from rnnsym.check.anycell import request
+    from rnnsym.check.cases import Case
+    from rnnsym.check.isolation import isolate_cell
+    from rnnsym.check.mutations import relative
+    from rnnsym.frameworks.cell_api import CellConfig, cell_target
+
+    req = request("mingru")
+    table = req.cell.shapes()
+    config = CellConfig(cell="mingru", T=2, B=escapes_cell.ESCAPE_B, dims=(("d_h", 4),
+                        ("d_in", 5)))
+    shapes = table.concrete(d_h=4, d_in=5)
+    rng = np.random.default_rng(0)
+    values = {p: rng.uniform(-1, 1, shapes[p]) for p in req.cell.params}
+    case = Case(config, values, rng.uniform(-1, 1, (2, config.B, 5)), None)
+    for name, survives in (("mingru", True), ("mingru_os_exit_0", False)):
+        target = f"{ESC_CELL}:{name}"
+        local = cell_target(getattr(escapes_cell, name), req.cell, table, target)
+        tgt, note = isolate_cell(local, target, req.recipe, target)
+        assert note is None
+        try:
+            big = relative(req.cell, case, tgt, timeout=30)
+        finally:
+            tgt.close()
+        assert (big is not None) == survives
+        if survives:
+            assert big.got["output"].shape == (3, config.B, 1, 4)
+
+
+def test_an_any_cell_target_that_cannot_be_pickled_runs_in_process_and_says_so():
+    def local(params, x, state0=None):
+        return escapes_cell.mingru(params, x, state0)
+    report = check(local, "mingru", examples=5, seed=0)
+    assert report.passed and "ran in-process: it cannot be pickled" in report.format()

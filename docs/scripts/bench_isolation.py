@@ -6,8 +6,9 @@ meet the same load, and prints the median wall time of each and their ratio::
 
     PYTHONPATH=$PWD python docs/scripts/bench_isolation.py [--runs 5] [--examples 500]
 
-Targets: ``torch --cell lstm`` and the generated NumPy GRU ``generated/gru_reset_after.py:forward``
-(a function target). Same seed in every run: both modes check the same cases.
+Targets: ``torch --cell lstm``, the generated NumPy GRU ``generated/gru_reset_after.py:forward``
+(a function target) and the generated SRU ``generated/sru.py:forward --cell sru`` (the any-cell
+check, ``rnnsym.check.anycell``); ``--only TEXT`` picks those whose label contains TEXT. Same seed in every run: both modes check the same cases.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ TARGETS = {
     "torch --cell lstm": ["torch", "--cell", "lstm"],
     "function (generated gru)": [str(ROOT / "generated" / "gru_reset_after.py") + ":forward",
                                  "--cell", "gru"],
+    "any cell (generated sru)": [str(ROOT / "generated" / "sru.py") + ":forward",
+                                 "--cell", "sru"],
 }
 
 
@@ -45,10 +48,13 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per mode (default 5)")
     parser.add_argument("--examples", type=int, default=500, help="examples per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="only the targets whose label contains this")
     opts = parser.parse_args(argv)
     print(f"{'target':28s} {'isolated':>10s} {'in-process':>11s} {'ratio':>6s}   "
           f"(median wall s of {opts.runs} runs, --examples {opts.examples})")
     for label, args in TARGETS.items():
+        if opts.only not in label:
+            continue
         args = args + ["--examples", str(opts.examples), "--seed", str(opts.seed)]
         times = {True: [], False: []}
         for _ in range(opts.runs):

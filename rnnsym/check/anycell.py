@@ -15,6 +15,7 @@ stacks, directions, layouts. :func:`wants_cell_check` says which one a request g
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import time
@@ -115,6 +116,16 @@ def _parse_value(key, text, default):
 
 def builtin_cell(name: str, variant=None):
     """The built-in ``name`` with ``--variant`` options (keys from its factory's signature)."""
+    recipe = builtin_recipe(name, variant)
+    try:
+        return recipe()
+    except ValueError as exc:
+        raise UsageError(f"--variant: {exc}") from None
+
+
+def builtin_recipe(name: str, variant=None):
+    """What builds :func:`builtin_cell`'s cell: a picklable ``functools.partial`` (the target's
+    worker, ``rnnsym.check.isolation``, rebuilds the cell with it)."""
     from rnnsym.cells.builtin import BUILTINS, NAMES, builtin
     key = name.lower()
     if key not in BUILTINS:
@@ -130,16 +141,23 @@ def builtin_cell(name: str, variant=None):
             raise UsageError(f"--variant {k}: not an option of {key} (options: "
                              f"{', '.join(known) or 'none'})")
         options[k] = _parse_value(k, v, known[k])
-    try:
-        return builtin(key, **options)
-    except ValueError as exc:
-        raise UsageError(f"--variant: {exc}") from None
+    return functools.partial(builtin, key, **options)
 
 
 def defined_cell(text: str, *, inputs="x", readouts="", dims="", name="custom"):
     """A cell from its text form, with ``--input``, ``--readout``, ``--dims`` as ``rnnsym
     shapes`` takes them."""
-    from rnnsym.cells import DefinitionError, parse_cell
+    from rnnsym.cells import DefinitionError
+    recipe = defined_recipe(text, inputs=inputs, readouts=readouts, dims=dims, name=name)
+    try:
+        return recipe()
+    except (DefinitionError, ValueError) as exc:
+        raise UsageError(f"--define: {exc}") from None
+
+
+def defined_recipe(text: str, *, inputs="x", readouts="", dims="", name="custom"):
+    """What builds :func:`defined_cell`'s cell: a picklable ``functools.partial``."""
+    from rnnsym.cells import parse_cell
 
     def split(s):
         return tuple(a.strip() for a in (s or "").split(",") if a.strip())
@@ -149,11 +167,8 @@ def defined_cell(text: str, *, inputs="x", readouts="", dims="", name="custom"):
         if not sep or not a.strip() or not b.strip():
             raise UsageError(f"--dims takes NAME=NAME pairs, got {pair!r}")
         pairs.append((a.strip(), b.strip()))
-    try:
-        return parse_cell(text, inputs=split(inputs) or ("x",), readouts=split(readouts),
-                          dims=pairs, name=name)
-    except (DefinitionError, ValueError) as exc:
-        raise UsageError(f"--define: {exc}") from None
+    return functools.partial(parse_cell, text, inputs=split(inputs) or ("x",),
+                             readouts=split(readouts), dims=pairs, name=name)
 
 
 def checkable(cell):
@@ -282,6 +297,7 @@ class CellRequest:
 
     cell: object
     replay: str            # "--cell sru --variant rescale=true" / "--define '...'"
+    recipe: object = None  # a picklable callable that builds ``cell`` again (in the worker)
 
 
 def request(cell=None, variant=None, define=None, define_file=None, inputs="x", readouts="",
@@ -304,13 +320,15 @@ def request(cell=None, variant=None, define=None, define_file=None, inputs="x", 
         extra = "".join(f" --{flag} {v}" for flag, v in (("input", inputs), ("readout", readouts),
                                                         ("dims", dims)) if v and v != "x")
         return CellRequest(defined_cell(define, inputs=inputs, readouts=readouts, dims=dims),
-                           f"--define {_quote(define)}{extra}")
+                           f"--define {_quote(define)}{extra}",
+                           defined_recipe(define, inputs=inputs, readouts=readouts, dims=dims))
     if cell is None:
         raise UsageError("name a --cell or give --define TEXT")
     built = builtin_cell(cell, variant)
     items = variant_items(variant)
     return CellRequest(built, f"--cell {cell}" + (
-        " --variant " + ",".join(f"{k}={v}" for k, v in items.items()) if items else ""))
+        " --variant " + ",".join(f"{k}={v}" for k, v in items.items()) if items else ""),
+        builtin_recipe(cell, variant))
 
 
 def _quote(text: str) -> str:
@@ -320,8 +338,10 @@ def _quote(text: str) -> str:
 
 def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None, rtol=None,
                atol=None, param_map=None, gradients=False, without=(), features=None,
-               strict=False, timeout=30.0, progress=False, max_size=6) -> Report:
-    """Property-test ``target`` against the symbolic cell of ``req`` (module docstring)."""
+               strict=False, timeout=30.0, progress=False, max_size=6,
+               in_process=False) -> Report:
+    """Property-test ``target`` against the symbolic cell of ``req`` (module docstring). The
+    target runs in a worker process (``rnnsym.check.isolation``) unless ``in_process``."""
     from rnnsym.codegen.compile import compile_cell
     from rnnsym.frameworks.user import load_object
 
@@ -362,50 +382,62 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
             raise UsageError(f"--gradients: no backward is generated for {cell.name} (several "
                              "inputs or readouts)")
         space = {**space, "reverse": (False,), "lengths": False}
+    isolated_note = None
+    if not in_process:
+        from rnnsym.check.isolation import isolate_cell
+        tgt, isolated_note = isolate_cell(tgt, target, req.recipe or cell, label, param_map)
     options = {"rtol": rtol, "atol": atol, "timeout": timeout, "max_size": max_size}
     subject = CellSubject(cell, table, module, tgt, space, dtype, options)
     if gradients:
         from rnnsym.check.cell_gradients import CellGradientSubject
         subject = CellGradientSubject(subject)
-    stats = new_stats()
-    bar = Progress(progress, f"rnnsym check {label} {req.replay}", examples)
-    start = time.monotonic()
-    with warnings.catch_warnings(), np.errstate(all="ignore"), tgt.session():
-        warnings.simplefilter("ignore")
-        try:
-            search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
-        finally:
-            bar.done()
-    elapsed = time.monotonic() - start
-    parts = ["rnnsym", "check", label, req.replay, "--examples", str(examples), "--seed",
-             str(seed), "--dtype", dtype]
-    if param_map:
-        parts += ["--param-map", param_map if isinstance(param_map, str) else
-                  ",".join(f"{k}={v}" for k, v in param_map.items())]
-    if gradients:
-        parts.append("--gradients")
-    outcome = stats["failure"]
-    nothing = outcome is None and stats["examples"] == 0
-    report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
-                    req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=seed,
-                    passed=outcome is None and not nothing,
-                    examples=stats["examples"] + (outcome is not None),
-                    configurations=len(stats["configs"]), elapsed=elapsed,
-                    max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-                    max_error_ratio=stats["ratio"],
-                    tolerance="explicit rtol/atol" if rtol is not None or atol is not None
-                    else "backward-error estimate, see rnnsym.check.tolerance",
-                    command=" ".join(parts),
-                    coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
-                    strict=strict, checked_nothing=nothing)
-    if outcome is not None:
-        report.counterexample = counterexample_of(outcome)
-        report.failure_kind = outcome.kind
-        report.shrink_note = shrink_note(stats)
-        if outcome.kind in ("wrong numbers", "wrong gradients"):
-            from rnnsym.check.mutations import diagnose_cell
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                report.diagnoses = diagnose_cell(cell, module, outcome, tgt)
-        report.diagnosis = report.diagnoses[0] if report.diagnoses else None
-    return report
+    try:
+        stats = new_stats()
+        bar = Progress(progress, f"rnnsym check {label} {req.replay}", examples)
+        start = time.monotonic()
+        with warnings.catch_warnings(), np.errstate(all="ignore"), tgt.session():
+            warnings.simplefilter("ignore")
+            try:
+                search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
+            finally:
+                bar.done()
+        elapsed = time.monotonic() - start
+        parts = ["rnnsym", "check", label, req.replay, "--examples", str(examples), "--seed",
+                 str(seed), "--dtype", dtype]
+        if param_map:
+            parts += ["--param-map", param_map if isinstance(param_map, str) else
+                      ",".join(f"{k}={v}" for k, v in param_map.items())]
+        if gradients:
+            parts.append("--gradients")
+        if in_process:
+            parts.append("--in-process")
+        outcome = stats["failure"]
+        nothing = outcome is None and stats["examples"] == 0
+        report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
+                        req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=seed,
+                        passed=outcome is None and not nothing,
+                        examples=stats["examples"] + (outcome is not None),
+                        configurations=len(stats["configs"]), elapsed=elapsed,
+                        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
+                        max_error_ratio=stats["ratio"],
+                        tolerance="explicit rtol/atol" if rtol is not None or atol is not None
+                        else "backward-error estimate, see rnnsym.check.tolerance",
+                        command=" ".join(parts),
+                        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+                        strict=strict, checked_nothing=nothing)
+        if outcome is not None:
+            report.counterexample = counterexample_of(outcome)
+            report.failure_kind = outcome.kind
+            report.shrink_note = shrink_note(stats)
+            if outcome.kind in ("wrong numbers", "wrong gradients"):
+                from rnnsym.check.mutations import diagnose_cell
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    report.diagnoses = diagnose_cell(cell, module, outcome, tgt,
+                                                      timeout=timeout)
+            report.diagnosis = report.diagnoses[0] if report.diagnoses else None
+        if isolated_note:
+            report.target += f" ({isolated_note})"
+        return report
+    finally:
+        getattr(tgt, "close", lambda: None)()

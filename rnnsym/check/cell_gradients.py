@@ -18,7 +18,8 @@ import numpy as np
 
 from rnnsym.check.cell_oracle import canonical_params, expected_for
 from rnnsym.check.compare import compare_flat, error_ratio
-from rnnsym.check.target import Outcome, TargetTimeout, call_twice_if_slow, timeout_text
+from rnnsym.check.isolation import TargetDied
+from rnnsym.check.target import Outcome, TargetTimeout, limited_call, timeout_text
 from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, _perturb, gamma, probe_spread,
                                     unit_roundoff)
 from rnnsym.frameworks import ContractError, OutputError
@@ -130,11 +131,14 @@ class CellGradientSubject:
         outcome.tolerance = type(tol)({**tol.arrays, **gtol}, tol.method, tol.u, tol.gamma)
         outcome.upstream = upstream
         try:
-            got_flat, got_grads = call_twice_if_slow(
-                lambda: sub.target.gradients(case.config, case.values, case.x, case.state0,
-                                             upstream), sub.options.get("timeout"))
-        except TargetTimeout:
-            outcome.kind, outcome.error = "timed out", timeout_text(sub.options["timeout"])
+            got_flat, got_grads = limited_call(
+                sub.target, "gradients", (case.config, case.values, case.x, case.state0,
+                                          upstream), timeout=sub.options.get("timeout"))
+        except TargetTimeout as exc:
+            outcome.kind, outcome.error = "timed out", timeout_text(sub.options["timeout"], exc)
+            return outcome
+        except TargetDied as exc:
+            outcome.kind, outcome.error = exc.kind, str(exc)
             return outcome
         except (OutputError, ContractError) as exc:
             outcome.kind, outcome.error = "wrong shape", str(exc)

@@ -102,7 +102,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
         return check_cell(target, req, examples=examples, seed=seed, dtype=dtype, rtol=rtol,
                           atol=atol, param_map=param_map, gradients=gradients,
                           without=_names(without) or (), features=_names(features),
-                          strict=strict, timeout=timeout, progress=progress, max_size=max_size)
+                          strict=strict, timeout=timeout, progress=progress, max_size=max_size,
+                          in_process=in_process)
     from rnnsym.check.onnx import check_onnx
     from rnnsym.frameworks.registry import resolve_harness
     from rnnsym.frameworks.user import parse_variant

@@ -8,11 +8,12 @@ would change what the oracle sees. So the target runs in a **worker**:
 
 - one process per check (``multiprocessing``, ``forkserver`` where there is one, else
   ``spawn``; never a plain fork of the checker, whose torch/jax threads do not survive one),
-  which builds the target once (:func:`rnnsym.frameworks.registry.resolve_harness`, or the ONNX
-  target) and serves calls: ``run``, ``gradients`` and ``probe`` of a harness; ``load``,
-  ``run`` and ``run_target`` of an ONNX target. The oracle, the search, the diagnosis and the
-  report stay in the checker (the *parent*); what crosses is pickled, so the target gets copies
-  and its outputs are copied when it returns.
+  which builds the target once (:func:`rnnsym.frameworks.registry.resolve_harness`, the ONNX
+  target, or the any-cell check's target, ``rnnsym.frameworks.cell_api``, from the cell's
+  recipe) and serves calls: ``run``, ``gradients`` and ``probe`` of a harness or cell target;
+  ``load``, ``run`` and ``run_target`` of an ONNX target. The oracle, the search, the
+  diagnosis and the report stay in the checker (the *parent*); what crosses is pickled, so
+  the target gets copies and its outputs are copied when it returns.
 - ``sys.exit(...)`` inside the target is caught in the worker and becomes the failure kind
   ``exited``; a worker that dies (``os._exit``: ``exited`` with its code; a signal: ``crashed``
   with its name) is restarted on the next call, and the search goes on and shrinks the case as
@@ -162,6 +163,8 @@ class _OnnxServer:
 def _build(kind: str, spec):
     if kind == "onnx":
         return _OnnxServer(spec)
+    if kind == "cell":
+        return _cell_target(*spec)
     from rnnsym.frameworks.registry import resolve_harness
     target, cell, cell_api, backward = spec
     return resolve_harness(target, cell, cell_api=cell_api, backward=backward)[0]
@@ -249,8 +252,9 @@ def _context():
 
 class Worker:
     """One worker process serving calls of one target; restarted after it dies or is killed.
-    ``kind``: "harness" (``spec`` = (target, cell, cell_api)) or "onnx" (``spec`` = the
-    target string). Raises CannotIsolate when ``spec`` cannot be pickled."""
+    ``kind``: "harness" (``spec`` = (target, cell, cell_api, backward)), "onnx" (``spec`` =
+    the target string) or "cell" (``spec`` = (target, cell recipe, label, param_map), the
+    any-cell check). Raises CannotIsolate when ``spec`` cannot be pickled."""
 
     def __init__(self, kind: str, spec, preload=()):
         if any(getattr(v, "__module__", None) == "__main__" for v in _flat(spec)):
@@ -328,9 +332,22 @@ class Worker:
         raise _decode(reply)
 
 
+def _cell_target(target, recipe, label, param_map):
+    """The any-cell check's target (``rnnsym.frameworks.cell_api``), built in the worker:
+    ``recipe()`` builds the cell again (``rnnsym.check.anycell.builtin_recipe`` /
+    ``defined_recipe``; a cell object itself is taken as it is)."""
+    from rnnsym.frameworks.cell_api import cell_target
+    from rnnsym.frameworks.user import load_object
+
+    cell = recipe() if callable(recipe) else recipe
+    obj = load_object(target) if isinstance(target, str) else target
+    return cell_target(obj, cell, cell.shapes(), label, param_map)
+
+
 class IsolatedHarness:
-    """A harness whose ``run``, ``gradients`` and ``probe`` run in a :class:`Worker`; every
-    other attribute (shapes, layout conversion, capabilities) is the local harness's."""
+    """A harness (or an any-cell target, ``rnnsym.frameworks.cell_api.CellTarget``) whose
+    ``run``, ``gradients`` and ``probe`` run in a :class:`Worker`; every other attribute
+    (shapes, layout conversion, capabilities) is the local one's."""
 
     def __init__(self, harness, worker: Worker):
         self._local, self._worker = harness, worker
@@ -373,6 +390,18 @@ def isolate_harness(harness, target, cell: str, cell_api: bool, backward=None):
     except CannotIsolate as exc:
         return harness, f"ran in-process: it cannot be pickled for a worker, {exc}"
     return IsolatedHarness(harness, worker), None
+
+
+def isolate_cell(local, target, recipe, label: str, param_map=None):
+    """``(the any-cell target in a worker, None)``, or ``(local, why not)``: ``local`` is the
+    ``CellTarget`` built here for ``target``; the worker builds its own from ``target``, the
+    cell's ``recipe`` (see :func:`_cell_target`), ``label`` and ``param_map``."""
+    try:
+        worker = Worker("cell", (target, recipe, label, param_map),
+                        preload=_preload(local) + ("rnnsym.cells",))
+    except CannotIsolate as exc:
+        return local, f"ran in-process: it cannot be pickled for a worker, {exc}"
+    return IsolatedHarness(local, worker), None
 
 
 class IsolatedOnnxTarget:

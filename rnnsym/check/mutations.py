@@ -366,13 +366,15 @@ def fitting(cell: Cell, module, outcome, candidates) -> list:
     return found
 
 
-def relative(cell: Cell, case, target, seed: int = 12345):
+def relative(cell: Cell, case, target, seed: int = 12345, timeout=None):
     """An outcome-like object for a bigger relative of ``case`` (at least 3 steps, an initial
     state, fixed lengths; the same sizes and features otherwise) with the target's output, or
     None if the target fails there. The shrunk counterexample is often too small to tell edits
-    apart (one step from a zero state: ``h[t-1]`` is zero, so is any term that reads it)."""
-    from rnnsym.check.cell_oracle import expected_for
+    apart (one step from a zero state: ``h[t-1]`` is zero, so is any term that reads it).
+    The target is called as in the search (its worker, ``timeout``)."""
     from rnnsym.check.cases import Case
+    from rnnsym.check.cell_oracle import expected_for
+    from rnnsym.check.target import TargetTimeout, limited_call
     config = case.config.__class__(**{**case.config.__dict__, "T": max(case.config.T, 3),
                                       "initial_state": True})
     rng = np.random.default_rng(seed)
@@ -383,8 +385,8 @@ def relative(cell: Cell, case, target, seed: int = 12345):
     state0 = {s: rng.uniform(-1, 1, (config.B,) + shapes[s]).astype(dtype) for s in cell.states}
     big = Case(config, values, x, state0)
     try:
-        got = target.run(config, values, x, state0)
-    except Exception:  # noqa: BLE001 - no relative: keep every edit that fits
+        got = limited_call(target, "run", (config, values, x, state0), timeout=timeout)
+    except (Exception, TargetTimeout):  # noqa: BLE001 - no relative: keep every edit that fits
         return None
     from rnnsym.check.target import Outcome
     oracle = expected_for(compile_module(cell), cell, big)
@@ -400,7 +402,7 @@ def compile_module(cell: Cell):
     return compile_cell(cell)
 
 
-def diagnose_cell(cell: Cell, module, outcome, target=None) -> list:
+def diagnose_cell(cell: Cell, module, outcome, target=None, timeout=None) -> list:
     """The diagnoses of a failing outcome: the single edits that reproduce it, printed. With
     the ``target``, several fitting edits are told apart on a bigger relative of the case
     (:func:`relative`): only those that fit there too are kept (if any does)."""
@@ -413,7 +415,7 @@ def diagnose_cell(cell: Cell, module, outcome, target=None) -> list:
     found = fitting(cell, module, outcome, param_mutants(cell, table)) or \
         fitting(cell, module, outcome, structural_mutants(cell))
     if len(found) > 1 and target is not None:
-        big = relative(cell, outcome.case, target)
+        big = relative(cell, outcome.case, target, timeout=timeout)
         if big is not None:
             kept = fitting(cell, module, big, found)
             found = kept or found
