@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--text", action="store_true", help="plain text")
     s.set_defaults(func=cmd_jacobian)
 
-    s = sub.add_parser("gradients", help="‖∂h_t/∂h_0‖ for t = 1..N: vanishing and exploding "
+    s = sub.add_parser("gradients", aliases=["vanishing"], help="‖∂h_t/∂h_0‖ for t = 1..N: vanishing and exploding "
                                          "gradients, as a table and a plot")
     add_cell_arguments(s, many=True)
     s.add_argument("--steps", type=int, required=True, metavar="N")

@@ -83,23 +83,3 @@ def test_cli_usage_error_still_exits_2(capsys):
     from rnnsym.cli import main
     assert main(["unroll", "elman", "--steps", "0"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
-
-
-def test_error_summary_is_the_last_line_and_first_line_its_alias():
-    from rnnsym.frameworks.onnx import error_summary, first_line
-    exc = RuntimeError("context line\nmore context\nthe reason")
-    assert error_summary(exc) == "RuntimeError: the reason"
-    assert first_line is error_summary
-    assert error_summary(ValueError("")) == "ValueError: "
-    assert len(error_summary(ValueError("x" * 900))) == 500
-
-
-def test_derive_shapes_and_the_old_shapes_name():
-    cell = rnnsym.lstm(projection=True)
-    assert rnnsym.shapes is rnnsym.derive_shapes
-    sizes = dict(d_in=3, d_h=5, d_proj=2)
-    assert rnnsym.derive_shapes(cell).concrete(**sizes)["W_hi"] == (5, 2)
-    assert rnnsym.derive_shapes(cell).concrete(**sizes)["W_xi"] == (5, 3)
-    # the module stays reachable by its names
-    from rnnsym.shapes import ShapeTable
-    assert isinstance(rnnsym.shapes(cell), ShapeTable)
