@@ -14,9 +14,16 @@ __version__ = "0.1.0"   # the one place (pyproject.toml reads it: [tool.setuptoo
 
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
-from rnnsym.shapes import derive as shapes
+from rnnsym.errors import RnnsymError, Unsupported, UsageError
+from rnnsym.shapes import derive as derive_shapes
 
-__all__ = ["Cell", "builtin", "check", "compile", "elman", "gru", "lstm", "parse_cell", "shapes"]
+#: ``rnnsym.shapes(cell)``, the older name of :func:`derive_shapes` (deprecated, kept working).
+#: It shadows the module: ``rnnsym.shapes`` and ``import rnnsym.shapes as m`` give this
+#: function; the module's names come with ``from rnnsym.shapes import ShapeTable, ShapeError``.
+shapes = derive_shapes
+
+__all__ = ["Cell", "RnnsymError", "Unsupported", "UsageError", "builtin", "check", "compile",
+           "derive_shapes", "elman", "gru", "lstm", "parse_cell", "shapes"]
 
 
 def __getattr__(name):

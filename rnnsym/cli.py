@@ -7,6 +7,7 @@ import sys
 
 from rnnsym.cells import BUILTINS, builtin, parse_cell
 from rnnsym.cells.builtin import NAMES
+from rnnsym.errors import UsageError  # a command-line mistake: one line, exit status 2
 
 CELL_OPTIONS = {
     # flag dest: (cells it applies to, builtin keyword)
@@ -23,10 +24,6 @@ CELL_OPTIONS = {
     "qk_l2norm": ({"deltanet", "gated_deltanet"}, "qk_l2norm"),
     "scale": ({"linear_attention", "gla", "deltanet", "gated_deltanet"}, "scale"),
 }
-
-
-class UsageError(Exception):
-    """A command-line mistake: printed as one line, exit status 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -390,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--text", action="store_true", help="plain text")
     s.set_defaults(func=cmd_jacobian)
 
-    s = sub.add_parser("gradients", help="‖∂h_t/∂h_0‖ for t = 1..N: vanishing and exploding "
+    s = sub.add_parser("gradients", aliases=["vanishing"], help="‖∂h_t/∂h_0‖ for t = 1..N: vanishing and exploding "
                                          "gradients, as a table and a plot")
     add_cell_arguments(s, many=True)
     s.add_argument("--steps", type=int, required=True, metavar="N")

@@ -37,6 +37,7 @@ from rnnsym.cells.nodes import (
     madd,
     mmul,
 )
+from rnnsym.errors import RnnsymError
 from rnnsym.gradients.display import BackwardLatexPrinter, BackwardTextPrinter
 from rnnsym.gradients.nodes import AdjointSymbol, FeatureMean, Unchunk
 from rnnsym.gradients.vjp import NoBackwardRule, StepVJP
@@ -47,7 +48,7 @@ from rnnsym.unroll import NOW, PREV, instantiate, retime, substitute
 DERIVATIVE_BOUNDS = {"tanh": ("1", "1"), "sigmoid": (r"\tfrac{1}{4}", "4"), "relu": ("1", "1")}
 
 
-class JacobianError(ValueError):
+class JacobianError(RnnsymError, ValueError):
     """A cell whose step rnnsym cannot differentiate (e.g. a product of two state-dependent
     matrices)."""
 

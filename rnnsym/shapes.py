@@ -36,9 +36,10 @@ from sympy.matrices.expressions import HadamardProduct, Transpose
 from rnnsym.cells.cell import Cell, cols, rows, split_name
 from rnnsym.cells.nodes import (Activation, Chunk, Diag, HadamardQuotient, L2Norm, LayerNorm, Maximum, Outer,
                                 RowScale, matrix_valued)
+from rnnsym.errors import RnnsymError
 
 
-class ShapeError(ValueError):
+class ShapeError(RnnsymError, ValueError):
     """Shapes that cannot be, or have not been, determined."""
 
 

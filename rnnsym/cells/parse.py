@@ -24,6 +24,7 @@ import sympy as sp
 from rnnsym.cells.cell import IDENT, Cell, make_cell, now, param, prev
 from rnnsym.cells.nodes import (ACTIVATIONS, Activation, Chunk, HadamardQuotient, L2Norm, LayerNorm, Maximum,
                                 Outer, RowScale, hadamard, madd, matrix_valued, mmul)
+from rnnsym.errors import RnnsymError
 
 # activation names accepted in text, with their aliases
 FUNCTIONS = {name: name for name in ACTIVATIONS if name != "clip"}
@@ -38,7 +39,7 @@ STRUCTURAL = {"layernorm": "layernorm(u), layernorm(u, g), layernorm(u, g, b), l
 CALLABLE = {**FUNCTIONS, **{f: f for f in STRUCTURAL}}
 
 
-class DefinitionError(ValueError):
+class DefinitionError(RnnsymError, ValueError):
     """A text cell definition that rnnsym cannot accept; the message says why and where."""
 
 

@@ -43,6 +43,8 @@ from typing import Optional
 
 import numpy as np
 
+from rnnsym.errors import RnnsymError
+
 #: seconds a worker may take to start and build the target (imports: not a call of it)
 BUILD_LIMIT = 300.0
 #: frameworks the fork server imports once (where the checker has), so that a worker's
@@ -52,7 +54,7 @@ PRELOAD = ("torch", "jax", "onnx", "onnxruntime")
 REMOTE = ("run", "gradients", "probe")
 
 
-class TargetDied(Exception):
+class TargetDied(RnnsymError):
     """The target ended its process (kind ``exited``) or it died of a signal (``crashed``)."""
 
     def __init__(self, kind: str, text: str):
@@ -60,7 +62,7 @@ class TargetDied(Exception):
         self.kind = kind
 
 
-class CannotIsolate(Exception):
+class CannotIsolate(RnnsymError):
     """The target cannot be sent to a worker (not picklable); it runs in-process."""
 
 

@@ -25,10 +25,11 @@ from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
 from rnnsym.cells.cell import Cell, split_name
 from rnnsym.cells.nodes import Activation, Outer, RowScale
 from rnnsym.codegen.scalars import coef_source as _coef
+from rnnsym.errors import RnnsymError
 from rnnsym.printing.numpy import numpy_code
 
 
-class NotChunkable(ValueError):
+class NotChunkable(RnnsymError, ValueError):
     """A cell whose recurrence is not a decay plus one outer product; the message says why."""
 
 

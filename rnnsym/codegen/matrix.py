@@ -36,6 +36,7 @@ from rnnsym.cells.nodes import Activation, HadamardQuotient, L2Norm, Maximum, Ou
 from rnnsym.codegen.groups import shape_tuple
 from rnnsym.codegen.helpers import HELPERS
 from rnnsym.codegen.scalars import coef_source as _coef
+from rnnsym.errors import RnnsymError
 from rnnsym.printing.text import equation_text
 from rnnsym.shapes import derive
 
@@ -72,7 +73,7 @@ class Line:
     eps: str = ""
 
 
-class NoMatrixRule(NotImplementedError):
+class NoMatrixRule(RnnsymError, NotImplementedError):
     """An operation the matrix-state generator cannot write (yet); says which."""
 
 

@@ -37,14 +37,11 @@ from typing import Mapping
 
 import numpy as np
 
+from rnnsym.errors import RnnsymError, Unsupported, UsageError  # noqa: F401 - re-exported
 from rnnsym.frameworks.layers import num_directions
 
 CELLS = ("elman", "lstm", "gru")
 CELL_ALIASES = {"elman": "elman", "rnn": "elman", "simplernn": "elman", "lstm": "lstm", "gru": "gru"}
-
-
-class UsageError(ValueError):
-    """The target or the options cannot be checked at all (CLI exit code 2)."""
 
 
 class ContractError(UsageError):
@@ -52,7 +49,7 @@ class ContractError(UsageError):
     arguments, parameter names or parameter shapes."""
 
 
-class OutputError(AssertionError):
+class OutputError(RnnsymError, AssertionError):
     """The target ran but returned something of the wrong structure, shape or dtype.
     ``kind`` is the failure kind the checker reports: "wrong shape" (structure and shape)
     or "wrong dtype"."""
@@ -60,12 +57,6 @@ class OutputError(AssertionError):
     def __init__(self, message: str, kind: str = "wrong shape"):
         super().__init__(message)
         self.kind = kind
-
-
-class Unsupported(NotImplementedError):
-    """Raised by a target (or a harness, for a framework's own "not supported" errors) that
-    does not implement an optional feature: the checker records the feature as unsupported and
-    checks the rest. Raising plain ``NotImplementedError`` means the same."""
 
 
 def canonical_cell(cell: str) -> str:

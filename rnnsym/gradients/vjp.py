@@ -32,10 +32,11 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixExpr, MatrixSymbol, One
 
 from rnnsym.cells.cell import split_name
 from rnnsym.cells.nodes import Activation, hadamard, madd, mmul
+from rnnsym.errors import RnnsymError
 from rnnsym.gradients.nodes import AdjointSymbol, FeatureMean, InvStd, Unchunk, derivative
 
 
-class NoBackwardRule(NotImplementedError):
+class NoBackwardRule(RnnsymError, NotImplementedError):
     """A node that rnnsym cannot differentiate (yet); the message names the node and equation."""
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnsym.cells.nodes import ACTIVATIONS
+from rnnsym.errors import RnnsymError
 
 OPS = ("RNN", "GRU", "LSTM")
 #: ONNX activation names (the spec's spelling) -> rnnsym's
@@ -44,7 +45,7 @@ ATTRIBUTES = {"RNN": COMMON, "GRU": COMMON + ("linear_before_reset",),
 ALPHA_ORDERS = ("used", "positional")
 
 
-class OnnxError(ValueError):
+class OnnxError(RnnsymError, ValueError):
     """A model, attribute or input that rnnsym.onnx cannot evaluate (or that is invalid)."""
 
 

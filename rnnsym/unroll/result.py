@@ -6,12 +6,13 @@ from typing import Callable, Iterator
 from sympy import Expr
 
 from rnnsym.cells.cell import Cell, split_name
+from rnnsym.errors import RnnsymError
 from rnnsym.printing.latex import RnnLatexPrinter, aligned, symbol_latex
 from rnnsym.printing.text import TextPrinter
 from rnnsym.unroll.template import instantiate, tree_size
 
 
-class UnrollError(ValueError):
+class UnrollError(RnnsymError, ValueError):
     """An unroll that cannot be done as asked (bad form, step count or sizes)."""
 
 

@@ -6,10 +6,11 @@ import numpy as np
 
 from rnnsym.cells.cell import Cell
 from rnnsym.codegen.compile import compile_cell
+from rnnsym.errors import RnnsymError
 from rnnsym.shapes import derive
 
 
-class GradientsError(ValueError):
+class GradientsError(RnnsymError, ValueError):
     """Bad input to the gradient analysis (weights, sizes, radii, steps)."""
 
 

@@ -20,12 +20,14 @@ layers below; onnx/onnxruntime lazily. Not check, testing or the CLI.
 from rnnsym.frameworks.onnx.model import (CELL, OP, OPSET, OnnxCase, build_model, layer_name,
                                           spec_name)
 from rnnsym.frameworks.onnx.space import (ONLY, OPTIONAL_INPUTS, OUTPUT_NAMES, SPACE,
-                                          parse_attribute_space, probe)
+                                          parse_attribute_space, probe,
+                                          survey_attributes)
 from rnnsym.frameworks.onnx.resolve import onnx_target
-from rnnsym.frameworks.onnx.targets import (NAMED_TARGETS, OnnxTarget, Unsupported, first_line,
-                                            is_onnx_target, run_target)
+from rnnsym.frameworks.onnx.targets import (NAMED_TARGETS, OnnxTarget, Unsupported, error_summary,
+                                            first_line, is_onnx_target, run_target)
 
 __all__ = ["CELL", "NAMED_TARGETS", "ONLY", "OP", "OPSET", "OPTIONAL_INPUTS", "OUTPUT_NAMES",
-           "OnnxCase", "OnnxTarget", "SPACE", "Unsupported", "build_model", "first_line",
+           "OnnxCase", "OnnxTarget", "SPACE", "Unsupported", "build_model", "error_summary",
+           "first_line",
            "is_onnx_target", "layer_name", "onnx_target", "parse_attribute_space", "probe",
-           "run_target", "spec_name"]
+           "run_target", "spec_name", "survey_attributes"]

@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from rnnsym.frameworks import UsageError
-from rnnsym.frameworks.onnx.targets import OnnxTarget, Unsupported, first_line
+from rnnsym.frameworks.onnx.targets import OnnxTarget, Unsupported, error_summary
 
 #: target name -> (module to import, its conversion function)
 CONVERTERS = {"onnx2pytorch": ("onnx2pytorch", "ConvertModel"),
@@ -102,8 +102,8 @@ def import_converter(package: str) -> tuple[types.ModuleType, Optional[str]]:
         return importlib.import_module(package), stand_in
     except Exception as exc:  # noqa: BLE001 - torchvision's failure is handled, others reported
         if stand_in is not None or not _torchvision_failed(exc):
-            raise UsageError(f"target {package}: cannot import it: {first_line(exc)}") from exc
-        why = f"import torchvision: {first_line(exc)}"
+            raise UsageError(f"target {package}: cannot import it: {error_summary(exc)}") from exc
+        why = f"import torchvision: {error_summary(exc)}"
     for name in list(sys.modules):
         if name.split(".")[0] in ("torchvision", package):
             del sys.modules[name]
@@ -112,7 +112,7 @@ def import_converter(package: str) -> tuple[types.ModuleType, Optional[str]]:
         return importlib.import_module(package), why
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"target {package}: cannot import it even with a torchvision "
-                         f"stand-in: {first_line(exc)}") from exc
+                         f"stand-in: {error_summary(exc)}") from exc
 
 
 def converter_target(name: str, convert, label: Optional[str] = None) -> OnnxTarget:
@@ -124,14 +124,14 @@ def converter_target(name: str, convert, label: Optional[str] = None) -> OnnxTar
         try:
             return convert(onnx.load_model_from_string(model_bytes))
         except NotImplementedError as exc:
-            raise Unsupported(first_line(exc)) from exc
+            raise Unsupported(error_summary(exc)) from exc
 
     def run(module, inputs):
         try:
             with torch.no_grad():
                 out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs))
         except NotImplementedError as exc:
-            raise Unsupported(first_line(exc)) from exc
+            raise Unsupported(error_summary(exc)) from exc
         out = list(out) if isinstance(out, (list, tuple)) else [out]
         return [o.detach().numpy() if isinstance(o, torch.Tensor) else o for o in out]
     return OnnxTarget(name, load, run, constants=CONSTANTS, label=label, stage="converting")

@@ -13,7 +13,7 @@ attributes it needs::
     B, sequence_lens, initial_h, initial_c, P   absent | present   (initial_c, P: LSTM)
     Y, Y_h, Y_c     present | absent     (at least one present)
 
-``--attributes NAME=V1|V2,...`` restricts it (:func:`parse_attribute_space`). :func:`probe`
+``--attributes NAME=V1|V2,...`` restricts it (:func:`parse_attribute_space`). :func:`survey_attributes`
 tries the simplest model, then each value alone on it, and takes the ones the target rejects when
 loading out of the space: they are reported as *unsupported*, never as passes (a target that
 rejects the simplest model has nothing left: ``empty`` is ``["model"]``; one that refuses it in
@@ -80,7 +80,7 @@ def parse_attribute_space(text, op: str) -> dict:
     return space
 
 
-def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, list, list]:
+def survey_attributes(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, list, list]:
     """Try each attribute value of the space alone on the simplest model; drop the values the
     target rejects when loading. Returns (space, unsupported texts, emptied attributes).
     First, a dtype other than float32 in which the simplest model is refused (when loading or
@@ -177,3 +177,8 @@ def probe(target: OnnxTarget, op: str, space: dict, dtype: str) -> tuple[dict, l
     space["activations"] = tuple(kept)
     empty = [n for n, v in space.items() if not v]
     return space, unsupported, empty
+
+
+#: Deprecated alias of :func:`survey_attributes`: "probe" also names ``Harness.probe`` (the
+#: contract check) and ``rnnsym.check.probe`` (the feature survey); docs/architecture.md.
+probe = survey_attributes

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 
-from rnnsym.frameworks import UsageError
+from rnnsym.errors import Unsupported, UsageError
 from rnnsym.frameworks.onnx.model import OnnxCase
 
 NAMED_TARGETS = ("onnxruntime", "onnx-reference", "onnx2pytorch", "onnx2torch")
 PREFIXES = ("onnx:", "onnx-converter:")
 
 
-class Unsupported(Exception):
-    """Raised by a target that rejects a model when loading it (or declares it unsupported)."""
+# ``Unsupported``: raised by a target that rejects a model when loading it (or declares it
+# unsupported): rnnsym.errors.Unsupported, the one class the framework harnesses raise too.
 
 
 @dataclass
@@ -53,10 +53,15 @@ class OnnxTarget:
     stage: str = "loading"
 
 
-def first_line(exc) -> str:
-    """``"ValueError: <last line of the message>"``, at most 500 characters."""
+def error_summary(exc) -> str:
+    """``"ValueError: <last line of the message>"``, at most 500 characters: the last line, as
+    a runtime's or converter's message ends in its reason after lines of context."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
+
+
+#: Deprecated alias of :func:`error_summary` (it returns the *last* line of the message).
+first_line = error_summary
 
 
 #: an onnxruntime kernel refusing a type when run (``ORT_NOT_IMPLEMENTED("GRU operator does not
@@ -72,7 +77,7 @@ def ort_refusal(exc: BaseException) -> Optional[str]:
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     if isinstance(exc, state.NotImplemented):
-        return first_line(exc)
+        return error_summary(exc)
     match = _KERNEL_REFUSAL.search(str(exc))
     if isinstance(exc, state.RuntimeException) and match:
         return f"onnxruntime: {match.group(1)}"
@@ -89,7 +94,7 @@ def _ort_target() -> OnnxTarget:
         try:
             return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - any load failure is "unsupported"
-            raise Unsupported(first_line(exc)) from exc
+            raise Unsupported(error_summary(exc)) from exc
 
     def run(session, inputs):
         feed = {i.name: v for i, v in zip(session.get_inputs(), inputs)}
@@ -111,7 +116,7 @@ def _reference_target() -> OnnxTarget:
         try:
             return ReferenceEvaluator(onnx.load_model_from_string(model_bytes))
         except Exception as exc:  # noqa: BLE001
-            raise Unsupported(first_line(exc)) from exc
+            raise Unsupported(error_summary(exc)) from exc
 
     def run(session, inputs):
         return session.run(None, {n: v for n, v in zip(session.input_names, inputs)})
@@ -129,7 +134,7 @@ def _function_target(spec: str) -> OnnxTarget:
         try:
             return fn(model_bytes, list(inputs))
         except (Unsupported, NotImplementedError) as exc:
-            raise Unsupported(first_line(exc)) from exc
+            raise Unsupported(error_summary(exc)) from exc
     return OnnxTarget(f"onnx:{spec}", lambda model_bytes: model_bytes, run)
 
 
