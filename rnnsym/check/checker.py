@@ -96,6 +96,9 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     from rnnsym.check.onnx import is_onnx_target
 
     _check_numbers(examples=examples, seed=seed, rtol=rtol, atol=atol)
+    if str(cell).lower() in ("linear_attention", "causal_conv") and not is_onnx_target(target):
+        raise UsageError(f"--cell {cell}: checked on ONNX targets only (onnxruntime, "
+                         "onnx-reference, onnx:MODULE:NAME)")
     if define_file is not None or (not is_onnx_target(target) and
                                    wants_cell_check(cell, variant, define, param_map)):
         req = request(cell, variant, define, define_file, inputs, readouts, dims)
@@ -130,9 +133,6 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     if attributes:
         raise UsageError("--attributes is only defined for ONNX targets")
 
-    if str(cell).lower() in ("linear_attention", "causal_conv"):
-        raise UsageError(f"--cell {cell}: checked on ONNX targets only (onnxruntime, "
-                         "onnx-reference, onnx:MODULE:NAME)")
     cell = canonical_cell(cell)
     if dtype not in (None, "float32", "float64"):
         raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
