@@ -266,7 +266,7 @@ def backward(params, cache, d_outputs, d_final_state=None):
         dh = d_outputs[t] + dh_next
         dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
         da_c = dc * g_c
-        da2_c = (1 / np.sqrt((f * c_prev + i * g).var(axis=-1, keepdims=True) + 1e-05)) * (da_c - da_c.mean(axis=-1, keepdims=True) - _layernorm(f * c_prev + i * g, 1e-05) * (da_c * _layernorm(f * c_prev + i * g, 1e-05)).mean(axis=-1, keepdims=True))
+        da2_c = (1 / np.sqrt((f * c_prev + i * g).var(axis=-1, keepdims=True) + 1e-05)) * (da_c - _feature_mean(da_c) - _layernorm(f * c_prev + i * g, 1e-05) * _feature_mean(da_c * _layernorm(f * c_prev + i * g, 1e-05)))
         do = dh * tanh_c
         da_o = do * o * (1 - o)
         dg = da2_c * i
@@ -277,9 +277,9 @@ def backward(params, cache, d_outputs, d_final_state=None):
         da_i = di * i * (1 - i)
         da = np.concatenate([np.zeros_like(da_o), np.zeros_like(da_o), np.zeros_like(da_o), da_o], axis=-1) + np.concatenate([np.zeros_like(da_g), np.zeros_like(da_g), da_g, np.zeros_like(da_g)], axis=-1) + np.concatenate([np.zeros_like(da_f), da_f, np.zeros_like(da_f), np.zeros_like(da_f)], axis=-1) + np.concatenate([da_i, np.zeros_like(da_i), np.zeros_like(da_i), np.zeros_like(da_i)], axis=-1)
         da_a = da * g_x
-        np.multiply((1 / np.sqrt(W_x_x[t].var(axis=-1, keepdims=True) + 1e-05)), da_a - da_a.mean(axis=-1, keepdims=True) - _layernorm(W_x_x[t], 1e-05) * (da_a * _layernorm(W_x_x[t], 1e-05)).mean(axis=-1, keepdims=True), out=dW_x_x[t])
+        np.multiply((1 / np.sqrt(W_x_x[t].var(axis=-1, keepdims=True) + 1e-05)), da_a - _feature_mean(da_a) - _layernorm(W_x_x[t], 1e-05) * _feature_mean(da_a * _layernorm(W_x_x[t], 1e-05)), out=dW_x_x[t])
         da3_a = da * g_h
-        np.multiply((1 / np.sqrt(W_h_h[t].var(axis=-1, keepdims=True) + 1e-05)), da3_a - da3_a.mean(axis=-1, keepdims=True) - _layernorm(W_h_h[t], 1e-05) * (da3_a * _layernorm(W_h_h[t], 1e-05)).mean(axis=-1, keepdims=True), out=dW_h_h[t])
+        np.multiply((1 / np.sqrt(W_h_h[t].var(axis=-1, keepdims=True) + 1e-05)), da3_a - _feature_mean(da3_a) - _layernorm(W_h_h[t], 1e-05) * _feature_mean(da3_a * _layernorm(W_h_h[t], 1e-05)), out=dW_h_h[t])
         d_hW_u = d_hW[t] @ W_hW  # δ(h[t-1]) from W_h
         d_b_c += (dc).sum(axis=0)
         d_g_c += (dc * _layernorm(f * c_prev + i * g, 1e-05)).sum(axis=0)
@@ -355,6 +355,11 @@ def _layernorm(u, eps):
     torch.nn.LayerNorm."""
     d = u - u.mean(axis=-1, keepdims=True)
     return d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps)
+
+
+def _feature_mean(u):
+    """Mean over the last (feature) axis, kept for broadcasting."""
+    return u.mean(axis=-1, keepdims=True)
 
 
 def _chunk(u, k, n):

@@ -30,6 +30,23 @@ def test_lnlstm_as_pytorch_custom_lstms_with_param_map():
     assert any("the blocks of g and o exchanged" in d for d in ko.diagnoses), ko.format()
 
 
+def test_lnlstm_gradients_of_torch_layernorm_pass_and_a_detached_state_fails():
+    # float32 torch LayerNorm's backward cancels (1 or 2 features: the exact c0 gradient is 0 or
+    # eps/(var+eps) of its terms) and a saturated tanh(c) makes 1 - tanh(c)**2 inexact: the
+    # tolerance models their rounding (rnnsym.check.tolerance.noisy_normalization)
+    kw = dict(examples=30, seed=2, gradients=True, param_map=cells.LNLSTM_MAP, in_process=True)
+    ok = rnnsym.check(cells.LayerNormLSTMCell, "lnlstm", **kw)
+    assert ok.passed, ok.format()
+    assert ok.max_error_ratio > 0           # gradients were compared, with a finite tolerance
+
+    class Detached(cells.LayerNormLSTMCell):
+        def forward(self, input, state):
+            return super().forward(input, tuple(s.detach() for s in state))
+    ko = rnnsym.check(Detached, "lnlstm", **kw)
+    assert ko.failure_kind == "wrong gradients", ko.format()
+    assert "state detached before every step" in ko.diagnosis, ko.format()
+
+
 def test_elman_readout_module_returning_output_and_state():
     kw = dict(variant="readout=true", examples=20, seed=3, param_map=cells.SIMPLE_RNN_MAP)
     assert rnnsym.check(cells.SimpleRNN, "elman", **kw).passed

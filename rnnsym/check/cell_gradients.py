@@ -14,14 +14,16 @@ of one step only (the accumulation over steps missing: the last step's, or the f
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from rnnsym.check.cell_oracle import canonical_params, expected_for
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.isolation import TargetDied
 from rnnsym.check.target import Outcome, TargetTimeout, limited_call, timeout_text
-from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, _perturb, gamma, probe_spread,
-                                    unit_roundoff)
+from rnnsym.check.tolerance import (FUNCTION_ULPS, SAFETY, _perturb, gamma, noisy_normalization,
+                                    probe_spread, unit_roundoff)
 from rnnsym.frameworks import ContractError, OutputError
 
 
@@ -75,7 +77,10 @@ def gradient_tolerance(cell, module, config, params, x, state0, upstream, expect
     perturbed relatively by gamma_n (n: the widest sum, the fan-in bound of every dimension, a
     parameter's rows, or the T*B terms of a weight gradient) and what the forward keeps gets an
     absolute ``FUNCTION_ULPS * u * (1 + |v|)`` (a saturated gate makes ``1 - y**2`` inexact),
-    plus ``u |expected|`` and the normwise floor ``gamma_n max|expected|``, times SAFETY."""
+    and the layer norms and feature means of the forward and backward carry their rounding
+    (``rnnsym.check.tolerance.noisy_normalization``: it breaks the identities the layer norm's
+    backward cancels on, and ``1 / std`` amplifies the centring's), plus ``u |expected|``
+    and the normwise floor ``gamma_n max|expected|``, times SAFETY."""
     u = unit_roundoff(config.dtype)
     rows = max((np.shape(v)[0] for v in params.values() if np.ndim(v)), default=1)
     n = max(sum(v for _, v in config.dims) + 2, rows, config.T * config.B)
@@ -85,8 +90,18 @@ def gradient_tolerance(cell, module, config, params, x, state0, upstream, expect
     def noise(v):
         return v + FUNCTION_ULPS * u * (1 + np.abs(v)) * rng.uniform(-1, 1, np.shape(v))
 
+    eta = FUNCTION_ULPS * u
+    cached = noisy_normalization(getattr(module, "_forward_cached", None), eta, rng)
+
+    def forward(p, xs, s, *, return_cache=False):
+        if return_cache and cached is not None:
+            return cached(p, xs, s)
+        return module.forward(p, xs, s, return_cache=return_cache)
+    noisy = types.SimpleNamespace(forward=forward,
+                                  backward=noisy_normalization(module.backward, eta, rng))
+
     def compute(p, xs, s):
-        return oracle_gradients(cell, module, p, xs, s, _perturb(upstream, g, rng), noise=noise)
+        return oracle_gradients(cell, noisy, p, xs, s, _perturb(upstream, g, rng), noise=noise)
     spread = probe_spread(compute, params, x, state0, expected, g, rng)
     return {k: SAFETY * (spread[k] + u * np.abs(e) + g * np.max(np.abs(e), initial=0.0))
             for k, e in expected.items()}

@@ -56,6 +56,11 @@ from backward error analysis:
     subnormals, absolutely: ``u * tiny`` is added. The probes and ``SAFETY`` are those of 3.
     and 5.
 
+7.  Gradients (``--gradients``): the backward of the oracle runs on the perturbed inputs too,
+    and its own roundings that no input perturbation reaches (a tanh near ±1 in ``1 - tanh**2``,
+    the layer norm's centring and the identities its backward cancels on) get noise where they
+    happen: :func:`noisy_normalization`.
+
 Nothing here is tuned to make a target pass: the only free constants are
 ``SAFETY`` (a factor between an estimate and a bound), ``PROBES`` and
 ``FUNCTION_ULPS``; they apply to every target alike. Consequences: float64 targets
@@ -147,11 +152,7 @@ def noisy_activations(forward: Callable, eta: float, rng: np.random.Generator) -
         return forward
 
     def add(v):
-        noise = eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
-        if isinstance(v, np.ndarray) and v.ndim:
-            v += noise          # in place: _sigmoid_ writes a view of a reused buffer
-            return v
-        return v + noise
+        return _add_noise(v, eta, rng)
 
     def sigmoid_(u):            # in place, as the generated helper
         names["_sigmoid_"](u)
@@ -165,6 +166,81 @@ def noisy_activations(forward: Callable, eta: float, rng: np.random.Generator) -
     noisy = types.FunctionType(forward.__code__, patched, forward.__name__,
                                forward.__defaults__, forward.__closure__)
     noisy.__kwdefaults__ = forward.__kwdefaults__
+    return noisy
+
+
+def _add_noise(v, eta: float, rng: np.random.Generator):
+    """``v + eta * (1 + |v|) * r``, r uniform in [-1, 1] per entry; an array in place (a
+    generated ``_sigmoid_`` writes a view of a reused buffer)."""
+    noise = eta * (1 + np.abs(v)) * rng.uniform(-1, 1, size=np.shape(v))
+    if isinstance(v, np.ndarray) and v.ndim:
+        v += noise
+        return v
+    return v + noise
+
+
+def noisy_normalization(function: Callable, eta: float, rng: np.random.Generator) -> Callable:
+    """A generated function (a cell's ``backward`` or ``_forward_cached``) whose tanh, layer
+    norms and feature means (``np.tanh``, its module's ``_layernorm`` and ``_feature_mean``)
+    carry their rounding errors (r uniform in [-1, 1] per entry): every tanh result v gets
+    ``eta * |v| * r``, every normalized entry v also ``eta * (1 + |v|) * r``, every mean of N
+    terms x ``gamma_{N+1} mean(|x|) * r``; a callable that is not a generated function is
+    returned as is.
+
+    tanh: relatively accurate, but a result near ±1 (float32 torch.tanh(9.1) is exactly 1)
+    carries an absolute ``u`` that ``1 - tanh(c)**2`` in the backward turns into a large relative error
+    (layer-norm LSTM: ``c = b_c + g_c xhat`` sits at ±20; torch's c0 gradient has the wrong sign
+    where the exact ``1 - tanh**2`` is 4e-17); noise on the cached ``c`` does not reach it.
+
+    The centred ``d = x - mean(x)`` inside a layer norm gets ``gamma_{N+1} (|x| + mean|x|) r``
+    (the rounding of its mean and subtraction), which ``1 / std`` amplifies: for 1 feature the
+    exact ``xhat`` is 0, a float32 one ``~u |x| / sqrt(eps)`` (torch: ``g_c``'s gradient 3e-6
+    where the exact one is 0).
+
+    Why: the layer norm's backward ``(dy - mean(dy) - xhat mean(dy xhat)) / std`` cancels on
+    identities of the exact normalized vector (mean 0, mean square ``var / (var + eps)``) that
+    survive every perturbation of parameters, inputs and states: for 1 feature it is exactly 0,
+    for 2 its three terms cancel to ``eps / (var + eps)`` of their size. A float32 one rounds
+    inside: the computed ``xhat`` is the exact one times ``1 + delta_i`` (|delta_i| a few u; O(1)
+    entries, at most sqrt(N), hence ``1 + |v|`` as for the sigmoids), and a computed mean is the
+    exact mean of its terms perturbed by gamma_{N+1} (Higham Thm 3.5, the division one more
+    rounding), so the result carries ``~u (|dy| + mean|dy| + |xhat| mean|dy xhat|) / std``
+    absolutely, which only noise at those two places reaches (torch's float32 LayerNorm
+    backward gives 5e-8 where the exact gradient of a 1-feature norm is 0)."""
+    names = getattr(function, "__globals__", {})
+    if "np" not in names or not hasattr(function, "__code__"):
+        return function
+    u = eta / FUNCTION_ULPS
+
+    class NoisyNumPy(types.ModuleType):     # numpy, its tanh results rounded relatively
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def tanh(x, *args, **kwargs):
+            v = np.tanh(x, *args, **kwargs)
+            return v + eta * np.abs(v) * rng.uniform(-1, 1, np.shape(v))
+
+    def feature_mean(x):
+        n = np.shape(x)[-1]
+        mean = names["_feature_mean"](x)
+        return mean + gamma(n + 1, u) * np.abs(x).mean(axis=-1, keepdims=True) * \
+            rng.uniform(-1, 1, size=np.shape(mean))
+
+    def layernorm(x, eps):
+        n = np.shape(x)[-1]
+        d = x - x.mean(axis=-1, keepdims=True)
+        spread = np.abs(x) + np.abs(x).mean(axis=-1, keepdims=True)
+        d = d + gamma(n + 1, u) * spread * rng.uniform(-1, 1, size=np.shape(d))
+        return _add_noise(d / np.sqrt(x.var(axis=-1, keepdims=True) + eps), eta, rng)
+    patched = {**names, "np": NoisyNumPy("numpy")}
+    if "_layernorm" in names:
+        patched["_layernorm"] = layernorm
+    if "_feature_mean" in names:
+        patched["_feature_mean"] = feature_mean
+    noisy = types.FunctionType(function.__code__, patched, function.__name__,
+                               function.__defaults__, function.__closure__)
+    noisy.__kwdefaults__ = function.__kwdefaults__
     return noisy
 
 

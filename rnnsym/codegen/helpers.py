@@ -39,6 +39,11 @@ def _layernorm(u, eps):
     d = u - u.mean(axis=-1, keepdims=True)
     return d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps)
 ''',
+    "_feature_mean": '''
+def _feature_mean(u):
+    """Mean over the last (feature) axis, kept for broadcasting."""
+    return u.mean(axis=-1, keepdims=True)
+''',
     "_chunk": '''
 def _chunk(u, k, n):
     """Block k of n equal blocks of the last (feature) axis, as torch.chunk(u, n, -1)[k]."""

@@ -31,8 +31,9 @@ class BackwardNumPyPrinter(RnnNumPyPrinter):
 
 
     def _print_FeatureMean(self, expr):
-        """Mean over the feature (last) axis, kept for broadcasting."""
-        return f"{self._child(expr.arg, 5)}.mean(axis=-1, keepdims=True)"
+        """Mean over the feature (last) axis, kept for broadcasting: a helper, so that the
+        checker's tolerance can model its rounding (rnnsym.check.tolerance.noisy_normalization)."""
+        return f"_feature_mean({self._print(expr.arg)})"
 
     def _print_InvStd(self, expr):
         """1 / sqrt(var + eps) over the feature (last) axis, kept for broadcasting."""
