@@ -42,8 +42,12 @@ def test_unsupported_feature_is_left_out_of_the_search():
 
 
 def test_unsupported_combination_is_found_and_named():
-    """Each feature alone works; only bidirectional packed input raises."""
-    report = check(f"{TARGET}:LSTMPackedOneDirection", "lstm", examples=60, seed=0)
+    """Each feature alone works; only bidirectional packed input raises. The search explores
+    the two features concerned: over all of them, whether 60 examples ever draw the pair
+    depended on the seed and on the constants in rnnsym's source (Hypothesis draws from a pool
+    of them), 2 seeds in 6; with these two, 9 in 10 at 100 examples."""
+    report = check(f"{TARGET}:LSTMPackedOneDirection", "lstm", examples=100, seed=0,
+                   features="lengths,bidirectional")
     assert report.passed, report.format()
     assert [u.feature for u in report.unsupported] == ["lengths + bidirectional"], report.format()
     assert "packed, " in " ".join(report.coverage["lengths"])   # lengths still checked
