@@ -406,6 +406,8 @@ def cli_cases():
         cli("check", names="target"),
         cli("check", "torch", names="--cell"),
         cli("check", "torch", "--cell", "lsmt", names="--cell"),
+        cli("check", "onnxruntime", "--cell", "sru", names="--cell"),
+        cli("check", "torch", "--cell", "sru", names="torch"),
         cli("check", "nope", "--cell", "gru", names="nope"),
         cli(*chk, "--rtol", "-1", names="--rtol"),
         cli(*chk, "--atol", "nan", names="--atol"),

@@ -38,7 +38,7 @@ from rnnsym.check.onnx.report import OnnxReport, add_failure
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
 from rnnsym.check.search import Progress, new_stats, search
-from rnnsym.frameworks import UsageError, canonical_cell
+from rnnsym.frameworks import CELL_ALIASES, UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
                                     parse_attribute_space, probe)
 from rnnsym.onnx.readings import OPEN, READING_TEXT
@@ -154,6 +154,9 @@ def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=
                               variant=variant, max_size=max_size, progress=progress,
                               timeout=timeout, layers=layers, in_process=in_process,
                               bidirectional=bidirectional)
+    if str(cell).lower() not in CELL_ALIASES:
+        raise UsageError(f"--cell: ONNX targets check elman|rnn, lstm, gru (RNN, LSTM, GRU "
+                         f"nodes), linear_attention and causal_conv (opset 27), got {cell!r}")
     cell = canonical_cell(cell)
     op = OP[cell]
     dtype = dtype or "float32"
