@@ -22,6 +22,9 @@ onnx2pytorch need because they import torchvision unconditionally):
   torchvision, which :func:`~rnnsym.frameworks.onnx.converters.import_converter` recognises as a
   torchvision failure; it then replaces the ``None`` by its stand-in.
 
+``import transformers`` before any of this caches ``is_torchvision_available() == True``;
+:func:`import_transformers_module` clears that cache where torchvision is hidden.
+
 Both orders are tested in tests/test_transformers_targets.py.
 """
 from __future__ import annotations
@@ -68,7 +71,21 @@ def import_transformers_module(name: str):
     :func:`hide_broken_torchvision`."""
     hide_broken_torchvision()
     with _stand_in_hidden():
+        _forget_torchvision_answers()
         return importlib.import_module(name)
+
+
+def _forget_torchvision_answers() -> None:
+    """transformers caches ``is_torchvision_available()`` (``lru_cache``) when first asked, which
+    ``import transformers`` may do before torchvision was hidden: where torchvision is hidden
+    now, clear those caches so that they are asked again (and answer False)."""
+    utils = sys.modules.get("transformers.utils.import_utils")
+    if utils is None or sys.modules.get("torchvision", 0) is not None:
+        return
+    for attr in dir(utils):
+        fn = getattr(utils, attr)
+        if "torchvision" in attr and hasattr(fn, "cache_clear"):
+            fn.cache_clear()
 
 
 @contextlib.contextmanager
