@@ -370,30 +370,38 @@ def test_mamba2_dt_limit_on_prefill_only_breaks_decode_after_prefill():
     """FINDING: Mamba2Mixer (and the Bamba, Falcon-H1, GraniteMoE-Hybrid, Nemotron-H, Zamba2
     mixers) pass dt_limit=time_step_limit to mamba2_chunk_scan but not to
     mamba2_selective_state_update. With time_step_limit = (0.0, 0.1) one decode step after a
-    prefill of T-1 differs from the prefill of T by 9.84 in the output (|out| <= 3.9) and 4.12 in
-    the state (measured, seed 2 of the probe); without a limit they agree to 9.5e-7. The chunked
-    path equals the oracle of the clamped Δ (clamped_case)."""
+    prefill of T-1 differs from the prefill of T (measured in the probe: 9.84 in the output,
+    |out| <= 3.9, and 4.12 in the state); without a limit they agree to 9.5e-7. The chunked
+    path equals the oracle (the mamba2 cell with dt_limit, itself equal to the unclamped cell on
+    the pre-clamped dt of clamped_case); the step does not."""
     rng = np.random.default_rng(15)
     for limit, consistent in (((0.0, math.inf), True), ((0.0, 0.1), False)):
         t = mam.mamba2(dt_limit=limit)
         case = mamba2_case(rng, T=9)
-        check_path(t, "chunked", case, 4, oracle_case=mam.clamped_case(case, limit))
+        want, _ = check_path(t, "chunked", case, 4)
+        via_dt, _ = expected(mam.clamped_case(case, limit), {})
+        assert np.abs(via_dt - expected(case, t.cell_options)[0]).max() < 1e-12
         full, full_final = t.path("chunked").run(case, 4)
         _, pre = t.path("chunked").run(steps(case, 0, 8), 4)
-        out, final = t.path("step").run(with_(steps(case, 8, 9), state0=pre))
+        one = with_(steps(case, 8, 9), state0=pre)
+        out, final = t.path("step").run(one)
         gap = np.abs(out[:, 0] - full[:, 8]).max()
         assert (gap < 1e-5) if consistent else (gap > 0.1), (limit, gap)
+        if not consistent:
+            with pytest.raises(AssertionError, match="but should be"):
+                check_path(t, "step", one)
 
 
 def test_nemotron_h_default_clamp_breaks_decode_after_prefill():
     """FINDING: Nemotron-H and Zamba2 set time_step_limit = (time_step_min, inf) = (0.001, inf)
     by default, prefill only: where softplus(dt + dt_bias) < 0.001 (dt = -9 here) decode after
-    prefill differs from the prefill (measured 3.5e-3 in the output, 2.5e-3 in the state, outputs
-    up to 5.0)."""
+    prefill differs from the prefill (measured in the probe 3.5e-3 in the output, 2.5e-3 in the
+    state, outputs up to 5.0)."""
     t = mam.nemotron_h_mamba2()
+    assert t.cell_options == {"dt_limit": (0.001, math.inf)}
     rng = np.random.default_rng(2)
     case = mamba2_case(rng, T=9, dt=np.full((B, 9, H), -9.0))
-    check_path(t, "chunked", case, 4, oracle_case=mam.clamped_case(case, (0.001, math.inf)))
+    check_path(t, "chunked", case, 4)
     full, _ = t.path("chunked").run(case, 4)
     _, pre = t.path("chunked").run(steps(case, 0, 8), 4)
     out, _ = t.path("step").run(with_(steps(case, 8, 9), state0=pre))

@@ -12,12 +12,13 @@ identical copies of both functions; their mixers differ in the clamp they pass:
   one). Mamba2, Bamba, Falcon-H1 and GraniteMoE-Hybrid use ``config.time_step_limit`` (default
   ``(0.0, inf)``: no effect after softplus); Nemotron-H and Zamba2 use ``(config.time_step_min,
   inf)`` = ``(0.001, inf)`` by default. The targets carry ``dt_limit`` as a target option
-  (:func:`mamba2`'s argument, overridden by ``case.options["dt_limit"]``) on both paths exactly as
-  the mixer does: given to the chunked path, ignored by the step. rnnsym's ``mamba2`` cell has no
-  clamp: its ``cell_options`` are empty and the clamp is documented (docs/targets-transformers.md);
-  :func:`clamped_case` gives the case whose oracle is the clamped recurrence (softplus is
+  (:func:`mamba2`'s argument) on both paths exactly as the mixer does: given to the chunked path,
+  not to the step. The oracle is the model's intent, rnnsym's ``mamba2`` cell with
+  ``dt_limit`` (its ``cell_options``; none where the limit cannot bind, lo <= 0 and hi = inf):
+  the step then differs from the oracle, and decode after prefill from the prefill, wherever the
+  clamp binds. :func:`clamped_case` is the same oracle without the cell option (softplus is
   increasing, so ``clamp(softplus(x), lo, hi) = softplus(clamp(x, softplus⁻¹(lo),
-  softplus⁻¹(hi)))``: dt is clamped before the cell).
+  softplus⁻¹(hi)))``: dt clamped before the cell); the tests check that the two agree.
 
 Mamba-1 (``models/mamba/modeling_mamba.py``, cell ``mamba``): ``mamba_selective_scan`` (path
 ``"recurrent"``: its sequential loop, the mixer's default; ``use_mambapy`` needs the mambapy
@@ -123,13 +124,12 @@ def _mamba2_chunked(dt_limit):
     def run(case, chunk_size=None):
         import torch
         x, A, D, dt_bias, s0 = _mamba2_args(case, where)
-        limit = tuple(case.options.get("dt_limit", dt_limit))
         fn = _function(MAMBA2, "mamba2_chunk_scan")
         with torch.no_grad():
             out, final = fn(x["x"], x["dt"], A, x["B"], x["C"],
                             chunk_size=256 if chunk_size is None else int(chunk_size),
                             D=D, dt_bias=dt_bias, initial_states=s0, dt_softplus=True,
-                            dt_limit=limit, return_final_states=True)
+                            dt_limit=dt_limit, return_final_states=True)
         return numpy(out), {"h": numpy(final)}
     return run
 
@@ -167,14 +167,20 @@ def mamba2(dt_limit=NO_LIMIT, name: str = "transformers:mamba2", mixer: str = "M
                     features=("initial_state", "final_state", "groups"), dtypes=DTYPES,
                     accumulates="float32", decode=True,
                     source=f"{VERSION} {file}:mamba2_selective_state_update (no dt_limit)")),
-        cell_options={},
+        cell_options=_cell_options(dt_limit),
         input_heads={"x": "out", "dt": "out", "B": "groups", "C": "groups"},
         convention=(f"{mixer}'s calls: x (B,T,H,P), dt (B,T,H), B/C (B,T,G,N) read by head h "
                     "from group h // (H/G); A float32 (-exp(A_log.float())), D, dt_bias per head; "
                     "Δ = softplus(dt + dt_bias) on both paths, clamped to "
                     f"dt_limit={tuple(dt_limit)} on the chunked prefill only (the decode step "
-                    "has no clamp; the rnnsym mamba2 cell has none: see clamped_case); "
+                    "has no clamp; the oracle is the mamba2 cell with the mixer's dt_limit); "
                     "float32 inside (.float()), no float64, no varlen."))
+
+
+def _cell_options(dt_limit) -> dict:
+    """The mamba2 cell's options for the mixer's clamp: none where it cannot bind."""
+    lo, hi = dt_limit
+    return {} if lo <= 0 and hi == math.inf else {"dt_limit": (float(lo), float(hi))}
 
 
 def nemotron_h_mamba2() -> SequenceTarget:
