@@ -30,7 +30,7 @@ def rounded(case, keep=("g",), keep_params=("A",)):
         return torch.tensor(a).to(getattr(torch, case.dtype)).double().numpy()
     return TT.with_(case, inputs={n: (a if n in keep else r(a)) for n, a in case.inputs.items()},
                     params={n: (a if n in keep_params else r(a)) for n, a in case.params.items()},
-                    state0=None if case.state0 is None else {k: r(v) for k, v in case.state0.items()})
+                    state0=case.state0)   # the state stays float32, as the models' caches hold it
 
 
 def row(tname, t, path, case, cs, keep=("g",)):

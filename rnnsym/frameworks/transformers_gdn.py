@@ -29,7 +29,8 @@ Convention (both families, as the model calls them):
   in float32: the paths refuse float64 (Unsupported) rather than let a float64 tolerance judge a
   float32 computation. The models compute g in float32 (``-A_log.float().exp() *
   softplus(a.float() + dt_bias)``) whatever the model dtype; the paths pass g in float32 and
-  the other inputs (q, k, v, beta, the initial state) in the case's dtype.
+  q, k, v and beta in the case's dtype; the initial state in float32, as the model's cache holds
+  the float32 state its prefill returned (the cache keeps the dtype it is first given).
 - varlen: the torch functions ignore ``cu_seqlens`` (``**kwargs``); transformers' wrapper refuses
   it without fla ("can't keep packed sequences apart"): Unsupported.
 
@@ -85,9 +86,9 @@ def _args(case, where: str, per_key: bool):
     if x["g"].ndim != (4 if per_key else 3):
         raise Unsupported(f"{where}: g of shape {tuple(x['g'].shape)}: expected "
                           + ("(B, T, H, d_k) (decay per key)" if per_key else "(B, T, H) (decay per head)"))
-    s0 = None
+    s0 = None                       # float32: the model's cache holds the state its prefill returned
     if case.state0 is not None:
-        s0 = tensor(case.state0["S"], case.dtype)
+        s0 = tensor(case.state0["S"], "float32")
     return x, s0, torch
 
 

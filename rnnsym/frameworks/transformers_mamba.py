@@ -40,7 +40,9 @@ Layouts (canonical -> transformers):
   ``(H,d_in)`` -> ``(H·d_in,)``; state ``(B,H,d_in,N)`` <-> ``(B, H·d_in, N)``.
 
 dtypes: as the mixers pass them, A in float32 (``-exp(A_log.float())``), Mamba-1's D (scan) and
-dt_bias in float32, everything else in the case's dtype. The functions upcast with ``.float()``
+dt_bias in float32, the state in float32 (the scans return it in float32 and the cache keeps the
+dtype it is first given; the steps update it in place, on a copy here), everything else in the
+case's dtype. The functions upcast with ``.float()``
 (hidden states, B, C, dA), so float64 inputs are computed (partly) in float32: float64 is refused
 (Unsupported). ``mamba2_chunk_scan`` returns float32 whatever the input dtype (the mixer casts
 later); softplus and the clamp run in the input dtype (bf16 Δ rounded before the upcast).
@@ -114,7 +116,7 @@ def _mamba2_args(case, where):
     A = tensor(_head_vector(case.params["A"], "A", H, where), "float32")
     D = tensor(_head_vector(case.params["D"], "D", H, where), case.dtype)
     dt_bias = tensor(_head_vector(case.params["dt_bias"], "dt_bias", H, where), case.dtype)
-    s0 = None if case.state0 is None else tensor(case.state0["h"], case.dtype)
+    s0 = None if case.state0 is None else tensor(case.state0["h"], "float32")   # as the cache holds it
     return x, A, D, dt_bias, s0
 
 
@@ -143,7 +145,7 @@ def _mamba2_step(case, chunk_size=None):
     x, A, D, dt_bias, s0 = _mamba2_args(case, where)
     Bn, _, H, P = x["x"].shape
     N = x["B"].shape[-1]
-    state = (torch.zeros(Bn, H, P, N, dtype=x["x"].dtype) if s0 is None else s0.clone())
+    state = torch.zeros(Bn, H, P, N) if s0 is None else s0.clone()
     fn = _function(MAMBA2, "mamba2_selective_state_update")
     with torch.no_grad():
         out = fn(state, x["x"][:, 0], x["dt"][:, 0, :, None].expand(-1, -1, P),
@@ -233,7 +235,7 @@ def _mamba1_args(case, where):
          "D": np.asarray(case.params["D"], np.float64).reshape(H * d_in),
          "dt_bias": tensor(np.asarray(case.params["dt_bias"], np.float64).reshape(H * d_in), "float32")}
     s0 = None if case.state0 is None else tensor(
-        np.asarray(case.state0["h"], np.float64).reshape(Bn, H * d_in, N), case.dtype)
+        np.asarray(case.state0["h"], np.float64).reshape(Bn, H * d_in, N), "float32")
     return x, p, s0, (Bn, T, H, d_in, N)
 
 
@@ -261,7 +263,7 @@ def _mamba1_step(case, chunk_size=None):
     if case.T != 1:
         raise Unsupported(f"{where} (decode step): takes T == 1, got T={case.T}")
     x, p, s0, (Bn, T, H, d_in, N) = _mamba1_args(case, where)
-    state = torch.zeros(Bn, H * d_in, N, dtype=x["u"].dtype) if s0 is None else s0.clone()
+    state = torch.zeros(Bn, H * d_in, N) if s0 is None else s0.clone()
     fn = _function(MAMBA, "mamba_selective_state_update")
     with torch.no_grad():
         out = fn(state, x["u"][..., 0], x["dt"][..., 0], p["A"], x["B"][..., 0], x["C"][..., 0],
