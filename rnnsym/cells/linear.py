@@ -124,7 +124,7 @@ def mamba() -> Cell:
                      dim_names={"u": "d_in", "dt": "d_in", "B": "d_state", "C": "d_state"})
 
 
-def mamba2() -> Cell:
+def mamba2(dt_limit=None) -> Cell:
     """Mamba-2's SSD recurrence for one head (Dao and Gu 2024, "Transformers are SSMs";
     ``selective_state_update`` in state-spaces/mamba mamba_ssm/ops/triton/selective_state_update.py
     with a scalar ``A`` per head, ``dt_softplus=True``):
@@ -134,17 +134,41 @@ def mamba2() -> Cell:
         y_t = h_t C_t + D x_t
 
     ``a``, ``D`` and ``dt_bias`` are one number per head (parameters of shape (1,)).
+    ``dt_limit=(lo, hi)``: ``Δ_t = clamp(softplus(dt_t + dt_bias), lo, hi)``, the ``dt_limit`` of
+    mamba_ssm's ``mamba_chunk_scan_combined`` (the models' ``time_step_limit``); a bound of
+    ``lo <= 0`` or ``hi = inf`` is no bound (softplus > 0). None (the default): no clamp.
     """
     x, h = now("x"), prev("h")
     delta = now("delta")
-    eqs = [("delta", "gate", Activation("softplus", madd(now("dt"), param("dt_bias")))),
+    eqs = [("delta", "gate", _clamp(Activation("softplus", madd(now("dt"), param("dt_bias"))),
+                                    dt_limit)),
            ("h", "state", madd(RowScale(Activation("exp", hadamard(delta, param("A"))), h),
                                Outer(hadamard(delta, x), now("B")))),
            ("y", "output", madd(mmul(now("h"), now("C")), hadamard(param("D"), x)))]
     return make_cell("mamba2", "Mamba-2 SSD recurrence (one head, scalar decay)", eqs,
                      inputs=("x", "dt", "B", "C"), params=("A", "D", "dt_bias"),
                      dim_names={"x": "d_head", "dt": 1, "B": "d_state", "C": "d_state",
-                                "A": 1, "D": 1, "dt_bias": 1})
+                                "A": 1, "D": 1, "dt_bias": 1},
+                     options={"dt_limit": tuple(dt_limit)} if dt_limit is not None else None)
+
+
+def _clamp(u, limit):
+    """``clamp(u, lo, hi)`` of a positive ``u`` (1 × 1) as elementwise maxima: ``max(u, lo)`` and
+    ``−max(−u, −hi)``; a bound that cannot bind (``lo <= 0``, ``hi = inf``) is left out."""
+    if limit is None:
+        return u
+    try:
+        lo, hi = (float(b) for b in limit)
+    except (TypeError, ValueError):
+        raise ValueError(f"mamba2: dt_limit must be a pair (lo, hi) of numbers, got {limit!r}") from None
+    if not lo < hi:
+        raise ValueError(f"mamba2: dt_limit must have lo < hi, got {limit!r}")
+    one = sp.OneMatrix(*u.shape)
+    if lo > 0:
+        u = Maximum(u, mmul(sp.nsimplify(lo), one))
+    if hi < float("inf"):
+        u = mmul(sp.S.NegativeOne, Maximum(mmul(sp.S.NegativeOne, u), mmul(sp.nsimplify(-hi), one)))
+    return u
 
 
 def mlstm(eps: float = 1e-6) -> Cell:

@@ -295,8 +295,9 @@ class Tape:
                     add(p, " * ".join([g, *others]), kind, bat)
             elif op == "max":
                 a, b = line.parts
-                add(a, f"{g} * ({a} >= {b})", kind, bat)
-                add(b, f"{g} * ({a} < {b})", kind, bat)
+                for p, code in ((a, f"{g} * ({a} >= {b})"), (b, f"{g} * ({a} < {b})")):
+                    if p in self.byvar:         # not a constant bound (a clamp's)
+                        add(p, code, kind, bat)
             elif op == "div":
                 a, b = line.parts
                 if line.signs[0] is not None:
