@@ -42,6 +42,9 @@ from rnnsym.frameworks.sequence import Path, SequenceTarget
 
 VERSION = "fla-core 0.6.0"
 LOW = ("float32", "bfloat16", "float16")        # the float32-upcasting paths
+#: delta_rule_chunkwise/_parallel add a float32 identity to their bf16/fp16 matrix and then
+#: multiply it with the bf16/fp16 values: "expected m1 and m2 to have the same dtype"
+HIGH = ("float64", "float32")
 FEATS = ("initial_state", "final_state")
 
 
@@ -165,7 +168,7 @@ def _dr_recurrent(case, chunk_size=None):
 
 def _dr_chunkwise(case, chunk_size=None):
     fn = _fla("delta_rule").delta_rule_chunkwise
-    st.require(case, "fla delta_rule_chunkwise", state0=False)
+    st.require(case, "fla delta_rule_chunkwise", dtypes=HIGH, state0=False)
     dtype = st.torch_dtype(case.dtype)
     chunk = _chunk(case, chunk_size, 32, "fla delta_rule_chunkwise", multiple=True)
     q, k, v, beta = _inputs(case, ("q", "k", "v", "beta"), dtype, heads_first=True)
@@ -175,7 +178,7 @@ def _dr_chunkwise(case, chunk_size=None):
 
 def _dr_parallel(case, chunk_size=None):
     fn = _fla("delta_rule").delta_rule_parallel
-    st.require(case, "fla delta_rule_parallel", state0=False)
+    st.require(case, "fla delta_rule_parallel", dtypes=HIGH, state0=False)
     if case.T % 128:
         raise Unsupported(f"fla delta_rule_parallel: T={case.T} is not a multiple of its block "
                           "BM=128 (and BN=32)")
@@ -193,14 +196,16 @@ def delta_rule_target() -> SequenceTarget:
         convention="layout [B,H,T,D] (heads first), beta [B,H,T]; scale fixed 1/sqrt(d_k) (no "
         "argument); no l2norm. recurrent: computes in float32 (float64 declined), returns o in "
         "the input dtype and S in float32. chunkwise: no initial state, always returns the "
-        "final state, T % chunk_size == 0 asserted, computes in the input dtype. parallel: "
-        "no state, T a multiple of 128.",
+        "final state, T % chunk_size == 0 asserted, computes in the input dtype; bf16/fp16 "
+        "inputs fail (a float32 identity is added, then multiplied with bf16 values: "
+        "RuntimeError), so they are declined. parallel: no state, T a multiple of 128, "
+        "float32/float64 only for the same reason.",
         paths=(
             Path("chunked", "chunked", _dr_chunkwise, features=("final_state", "chunk_size"),
-                 dtypes=st.DTYPES, chunk_size=32, source=src + "delta_rule_chunkwise"),
+                 dtypes=HIGH, chunk_size=32, source=src + "delta_rule_chunkwise"),
             Path("recurrent", "sequential", _dr_recurrent, features=FEATS, dtypes=LOW,
                  accumulates="float32", source=src + "delta_rule_recurrence"),
-            Path("parallel", "parallel", _dr_parallel, dtypes=st.DTYPES,
+            Path("parallel", "parallel", _dr_parallel, dtypes=HIGH,
                  source=src + "delta_rule_parallel (BM=128, BN=32)"),
         ))
 
