@@ -126,6 +126,32 @@ def _mk_parallel(function_name):
     return run
 
 
+def _mk_inference(case, chunk_size=None):
+    """mlstm-kernels' ``mLSTMBackend`` inference function: ``wrap_chunkwise__arbitrary_sequence_length``
+    with the native chunkwise, sequence and step kernels (chunk sizes ``chunk_size``,
+    ``chunk_size/2``, ... down to 16, the recurrent loop over the rest, the step for T == 1),
+    ``dtype_state`` float32 (the ``inference_state_dtype`` default; float64 for float64 inputs)."""
+    from functools import partial
+
+    from mlstm_kernels.torch.chunkwise.native import mlstm_chunkwise__native_autograd
+    from mlstm_kernels.torch.kernel_wrappers import wrap_chunkwise__arbitrary_sequence_length
+    from mlstm_kernels.torch.recurrent.native_sequence import mlstm_recurrent_sequence__native_fw
+    from mlstm_kernels.torch.recurrent.native_step import mlstm_recurrent_step__native
+    st.require(case, "mlstm-kernels inference wrapper", options=("eps",))
+    dtype = st.torch_dtype(case.dtype)
+    sd = _state_dtype(case)
+    c0, n0, m0 = _states(case, dtype)
+    q, k, v, i, f = _qkvif(case, dtype)
+    h, last = wrap_chunkwise__arbitrary_sequence_length(
+        mlstm_chunkwise_kernel=mlstm_chunkwise__native_autograd,
+        mlstm_sequence_kernel=partial(mlstm_recurrent_sequence__native_fw, dtype_state=sd),
+        mlstm_step_kernel=partial(mlstm_recurrent_step__native, dtype_state=sd),
+        q=q, k=k, v=v, f=f, i=i, c_initial=c0, n_initial=n0, m_initial=m0,
+        return_last_states=True, eps=_eps(case), autocast_kernel_dtype=dtype,
+        chunk_size=chunk_size or 64, dtype_state=sd)
+    return _back(h, last)
+
+
 def mlstm_kernels_target() -> SequenceTarget:
     """mlstm-kernels' stateful native paths: chunkwise, the recurrent loop and the decode step."""
     chunk = "mlstm_kernels.torch.chunkwise.native:mlstm_chunkwise__native_autograd"
@@ -138,7 +164,9 @@ def mlstm_kernels_target() -> SequenceTarget:
         convention=CONVENTION + " chunked: T must be a multiple of chunk_size (asserted); it "
         "computes in the input dtype. recurrent/step: state kept in dtype_state (float32 by "
         "default; the adapter passes float64 for float64 inputs), read out in the input dtype "
-        "(C and n are cast to q's dtype before q~^T C and q~^T n).",
+        "(C and n are cast to q's dtype before q~^T C and q~^T n). inference: mLSTMBackend's "
+        "wrap_chunkwise__arbitrary_sequence_length (chunks of chunk_size, chunk_size/2, ... >= "
+        "16, then the loop; any T >= 1; T = 0 fails its assert).",
         paths=(
             Path("chunked", "chunked", _mk_chunkwise, features=feats + ("chunk_size",),
                  dtypes=st.DTYPES, chunk_size=64, source=f"{VERSION} {chunk}"),
@@ -146,6 +174,10 @@ def mlstm_kernels_target() -> SequenceTarget:
                  accumulates="float32", source=f"{VERSION} {seq}"),
             Path("step", "sequential", _mk_step, features=feats, dtypes=st.DTYPES,
                  accumulates="float32", decode=True, source=f"{VERSION} {step}"),
+            Path("inference", "chunked", _mk_inference, features=feats + ("chunk_size",),
+                 dtypes=st.DTYPES, chunk_size=64, source=f"{VERSION} mlstm_kernels.torch."
+                 "kernel_wrappers:wrap_chunkwise__arbitrary_sequence_length (mLSTMBackend "
+                 "inference, native kernels)"),
         ))
 
 

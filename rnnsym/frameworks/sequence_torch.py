@@ -62,13 +62,3 @@ def numpy(t, heads_first=False):
     if heads_first:
         t = t.transpose(1, 2)
     return t.detach().to(torch.float64).cpu().numpy()
-
-
-def empty_sequence(case, d_out: int, state0: dict | None, states: dict):
-    """The result of a run over ``T = 0`` steps: no output, the initial state unchanged
-    (``states``: name -> shape after ``(B, heads)``, for zeros)."""
-    B, H = case.B, case.heads
-    out = np.zeros((B, 0, H, d_out))
-    final = {k: (np.asarray(state0[k], np.float64) if state0 else np.zeros((B, H) + shape))
-             for k, shape in states.items()}
-    return out, final
