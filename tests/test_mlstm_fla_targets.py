@@ -446,3 +446,44 @@ def test_finding_mlstm_inference_wrapper_fails_in_bf16_without_initial_state(tar
     for case in (_case_for(target, p, T=3, dtype="bfloat16", state=False),
                  _case_for(target, p, T=32, dtype="bfloat16", state=True)):
         check(target, p, case, 0.1, 16)
+
+
+CARRY = [(t, p) for t, p in PATHS if {"initial_state", "final_state"} <= set(p.features) and not p.decode]
+
+
+@pytest.mark.parametrize("target,path", CARRY, ids=[f"{t.name}:{p.name}" for t, p in CARRY])
+def test_split_and_carry(target, path):
+    """[0, 4) then [4, 12) from the carried final state == [0, 12) (chunk 4 divides both parts)."""
+    full = _case_for(target, path, T=12, state=True, seed=9)
+    parts = [dataclasses.replace(full, inputs={k: v[:, a:b] for k, v in full.inputs.items()})
+             for a, b in ((0, 4), (4, 12))]
+    out_a, carried = path.run(parts[0], 4 if path.chunk_size else None)
+    out_b, final_b = path.run(dataclasses.replace(parts[1], state0=carried), 4 if path.chunk_size else None)
+    out, final = path.run(full, 4 if path.chunk_size else None)
+    rtol = 1e-12 if full.dtype == "float64" else 2e-5
+    assert_close(np.concatenate([out_a, out_b], axis=1), out, rtol, f"{target.name} {path.name} split at 4")
+    for k in final:
+        assert_close(final_b[k], final[k], rtol, f"{target.name} {path.name} split at 4, final {k}")
+
+
+def test_finding_transformers_mlstm_chunkwise_fw_is_broken_dead_code():
+    """FINDING (dead code): transformers' modeling_xlstm.mlstm_chunkwise_fw calls
+    fgate.logsigmoid(vecF), which torch.Tensor does not have; nothing in transformers calls it
+    (xLSTMBackend uses mlstm_chunkwise_native_autograd, which is checked)."""
+    mx = M._modeling_xlstm()
+    q, v = torch.randn(1, 2, 8, 4), torch.randn(1, 2, 8, 3)
+    with pytest.raises(AttributeError, match="logsigmoid"):
+        mx.mlstm_chunkwise_fw(q, q, v, torch.randn(1, 2, 8), torch.randn(1, 2, 8), chunk_size=4)
+
+
+@pytest.mark.parametrize("state_dtype", [torch.bfloat16, torch.float64])
+def test_finding_fla_naive_chunk_simple_gla_takes_only_a_float32_initial_state(state_dtype):
+    """FINDING: naive_chunk_simple_gla keeps initial_state as given (S = initial_state) and
+    multiplies it with its float32 tensors: a bf16 or float64 state raises RuntimeError
+    ('expected scalar type Float but found ...'); the other naive functions cast or add it
+    into a float32 state. The target passes the state in float32."""
+    fn = F._fla("simple_gla").naive_chunk_simple_gla
+    q, v = torch.randn(1, 8, 2, 4), torch.randn(1, 8, 2, 3)
+    with pytest.raises(RuntimeError, match="expected scalar type Float"):
+        fn(q, q, v, -torch.rand(1, 8, 2), initial_state=torch.randn(1, 2, 4, 3, dtype=state_dtype),
+           output_final_state=True, chunk_size=4)
