@@ -116,7 +116,7 @@ def test_the_paths_call_the_pure_torch_functions_not_fla():
     ``torch_chunk_gated_delta_rule`` dispatches to fla's ``chunk_gated_delta_rule``; the targets
     unwrap it."""
     from rnnsym.frameworks.torch_env import import_transformers_module
-    from rnnsym.frameworks.torch_sequence import pure_torch
+    from rnnsym.frameworks.sequence_torch import pure_torch
     m = import_transformers_module(gdn.QWEN3_NEXT)
     wrapped = m.torch_chunk_gated_delta_rule
     impl = dict(zip(wrapped.__code__.co_freevars,
@@ -207,7 +207,7 @@ def test_qwen3_next_computes_float64_inputs_in_float32(qwen):
     comes back as float64 with a float32 error (measured 1.2e-7 here), the final state as
     float32. Hence the paths refuse float64."""
     import torch
-    from rnnsym.frameworks.torch_sequence import pure_torch
+    from rnnsym.frameworks.sequence_torch import pure_torch
     case = gdn_case(np.random.default_rng(4))
     fn = pure_torch(gdn._module(gdn.QWEN3_NEXT).torch_chunk_gated_delta_rule)
     t = {n: torch.from_numpy(np.ascontiguousarray(case.inputs[n])) for n in case.inputs}

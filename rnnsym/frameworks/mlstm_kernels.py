@@ -12,7 +12,6 @@ torch, mlstm_kernels and transformers are imported inside the functions.
 """
 from __future__ import annotations
 
-import sys
 
 from rnnsym.errors import Unsupported
 from rnnsym.frameworks import sequence_torch as st
@@ -208,16 +207,10 @@ def mlstm_kernels_parallel_target() -> SequenceTarget:
 # ---------------------------------------------------------------- transformers' copies
 
 def _modeling_xlstm():
-    """transformers' ``models.xlstm.modeling_xlstm``, importable although the installed
-    torchvision fails to import (transformers imports it when installed).
-    TODO: switch to the shared helper rnnsym/frameworks/torch_env.py (branch tfadapt)."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # a broken torchvision: hide it from transformers
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None
-    from transformers.models.xlstm import modeling_xlstm
+    """transformers' ``models.xlstm.modeling_xlstm``, imported past a broken torchvision
+    (:func:`rnnsym.frameworks.torch_env.import_transformers_module`)."""
+    from rnnsym.frameworks.torch_env import import_transformers_module
+    modeling_xlstm = import_transformers_module("transformers.models.xlstm.modeling_xlstm")
     if getattr(modeling_xlstm, "external_xlstm", False):
         raise Unsupported("transformers xlstm: the xlstm package is installed, so transformers "
                           "uses its kernels instead of the native copies checked here")

@@ -1,11 +1,14 @@
 """Shared conversions of the sequence-target adapters that call torch functions
-(:mod:`rnnsym.frameworks.mlstm_kernels`, :mod:`rnnsym.frameworks.fla`): a
+(:mod:`rnnsym.frameworks.mlstm_kernels`, :mod:`rnnsym.frameworks.fla`,
+:mod:`rnnsym.frameworks.transformers_gdn`, :mod:`rnnsym.frameworks.transformers_mamba`): a
 :class:`~rnnsym.frameworks.sequence.SequenceCase` (canonical ``(B, T, H, d)`` NumPy, float64
 values) to torch tensors in a target's layout and dtype, and back to float64 NumPy.
 
 torch is imported inside the functions, so importing this module costs nothing.
 """
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
@@ -44,8 +47,10 @@ def require(case, path: str, *, dtypes=DTYPES, varlen=False, groups=False, state
 
 def tensor(a, dtype, heads_first=False):
     """``a`` (canonical ``(B, T, H, d)`` or ``(B, T, H)``) as a torch tensor of ``dtype``
-    (rounded once from float64); ``heads_first``: ``(B, H, T, d)`` / ``(B, H, T)``."""
+    (rounded once from float64); ``heads_first``: ``(B, H, T, d)`` / ``(B, H, T)``.
+    ``dtype``: a torch dtype or its name."""
     import torch
+    dtype = torch_dtype(dtype) if isinstance(dtype, str) else dtype
     t = torch.from_numpy(np.ascontiguousarray(np.asarray(a, np.float64))).to(dtype)
     return t.transpose(1, 2).contiguous() if heads_first else t
 
@@ -62,3 +67,17 @@ def numpy(t, heads_first=False):
     if heads_first:
         t = t.transpose(1, 2)
     return t.detach().to(torch.float64).cpu().numpy()
+
+
+def pure_torch(fn):
+    """The pure-torch function under transformers' ``use_kernel_func_from_hub_with_fallback``
+    wrapper: the module-level name dispatches to the original package when it imports (with
+    fla-core installed, Qwen3-Next's ``torch_chunk_gated_delta_rule`` name runs fla's
+    ``chunk_gated_delta_rule``); ``functools.wraps`` keeps the torch function as ``__wrapped__``."""
+    return inspect.unwrap(fn)
+
+
+def refuse_dtype(case, dtypes, where: str) -> None:
+    """Raise :class:`Unsupported` when ``case.dtype`` is not one of ``dtypes``."""
+    if case.dtype not in dtypes:
+        raise Unsupported(f"{where}: dtype {case.dtype} not taken (takes {', '.join(dtypes)})")

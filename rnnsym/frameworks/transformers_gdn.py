@@ -36,13 +36,13 @@ Convention (both families, as the model calls them):
 
 transformers routes the module-level names to fla's kernels when fla-core imports (it does in
 rnnsym's environment): the paths call the pure-torch function under the wrapper
-(:func:`rnnsym.frameworks.torch_sequence.pure_torch`).
+(:func:`rnnsym.frameworks.sequence_torch.pure_torch`).
 """
 from __future__ import annotations
 
 from rnnsym.errors import Unsupported
 from rnnsym.frameworks.sequence import Path, SequenceTarget
-from rnnsym.frameworks.torch_sequence import numpy, pure_torch, refuse_dtype, tensor
+from rnnsym.frameworks.sequence_torch import numpy, pure_torch, refuse_dtype, tensor
 
 VERSION = "transformers 5.23.0"
 DTYPES = ("float32", "bfloat16", "float16")

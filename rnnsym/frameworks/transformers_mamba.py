@@ -55,7 +55,7 @@ import numpy as np
 
 from rnnsym.errors import Unsupported
 from rnnsym.frameworks.sequence import Path, SequenceCase, SequenceTarget
-from rnnsym.frameworks.torch_sequence import numpy, pure_torch, refuse_dtype, tensor
+from rnnsym.frameworks.sequence_torch import numpy, pure_torch, refuse_dtype, tensor
 
 VERSION = "transformers 5.23.0"
 DTYPES = ("float32", "bfloat16", "float16")
