@@ -1,0 +1,172 @@
+"""Per-element tolerances for sequence targets: the backward-error model of
+``rnnsym.check.tolerance`` (module docstring, 6.) extended to the algorithm a path declares and to
+low precision. The derivation is in docs/sequence-targets.md; in short:
+
+1. **Sequential** (and every algorithm): one step of a matrix-state recurrence is a dot product
+   of length ``d_k`` (``S^T q``, ``S^T k``) per entry plus a few additions, so a correct
+   implementation computes exactly the recurrence of inputs, parameters and initial state
+   perturbed relatively by ``gamma_n``, ``n = d + 2 + FUNCTION_ULPS`` (``d`` the longest
+   contraction, ``exp``'s rounding in ``FUNCTION_ULPS``), and of a state perturbed relatively by
+   ``gamma_n`` after every step (the update's own rounding). Errors add up along the recurrence
+   as far as the decays let them (the oracle propagates them: error ~ u * sum of |terms|).
+2. **Chunked** with chunk size ``C``: within a chunk the output sums ``C`` products of length
+   ``d`` more (``n = d + C + 2 + FUNCTION_ULPS``), and the decays are formed from the
+   cumulative log-decays ``b_t = sum_{chunk start <= i <= t} a_i`` as ``exp(b_t - b_s)``.
+   ``fl(b_t) = b_t + e_t`` with ``|e_t| <= gamma_C * m_t``, ``m_t = sum |a_i|`` over the same
+   steps (Higham's sum bound; ``-inf`` steps excluded: they are resets, exact), and then
+   ``exp(fl(b_t) - fl(b_s)) = exp(b_t - b_s) * exp(e_t - e_s)``: an absolute error in the
+   exponent, a *relative* error ``~ gamma_C (m_t + m_s)`` of the decay factor, which grows with
+   the strength of the decay. That is again an exact statement about perturbed inputs: the
+   chunked algorithm computes the recurrence of the log-decays ``a'_t = fl(b_t) - fl(b_{t-1})``.
+   The probes draw ``e_t = gamma_{C+2} * m_t * r_t`` from the case's own cumulative log-decays
+   (per chunk, from each sequence's start) and map ``a'`` back to the cell's input (``g``;
+   Mamba-2's ``dt`` through ``A * softplus(dt + dt_bias)``; mLSTM's ``f`` through
+   ``logsigmoid``).
+3. **Low precision**: the target sees inputs rounded to its dtype, so the oracle runs on the
+   rounded inputs (``sequence_strategies.round_case``); what remains is the accumulation error
+   of 1.-2. with ``u`` of the dtype the path accumulates in (``Path.accumulates``, e.g. float32
+   for bf16 inputs) and the rounding of the results to the target's dtype, ``u_out |expected|``
+   (plus ``u_out * tiny`` for subnormals).
+
+    tol = SAFETY * (max over PROBES |oracle(perturbed) - oracle| + u_out * (|expected| + tiny))
+
+``SAFETY``, ``PROBES`` and ``FUNCTION_ULPS`` are those of ``rnnsym.check.tolerance``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import numpy as np
+
+from rnnsym.check.sequence_oracle import expected as oracle
+from rnnsym.check.tolerance import FUNCTION_ULPS, PROBES, SAFETY, _perturb, gamma
+from rnnsym.frameworks.sequence import SequenceCase
+
+#: unit roundoff per dtype (numpy has no bfloat16)
+U = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
+#: smallest normal per dtype (results rounded to subnormals are off by u * tiny absolutely)
+TINY = {"float64": 2.2250738585072014e-308, "float32": 1.1754943508222875e-38,
+        "bfloat16": 1.1754943508222875e-38, "float16": 6.103515625e-05}
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _softplus_inv(y):
+    y = np.maximum(y, 1e-300)
+    return y + np.log(-np.expm1(-y))
+
+
+def log_decays(case: SequenceCase) -> Optional[tuple]:
+    """``(input name, a)``: the per-step log-decay ``a`` of the case's cell, the shape of that
+    input (heads of the input), or None for a cell without one (``deltanet``,
+    ``linear_attention``; ``mamba``'s ``Δ ⊗ A`` is not one number per input entry)."""
+    x = case.inputs
+    if case.cell in ("gla", "gated_deltanet"):
+        return "g", np.asarray(x["g"], np.float64)
+    if case.cell == "mlstm":
+        with np.errstate(all="ignore"):
+            return "f", -np.logaddexp(0.0, -np.asarray(x["f"], np.float64))
+    if case.cell == "mamba2" and x["dt"].shape[2] == case.heads:
+        A = np.asarray(case.params["A"], np.float64)[:, 0]
+        bias = np.asarray(case.params["dt_bias"], np.float64)[:, 0]
+        return "dt", A * _softplus(np.asarray(x["dt"], np.float64) + bias)
+    return None
+
+
+def _from_log(case: SequenceCase, a):
+    """The cell's input giving log-decay ``a`` (inverse of :func:`log_decays`)."""
+    with np.errstate(all="ignore"):
+        if case.cell in ("gla", "gated_deltanet"):
+            return a
+        if case.cell == "mlstm":
+            a = np.minimum(a, -1e-300)
+            return a - np.log(-np.expm1(a))
+        A = np.asarray(case.params["A"], np.float64)[:, 0]
+        bias = np.asarray(case.params["dt_bias"], np.float64)[:, 0]
+        return _softplus_inv(a / A) - bias
+
+
+def chunk_starts(T: int, chunk: int, starts=(0,)) -> np.ndarray:
+    """Which steps begin a chunk: every sequence start in ``starts`` (varlen) and every
+    ``chunk`` steps after it."""
+    first = np.zeros(T, bool)
+    bounds = sorted(set(starts) | {0}) + [T]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        first[s:e:chunk] = True
+    return first
+
+
+def chunk_cumsums(a: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``m_t``: the sum of ``|a_i|`` (finite ones) from the start of ``t``'s chunk to ``t``,
+    along axis 1."""
+    mag = np.where(np.isfinite(a), np.abs(a), 0.0)
+    m = np.zeros_like(mag)
+    for t in range(a.shape[1]):
+        m[:, t] = mag[:, t] if first[t] else m[:, t - 1] + mag[:, t]
+    return m
+
+
+def chunk_perturbed(case: SequenceCase, chunk: int, eta: float, rng) -> SequenceCase:
+    """The case whose log-decays carry the errors of a chunked evaluation (module docstring,
+    2.): ``b'_t = b_t + eta * m_t * r_t`` within each chunk, ``a'_t = b'_t - b'_{t-1}``."""
+    found = log_decays(case)
+    if found is None or not chunk or case.T == 0:
+        return case
+    name, a = found
+    starts = tuple(case.cu_seqlens[:-1]) if case.cu_seqlens else (0,)
+    first = chunk_starts(a.shape[1], chunk, starts)
+    m = chunk_cumsums(a, first)
+    e = eta * m * rng.uniform(-1.0, 1.0, size=m.shape)
+    prev = np.concatenate([np.zeros_like(e[:, :1]), e[:, :-1]], axis=1)
+    prev[:, first] = 0.0
+    finite = np.isfinite(a)
+    a2 = np.where(finite, a + e - prev, a)
+    return replace(case, inputs=dict(case.inputs, **{name: _from_log(case, a2)}))
+
+
+def contraction(case: SequenceCase) -> int:
+    """The longest dot product of one step: the largest size of a vector input."""
+    sizes = [np.shape(v)[-1] for v in case.inputs.values() if np.ndim(v) == 4]
+    return max(sizes + [1])
+
+
+def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, *,
+                       algorithm: str, chunk: Optional[int], accumulates: Optional[str],
+                       seed: int = 0) -> dict:
+    """Per-element tolerances ``{"out": ..., state: ...}`` for ``expected = (out, final)`` of
+    ``case`` (already rounded to the target's dtype) run by a path of ``algorithm``."""
+    dtype = case.dtype
+    u_acc = U[accumulates or dtype]
+    u_out = U[dtype]
+    d = contraction(case)
+    chunked = algorithm == "chunked" and chunk
+    n = d + 2 + FUNCTION_ULPS + (min(chunk, max(case.T, 1)) if chunked else 0)
+    g = gamma(n, u_acc)
+    eta = gamma(min(chunk, max(case.T, 1)) + 2, u_acc) if chunked else 0.0
+    rng = np.random.default_rng(seed)
+    out, final = expected
+    spread = {"out": np.zeros(np.shape(out))}
+    spread.update({k: np.zeros(np.shape(v)) for k, v in final.items()})
+
+    def noise(state):
+        return {k: v * (1 + g * rng.uniform(-1.0, 1.0, size=np.shape(v)))
+                for k, v in state.items()}
+    with np.errstate(all="ignore"):
+        for _ in range(PROBES):
+            probe = replace(case, inputs=_perturb(case.inputs, g, rng),
+                            params=_perturb(case.params, g, rng),
+                            state0=_perturb(case.state0, g, rng))
+            if chunked:
+                probe = chunk_perturbed(probe, chunk, eta, rng)
+            p_out, p_final = oracle(probe, cell_options, state_noise=noise)
+            got = {"out": p_out, **p_final}
+            ref = {"out": out, **final}
+            for k in spread:
+                diff = np.abs(got[k] - ref[k])
+                diff = np.where(np.isnan(diff) & (got[k] == ref[k]), 0.0, diff)  # inf == inf
+                spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
+    ref = {"out": out, **final}
+    return {k: SAFETY * (spread[k] + u_out * (np.abs(ref[k]) + TINY[dtype])) for k in spread}
