@@ -187,7 +187,7 @@ def _search_one(row: PropertyResult, ctx: Context, prop, examples: int, seed: in
         row.ratio = max(row.ratio, failure.ratio)
         row.message = failure.message
         row.diagnosis = failure.diagnosis
-        row.case = failure.case.describe()
+        row.case = failure.case.describe(ctx.target.cell)
     elif row.examples:
         row.verdict = "PASS"
         if skipped:

@@ -111,7 +111,7 @@ def where(ctx: Context, case: SequenceCase, chunk, **extra) -> str:
     return f"{ctx.label or ctx.target.name}({', '.join(parts)})"
 
 
-def compare(name: str, got, exp, tol, at: str, *, versus: str = "") -> tuple:
+def compare(name: str, got, exp, tol, at: str, *, versus: str = "", t0: int = 0) -> tuple:
     """``(ratio, message)``: the largest |got - exp| / tol and, where it exceeds 1 (or a value
     is nan where it should not be, or the shape differs), the message of the worst element."""
     got, exp, tol = np.asarray(got, np.float64), np.asarray(exp, np.float64), np.asarray(tol)
@@ -127,14 +127,17 @@ def compare(name: str, got, exp, tol, at: str, *, versus: str = "") -> tuple:
     r = float(ratio[worst])
     if r <= 1.0:
         return r, ""
-    idx = ", ".join(str(int(i)) for i in worst)
+    shown = list(worst)
+    if name == "out" and len(shown) > 1:
+        shown[1] += t0                      # a slice of the steps: the index in the sequence
+    idx = ", ".join(str(int(i)) for i in shown)
     msg = (f"{name}[{idx}]={got[worst]:.9g}, but should be {exp[worst]:.9g}"
            f"{versus} (|error| {err[worst]:.3g} > tolerance {tol[worst]:.3g}) [{at}]")
     return r, msg
 
 
 def compare_all(got: tuple, exp: tuple, tol: dict, at: str, *, final: bool = True,
-                versus: str = "") -> tuple:
+                versus: str = "", t0: int = 0) -> tuple:
     """Compare ``(out, final)`` pairs: ``(worst ratio, first message)``."""
     pairs = [("out", got[0], exp[0])]
     if final and got[1] is not None and exp[1] is not None:
@@ -144,7 +147,7 @@ def compare_all(got: tuple, exp: tuple, tol: dict, at: str, *, final: bool = Tru
             pairs.append((k, got[1][k], exp[1][k]))
     worst, message = 0.0, ""
     for name, g, e in pairs:
-        r, m = compare(name, g, e, tol[name], at, versus=versus)
+        r, m = compare(name, g, e, tol[name], at, versus=versus, t0=t0)
         if r > worst:
             worst = r
         if m and not message:
@@ -337,7 +340,7 @@ def _prop_decode(ctx: Context, draw: Draw) -> Outcome:
     final = "final_state" in dec.features
     at = where(ctx, full, draw.chunk, decode=dec.name, prefill_T=T)
     ratio, msg = compare_all((out, s2), exp, tol, at, final=final,
-                             versus=" (as in the prefill of T + 1)")
+                             versus=" (as in the prefill of T + 1)", t0=T)
     diag = ""
     if msg:
         found = log_decays(full)

@@ -79,7 +79,8 @@ class SequenceReport:
                  f"  {'property':<14} {'path':<12} {'verdict':<12} {'examples':>8}  "
                  f"{'max err/tol':>11}  note"]
         for r in self.results:
-            ratio = f"{r.ratio:.3g}" if r.verdict in ("PASS", "MISMATCH") and r.examples else "-"
+            ratio = "-" if r.verdict not in ("PASS", "MISMATCH") else \
+                "inf" if r.ratio >= 1e300 else f"{r.ratio:.3g}"
             lines.append(f"  {r.property:<14} {r.path:<12} {r.verdict:<12} {r.examples:>8}  "
                          f"{ratio:>11}  {r.note}")
         for r in self.failures:

@@ -9,8 +9,8 @@ seed draws the same numbers).
 
 The edges users hit, per role of an input (the role comes from the cell: :data:`ROLES`):
 
-- log-decays (``g`` of ``gla``/``gated_deltanet``): mild ``-U(0, 1)``, none ``0``, strong
-  ``-U(20, 30)`` per step, and hard resets (``-inf`` at some steps), alone or mixed per step;
+- log-decays (``g`` of ``gla``/``gated_deltanet``): mild ``-U(0, 1)``, none ``0``, moderate
+  ``-U(2, 8)``, strong ``-U(20, 30)`` per step, and hard resets (``-inf`` at some steps), alone or mixed per step;
 - Mamba's ``dt`` (before softplus): ordinary ``N(0, 1)`` or large ``U(10, 40)``; Mamba-2's
   ``A`` ordinary ``-exp(N(0, 0.5))`` or strong ``-U(5, 30)``;
 - mLSTM's forget logit ``f``: ordinary, strong forgetting ``-U(10, 30)`` or ``-inf``;
@@ -40,7 +40,7 @@ ROLES = {
     "mamba": {"dt": "dt", "A": "A_matrix", "D": "value", "dt_bias": "bias"},
     "mlstm": {"f": "forget", "i": "input_gate", "k": "key"},
 }
-DECAY_MODES = ("mild", "none", "strong", "reset", "mixed")
+DECAY_MODES = ("mild", "none", "moderate", "strong", "reset", "mixed")
 BETA_MODES = ("uniform", "zero", "max", "edges")
 KEY_MODES = ("random", "parallel")
 DT_MODES = ("ordinary", "large")
@@ -75,11 +75,19 @@ class Draw:
     def key(self):
         return self
 
-    def describe(self) -> str:
+    def describe(self, cell: str = "") -> str:
+        """The draw, with the edge modes that act on ``cell``'s inputs."""
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes)
+        roles = set(ROLES.get(cell, {}).values()) if cell else None
+        modes = [(k, v) for k, v, used in (
+            ("decay", self.decay, {"log_decay", "A_head", "forget"}),
+            ("beta", self.beta, {"beta"}), ("keys", self.keys, {"key"}),
+            ("dt", self.dt, {"dt"})) if roles is None or roles & used]
+        chunks = "".join(f", chunk_size={c}" for c in (self.chunk, self.chunk2) if c)
         return (f"B={self.B}, T={self.T}, heads={self.heads}, kv_heads={self.kv_heads}, "
-                f"{sizes}, decay={self.decay}, beta={self.beta}, keys={self.keys}, dt={self.dt}, "
-                f"state0={self.state0}, seed={self.seed}")
+                f"{sizes}{chunks}, " + "".join(f"{k}={v}, " for k, v in modes) +
+                (f"segments={list(self.segments)}, " if self.segments else "") +
+                f"state0={self.state0}, split={self.split}, seed={self.seed}")
 
 
 def symbols(cell: str, cell_options: dict) -> tuple:
@@ -179,6 +187,8 @@ def _log_decay(rng, shape, mode):
         return mild
     if mode == "none":
         return np.zeros(shape)
+    if mode == "moderate":
+        return -rng.uniform(2.0, 8.0, shape)
     strong = -rng.uniform(20.0, 30.0, shape)
     if mode == "strong":
         return strong
