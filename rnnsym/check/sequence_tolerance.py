@@ -135,9 +135,13 @@ def contraction(case: SequenceCase) -> int:
 
 def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, *,
                        algorithm: str, chunk: Optional[int], accumulates: Optional[str],
-                       seed: int = 0) -> dict:
+                       seed: int = 0, state0_rounded: bool = False) -> dict:
     """Per-element tolerances ``{"out": ..., state: ...}`` for ``expected = (out, final)`` of
-    ``case`` (already rounded to the target's dtype) run by a path of ``algorithm``."""
+    ``case`` (already rounded to the target's dtype) run by a path of ``algorithm``.
+
+    state0_rounded  the initial state is one the target computed (a carried state: split and
+                    carry, decode after prefill) and the path rounds it to ``case.dtype``:
+                    it is perturbed by ``u`` of that dtype more."""
     dtype = case.dtype
     u_acc = U[accumulates or dtype]
     u_out = U[dtype]
@@ -158,7 +162,8 @@ def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, 
         for _ in range(PROBES):
             probe = replace(case, inputs=_perturb(case.inputs, g, rng),
                             params=_perturb(case.params, g, rng),
-                            state0=_perturb(case.state0, g, rng))
+                            state0=_perturb(case.state0, g + (u_out if state0_rounded else 0),
+                                            rng))
             if chunked:
                 probe = chunk_perturbed(probe, chunk, eta, rng)
             p_out, p_final = oracle(probe, cell_options, state_noise=noise)
