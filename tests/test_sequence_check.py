@@ -107,7 +107,7 @@ BUGS = [  # bug, target, path, property that must fail, words of the diagnosis
     ("drop_last", gla_numpy, "chunked", "chunk_size", "the last partial chunk is wrong"),
     ("nan_reset", gla_numpy, "chunked", "oracle", "-inf log-decay gives NaN"),
     ("ignore_state0", gla_numpy, "chunked", "initial_state", "initial state ignored"),
-    ("zero_final", gla_numpy, "chunked", "split_carry", "the carried state is zeros"),
+    ("zero_final", gla_numpy, "chunked", "split_carry", "zeros (not returned)"),
     ("tile", gla_numpy, "chunked", "groups", "matches repeat (tile), not repeat_interleave"),
     ("decode_nodecay", gla_numpy, "chunked", "decode", "the decode step drops the decay"),
     ("varlen_leak", gdn_torch, "recurrent", "varlen", "carried across sequence boundaries"),

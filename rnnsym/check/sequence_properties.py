@@ -309,14 +309,30 @@ def _prop_split(ctx: Context, draw: Draw) -> Outcome:
                              versus=" (as in one run over [0, T))")
     diag = ""
     if msg:
+        diag = _already_wrong(ctx, case, whole, draw.chunk) or \
+            _already_wrong(ctx, first, (out1, s1), draw.chunk)
+    if msg and not diag:
         at_t = oracle(first, ctx.cell_options)
         if all(not np.any(v) for v in s1.values()) and any(np.any(v) for v in at_t[1].values()):
-            diag = "the carried state is zeros: the final state is not returned"
+            diag = "the carried state is zeros (not returned)"
         elif not _close((out1, s1), at_t, tolerance(ctx, first, at_t, draw.chunk)):
             diag = "the returned final state is not the state after step t"
         else:
             diag = "the initial state given to the second run is not used as the oracle uses it"
     return _outcome(draw, ratio, msg, whole, pieces, diag)
+
+
+def _already_wrong(ctx: Context, case: SequenceCase, got: tuple, chunk) -> str:
+    """Where one plain run of the path already disagrees with the oracle, the diagnosis of
+    that (the property's own failure follows from it)."""
+    exp = oracle(case, ctx.cell_options)
+    tol = tolerance(ctx, case, exp, chunk)
+    final = "final_state" in ctx.path.features
+    if _close(got, exp, tol, final):
+        return ""
+    why = diagnose(ctx, case, got, tol, chunk, exp)
+    return (f"one run over steps of T={case.T} already disagrees with the oracle (property "
+            "oracle)" + (f": {why}" if why else ""))
 
 
 def exp_state_at(ctx: Context, first: SequenceCase) -> dict:
@@ -356,7 +372,7 @@ def _prop_decode(ctx: Context, draw: Draw) -> Outcome:
     if "initial_state" not in ctx.path.features:
         prefix = replace(prefix, state0=None)
         full = replace(full, state0=None)
-    _, s = run_path(ctx.path, prefix, draw.chunk)
+    prefill_out, s = run_path(ctx.path, prefix, draw.chunk)
     if s is None:
         raise PathUnsupported("the prefill path returned no final state")
     step = replace(_slice(full, T, T + 1), state0=s)
@@ -378,6 +394,8 @@ def _prop_decode(ctx: Context, draw: Draw) -> Outcome:
                              versus=" (as in the prefill of T + 1)", t0=T)
     diag = ""
     if msg:
+        diag = _already_wrong(ctx, prefix, (prefill_out, s), draw.chunk)
+    if msg and not diag:
         found = log_decays(full)
         if found is not None:           # the decode step computed without its decay?
             name, a = found

@@ -83,7 +83,8 @@ class Draw:
             ("decay", self.decay, {"log_decay", "A_head", "forget"}),
             ("beta", self.beta, {"beta"}), ("keys", self.keys, {"key"}),
             ("dt", self.dt, {"dt"})) if roles is None or roles & used]
-        chunks = "".join(f", chunk_size={c}" for c in (self.chunk, self.chunk2) if c)
+        chunks = (f", chunk_size={self.chunk}" if self.chunk else "") + \
+            (f", chunk_size2={self.chunk2}" if self.chunk2 else "")
         return (f"B={self.B}, T={self.T}, heads={self.heads}, kv_heads={self.kv_heads}, "
                 f"{sizes}{chunks}, " + "".join(f"{k}={v}, " for k, v in modes) +
                 (f"segments={list(self.segments)}, " if self.segments else "") +

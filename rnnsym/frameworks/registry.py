@@ -119,10 +119,6 @@ TARGETS = (
     Target("MODULE:NAME", "a class (a drop-in for torch.nn.RNN/LSTM/GRU, a Flax cell) or a "
            "function in rnnsym's canonical convention, imported", OBJECT, prefix="",
            options=("cell_api", "backward"), aliases=("FILE.py:NAME",)),
-    Target("sequence:FILE.py:NAME", "your sequence target (a model's chunked/recurrent/decode "
-           "paths of a linear recurrence): a SequenceTarget, or a function returning one "
-           "(docs/sequence-targets.md)", SEQUENCE_OBJECT, prefix="sequence:",
-           aliases=("sequence:MODULE:NAME",), sequence=True),
     Target("onnxruntime", "random one-node (or --layers stacked) ONNX models in onnxruntime",
            onnx=True),
     Target("onnx-reference", "the same in onnx.reference.ReferenceEvaluator", onnx=True),
@@ -133,6 +129,10 @@ TARGETS = (
     Target("onnx2torch", "the same for onnx2torch", onnx=True),
     Target("onnx-converter:MODULE:NAME", "your converter: convert(onnx.ModelProto) -> module",
            prefix="onnx-converter:", onnx=True),
+    Target("sequence:FILE.py:NAME", "your sequence target (a model's chunked/recurrent/decode "
+           "paths of a linear recurrence): a SequenceTarget, or a function returning one "
+           "(docs/sequence-targets.md)", SEQUENCE_OBJECT, prefix="sequence:",
+           aliases=("sequence:MODULE:NAME",), sequence=True),
 )
 
 
