@@ -225,3 +225,10 @@ def test_the_oracle_reads_grouped_heads_by_repeat_interleave_and_tile_on_request
     spread = {k: np.repeat(v, 3, axis=2) if v.shape[2] == 2 else v
               for k, v in case.inputs.items()}
     assert np.array_equal(out, expected(replace(case, inputs=spread))[0])
+
+
+def test_the_documented_example_target_runs_from_the_command_line(capsys):
+    assert main(["sequence:docs/scripts/my_sequence_target.py:target", "--cell",
+                 "gated_deltanet", "--examples", "5", "--seed", "0", "--property",
+                 "oracle,initial_state"]) == 0
+    assert "(float32): OK" in capsys.readouterr().out
