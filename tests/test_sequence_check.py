@@ -14,7 +14,7 @@ from rnnsym.check import check
 from rnnsym.check.cli import main
 from rnnsym.check.sequence import check_sequence
 from rnnsym.check.sequence_oracle import expected
-from rnnsym.check.sequence_properties import PROPERTIES, Context, compare_all, prop
+from rnnsym.check.sequence_properties import PROPERTIES, Context, prop
 from rnnsym.check.sequence_strategies import Draw, build_case, round_case
 from rnnsym.check.sequence_tolerance import (chunk_cumsums, chunk_perturbed, chunk_starts,
                                              sequence_tolerance)
@@ -232,3 +232,18 @@ def test_the_documented_example_target_runs_from_the_command_line(capsys):
                  "gated_deltanet", "--examples", "5", "--seed", "0", "--property",
                  "oracle,initial_state"]) == 0
     assert "(float32): OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell", ["mamba2", "mlstm", "gated_deltanet"])
+def test_the_chunk_term_maps_log_decays_back_to_each_cells_input(cell):
+    """a' = a (eta = 0) gives the inputs back: Mamba-2's dt through softplus and A, mLSTM's
+    forget logit through logsigmoid; eta > 0 moves only the decay input."""
+    t = SequenceTarget("t", cell, (Path("p", "chunked", None, features=("chunk_size",)),))
+    sizes = {"mamba2": (("d_head", 2), ("d_state", 3))}.get(cell, draw().sizes)
+    case = build_case(t, draw(sizes=sizes, decay="mild", dt="ordinary", group=1), "float64")
+    name = {"mamba2": "dt", "mlstm": "f", "gated_deltanet": "g"}[cell]
+    back = chunk_perturbed(case, 5, 0.0, np.random.default_rng(0))
+    assert np.allclose(back.inputs[name], case.inputs[name], rtol=1e-9, atol=1e-12)
+    moved = chunk_perturbed(case, 5, 1e-3, np.random.default_rng(0))
+    assert not np.allclose(moved.inputs[name], case.inputs[name], rtol=1e-9, atol=1e-12)
+    assert all(np.array_equal(moved.inputs[k], v) for k, v in case.inputs.items() if k != name)

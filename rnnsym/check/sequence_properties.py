@@ -140,6 +140,8 @@ def compare_all(got: tuple, exp: tuple, tol: dict, at: str, *, final: bool = Tru
                 versus: str = "", t0: int = 0) -> tuple:
     """Compare ``(out, final)`` pairs: ``(worst ratio, first message)``."""
     pairs = [("out", got[0], exp[0])]
+    if final and got[1] is None and exp[1] is not None:
+        return np.inf, f"the path declares final_state but returned None [{at}]"
     if final and got[1] is not None and exp[1] is not None:
         for k in exp[1]:
             if k not in got[1]:

@@ -22,6 +22,8 @@ low precision. The derivation is in docs/sequence-targets.md; in short:
    (per chunk, from each sequence's start) and map ``a'`` back to the cell's input (``g``;
    Mamba-2's ``dt`` through ``A * softplus(dt + dt_bias)``; mLSTM's ``f`` through
    ``logsigmoid``).
+   A ``parallel`` path (the whole sequence as one masked product) is a chunked one with
+   ``C = T``.
 3. **Low precision**: the target sees inputs rounded to its dtype, so the oracle runs on the
    rounded inputs (``sequence_strategies.round_case``); what remains is the accumulation error
    of 1.-2. with ``u`` of the dtype the path accumulates in (``Path.accumulates``, e.g. float32
@@ -146,7 +148,9 @@ def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, 
     u_acc = U[accumulates or dtype]
     u_out = U[dtype]
     d = contraction(case)
-    chunked = algorithm == "chunked" and chunk
+    if algorithm == "parallel":         # one chunk of the whole sequence (a decay mask)
+        chunk = max(case.T, 1)
+    chunked = algorithm in ("chunked", "parallel") and chunk
     n = d + 2 + FUNCTION_ULPS + (min(chunk, max(case.T, 1)) if chunked else 0)
     g = gamma(n, u_acc)
     eta = gamma(min(chunk, max(case.T, 1)) + 2, u_acc) if chunked else 0.0
