@@ -67,6 +67,7 @@ class Draw:
     split: int              # 0 <= split <= T
     segments: tuple         # varlen lengths (empty: not packed)
     seed: int
+    resets: bool = True     # -inf log-decays may be drawn ("reset", "mixed")
 
     @property
     def heads(self) -> int:
@@ -108,7 +109,8 @@ def grouped_inputs(target: SequenceTarget) -> tuple:
 
 @st.composite
 def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None,
-          min_T=0, max_T=MAX_T, two_chunks=False, varlen=False, T=None) -> Draw:
+          min_T=0, max_T=MAX_T, two_chunks=False, varlen=False, T=None,
+          resets=True) -> Draw:
     """A Draw for ``path`` of ``target``.
 
     groups     True: at least 2 kv heads and G >= 2 (the grouped-heads property); False: groups
@@ -117,6 +119,9 @@ def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None
     two_chunks a second chunk size different from the first (chunk-size invariance)
     varlen     packed segments (B = 1)
     T          a fixed length (decode paths: 1)
+    resets     draw -inf log-decays (hard resets); the ``oracle`` property draws them, the
+               others not, so that a target failing on them still has its other properties
+               checked
     """
     syms = symbols(target.cell, target.cell_options)
     sizes, last = [], 0
@@ -147,10 +152,12 @@ def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None
     with_state = (draw(st.booleans()) if takes_state else False) if state0 is None else state0
     return Draw(
         sizes=tuple(sizes), B=B, T=length, kv_heads=kv, group=G, chunk=chunk, chunk2=chunk2,
-        decay=draw(st.sampled_from(DECAY_MODES)), beta=draw(st.sampled_from(BETA_MODES)),
+        decay=draw(st.sampled_from(DECAY_MODES if resets else
+                                   tuple(m for m in DECAY_MODES if m != "reset"))),
+        beta=draw(st.sampled_from(BETA_MODES)),
         keys=draw(st.sampled_from(KEY_MODES)), dt=draw(st.sampled_from(DT_MODES)),
         state0=with_state, split=draw(st.integers(0, length)), segments=segments,
-        seed=draw(st.integers(0, 2**31 - 1)))
+        seed=draw(st.integers(0, 2**31 - 1)), resets=resets)
 
 
 def _round(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -182,7 +189,7 @@ def round_case(case: SequenceCase, dtype: str) -> SequenceCase:
         {k: _round(v, dtype) for k, v in case.state0.items()})
 
 
-def _log_decay(rng, shape, mode):
+def _log_decay(rng, shape, mode, resets=True):
     mild = -rng.uniform(0.0, 1.0, shape)
     if mode == "mild":
         return mild
@@ -193,7 +200,7 @@ def _log_decay(rng, shape, mode):
     strong = -rng.uniform(20.0, 30.0, shape)
     if mode == "strong":
         return strong
-    reset = np.where(rng.random(shape) < 0.3, -np.inf, mild)
+    reset = np.where(rng.random(shape) < 0.3, -np.inf if resets else -60.0, mild)
     if mode == "reset":
         return reset
     pick = rng.integers(0, 4, shape)        # mixed, per step
@@ -202,7 +209,7 @@ def _log_decay(rng, shape, mode):
 
 def _values(rng, role, shape, draw: Draw, beta_max: float):
     if role == "log_decay":
-        return _log_decay(rng, shape, draw.decay)
+        return _log_decay(rng, shape, draw.decay, draw.resets)
     if role == "beta":
         if draw.beta == "zero":
             return np.zeros(shape)
@@ -225,7 +232,7 @@ def _values(rng, role, shape, draw: Draw, beta_max: float):
         if draw.decay == "strong":
             return -rng.uniform(10.0, 30.0, shape)
         if draw.decay == "reset":
-            return np.where(rng.random(shape) < 0.3, -np.inf, f)
+            return np.where(rng.random(shape) < 0.3, -np.inf if draw.resets else -60.0, f)
         return f
     if role == "input_gate":
         return rng.normal(0.0, 2.0, shape)

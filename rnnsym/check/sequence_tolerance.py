@@ -24,11 +24,20 @@ low precision. The derivation is in docs/sequence-targets.md; in short:
    ``logsigmoid``).
    A ``parallel`` path (the whole sequence as one masked product) is a chunked one with
    ``C = T``.
+2b. **Chunked delta rule** (DeltaNet, Gated DeltaNet: the WY / UT form): within a chunk the
+   kernel solves the unit lower triangular ``(I + L) U = diag(β) V``, ``L_ij = β_i e^{b_i - b_j}
+   k_i·k_j``, by forward substitution, backward stable componentwise (Higham, Thm 8.5): the
+   computed ``U`` is exact for ``diag(β) V + δ``, ``|δ| <= γ (I + |L|) |T| |diag(β) V|``,
+   ``T = (I + L)^-1``. Nearly parallel keys with ``β`` near 1 make ``|T|`` large (the solution
+   is a difference of nearly equal values), so the probes perturb each value ``v_s`` by that
+   bound (divided by ``β_s``; :func:`wy_perturbed`).
 3. **Low precision**: the target sees inputs rounded to its dtype, so the oracle runs on the
    rounded inputs (``sequence_strategies.round_case``); what remains is the accumulation error
    of 1.-2. with ``u`` of the dtype the path accumulates in (``Path.accumulates``, e.g. float32
    for bf16 inputs) and the rounding of the results to the target's dtype, ``u_out |expected|``
-   (plus ``u_out * tiny`` for subnormals).
+   (plus, absolutely, the smallest normal number of the accumulating dtype: below it a
+   result loses its relative accuracy, or is flushed to zero; ``u_out * tiny`` of the
+   output dtype where larger).
 
     tol = SAFETY * (max over PROBES |oracle(perturbed) - oracle| + u_out * (|expected| + tiny))
 
@@ -129,6 +138,49 @@ def chunk_perturbed(case: SequenceCase, chunk: int, eta: float, rng) -> Sequence
     return replace(case, inputs=dict(case.inputs, **{name: _from_log(case, a2)}))
 
 
+def wy_perturbed(case: SequenceCase, chunk: int, eta: float, rng) -> SequenceCase:
+    """The case whose values carry the errors of a chunked delta rule (the WY / UT form of
+    DeltaNet and Gated DeltaNet; module docstring, 2b.). Within a chunk the kernel solves
+    ``(I + L) U = diag(β) V`` with ``L_ij = β_i e^{b_i − b_j} k_i·k_j`` (j < i) by forward
+    substitution; its computed ``U`` is the exact one of ``diag(β) V + δ`` with
+    ``|δ| <= eta (I + |L|) |T| |diag(β) V|``, ``T = (I + L)^-1`` (Higham, Thm 8.5, written
+    back onto the values). The values are perturbed by that much (divided by β), computed in
+    float64 from the case, chunk by chunk from each sequence's start."""
+    if case.cell not in ("deltanet", "gated_deltanet") or not chunk or case.T == 0:
+        return case
+    from rnnsym.check.sequence_oracle import head_inputs, input_head
+    v_in = np.asarray(case.inputs["v"], np.float64)
+    bound = np.zeros(v_in.shape)
+    starts = tuple(case.cu_seqlens[:-1]) if case.cu_seqlens else (0,)
+    first = chunk_starts(case.T, chunk, starts)
+    bounds = list(np.flatnonzero(first)) + [case.T]
+    l2 = bool(case.options.get("qk_l2norm"))
+    for h in range(case.heads):
+        x = head_inputs(case, h)                              # (T, B, d)
+        k = x["k"] / np.sqrt((x["k"] ** 2).sum(-1, keepdims=True) + 1e-6) if l2 else x["k"]
+        beta, v = x["beta"][..., 0], x["v"]
+        g = x["g"] if "g" in x else np.zeros_like(k[..., :1])
+        g = np.where(np.isfinite(g), g, -1e4)                  # a reset: no coupling across it
+        for c0, c1 in zip(bounds[:-1], bounds[1:]):
+            kc, bc, vc = k[c0:c1], beta[c0:c1], v[c0:c1]       # (L, B, ...)
+            b = np.cumsum(g[c0:c1], axis=0)                    # (L, B, 1 or d_k)
+            with np.errstate(all="ignore"):
+                decay = np.exp(b[:, None] - b[None, :])        # (L, L, B, 1 or d_k)
+                dots = np.einsum("ibd,jbd,ijbd->ijb", kc, kc,
+                                 np.broadcast_to(decay, decay.shape[:3] + kc.shape[-1:]))
+            L = np.nan_to_num(np.tril(np.moveaxis(bc[:, None] * dots, 2, 0), -1))  # (B, L, L)
+            n = L.shape[-1]
+            T = np.linalg.inv(np.eye(n) + L)
+            bv = np.abs(bc.T[..., None] * np.moveaxis(vc, 1, 0))           # (B, L, d_v)
+            delta = (np.eye(n) + np.abs(L)) @ (np.abs(T) @ bv)
+            with np.errstate(all="ignore"):
+                dv = np.where(bc.T[..., None] > 0, delta / np.abs(bc.T[..., None]), 0.0)
+            j = input_head(h, case.heads, v_in.shape[2])
+            bound[:, c0:c1, j] = np.fmax(bound[:, c0:c1, j], dv)
+    noise = eta * bound * rng.uniform(-1.0, 1.0, size=bound.shape)
+    return replace(case, inputs=dict(case.inputs, v=v_in + noise))
+
+
 def contraction(case: SequenceCase) -> int:
     """The longest dot product of one step: the largest size of a vector input."""
     sizes = [np.shape(v)[-1] for v in case.inputs.values() if np.ndim(v) == 4]
@@ -170,6 +222,7 @@ def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, 
                                             rng))
             if chunked:
                 probe = chunk_perturbed(probe, chunk, eta, rng)
+                probe = wy_perturbed(probe, chunk, eta, rng)
             p_out, p_final = oracle(probe, cell_options, state_noise=noise)
             got = {"out": p_out, **p_final}
             ref = {"out": out, **final}
@@ -178,4 +231,7 @@ def sequence_tolerance(case: SequenceCase, cell_options: dict, expected: tuple, 
                 diff = np.where(np.isnan(diff) & (got[k] == ref[k]), 0.0, diff)  # inf == inf
                 spread[k] = np.fmax(spread[k], np.nan_to_num(diff, nan=np.inf))
     ref = {"out": out, **final}
-    return {k: SAFETY * (spread[k] + u_out * (np.abs(ref[k]) + TINY[dtype])) for k in spread}
+    # results below the smallest normal number of the accumulating dtype lose their relative
+    # accuracy there (gradual underflow, or flushed to zero): an absolute TINY[accumulating]
+    tiny = max(u_out * TINY[dtype], TINY[accumulates or dtype])
+    return {k: SAFETY * (spread[k] + u_out * np.abs(ref[k]) + tiny) for k in spread}
