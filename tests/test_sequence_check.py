@@ -247,3 +247,20 @@ def test_the_chunk_term_maps_log_decays_back_to_each_cells_input(cell):
     moved = chunk_perturbed(case, 5, 1e-3, np.random.default_rng(0))
     assert not np.allclose(moved.inputs[name], case.inputs[name], rtol=1e-9, atol=1e-12)
     assert all(np.array_equal(moved.inputs[k], v) for k, v in case.inputs.items() if k != name)
+
+
+def test_a_correct_chunked_delta_rule_in_wy_and_ut_form_passes_at_its_hard_edges():
+    """Gated DeltaNet chunked by the WY form (forward substitution) and by the UT transform in
+    float32 for a float64 case (as Qwen3-Next's torch functions compute): nearly parallel keys,
+    beta at 1, strong and no decay, T = 13 in chunks of 5."""
+    import gdn_wy_numpy
+    t = gdn_wy_numpy.target
+    for decay in ("strong", "none", "moderate"):
+        for keys in ("parallel", "random"):
+            d = draw(group=1, kv_heads=2, decay=decay, beta="max", keys=keys)
+            for path, dtype in (("chunked", "float32"), ("chunked_ut", "float64")):
+                for name in ("oracle", "chunk_size", "split_carry"):
+                    ok = run_property(t, name, d, path=path, dtype=dtype)
+                    assert not ok.failed, (decay, keys, path, name, ok.message)
+    r = check_sequence(t, examples=10, seed=0, dtype="float64")
+    assert r.exit_code == 0, r.format()
