@@ -20,8 +20,8 @@ import time
 from typing import Optional
 
 from rnnsym.check.search import Progress, new_stats, search
-from rnnsym.check.sequence_properties import (PROPERTIES, PROPERTY_NAMES, Context, Outcome,
-                                              PathUnsupported)
+from rnnsym.check.sequence_properties import (PROPERTIES, PROPERTY_NAMES, Context,
+                                              OracleUndefined, Outcome, PathUnsupported)
 from rnnsym.check.sequence_report import PropertyResult, SequenceReport
 from rnnsym.check.sequence_tolerance import U
 from rnnsym.frameworks import UsageError
@@ -54,6 +54,8 @@ class _Subject:
             return self.prop.run(self.ctx, draw)
         except PathUnsupported as exc:
             return Outcome(case=draw, unsupported=str(exc))
+        except OracleUndefined:
+            return None                     # rnnsym.check.search rejects the example
         except _PathRaised as exc:
             return Outcome(case=draw, failed=True, ratio=float("inf"), kind="raised",
                            message=str(exc))
