@@ -28,6 +28,11 @@ and everything below it, never ``rnnsym.testing`` or the CLI. One file per role:
 ``diagnose.py``        the table of known bug classes, and naming the one a failure matches
 ``report.py``          ``Report`` / ``Counterexample``: verdicts, exit codes, formatting
 ``cli.py``             ``rnnsym check ...``
+``sequence*.py``       sequence targets (chunked / recurrent / decode paths of a linear
+                       recurrence): ``sequence.py`` the search, ``sequence_strategies.py``
+                       the cases, ``sequence_properties.py`` the properties and diagnoses,
+                       ``sequence_tolerance.py``, ``sequence_report.py``,
+                       ``sequence_oracle.py`` (docs/sequence-targets.md)
 =====================  ======================================================================
 """
 from __future__ import annotations
@@ -38,13 +43,14 @@ import types
 from rnnsym.check.cases import Case, cases
 from rnnsym.check.checker import check
 from rnnsym.check.report import Counterexample, Report, UnsupportedFeature
+from rnnsym.check.sequence import check_sequence
 from rnnsym.check.space import FEATURES, CheckOptions, config_space
 from rnnsym.check.target import KINDS, Outcome, run_case
 from rnnsym.frameworks import ContractError, Unsupported, UsageError
 
 __all__ = ["check", "Report", "Counterexample", "CheckOptions", "UsageError", "ContractError",
            "Unsupported", "UnsupportedFeature", "FEATURES", "KINDS", "cases", "run_case", "Case",
-           "Outcome", "config_space"]
+           "Outcome", "config_space", "check_sequence"]
 
 
 class _CallablePackage(types.ModuleType):

@@ -19,6 +19,28 @@ from rnnsym.check.target import Outcome, TargetTimeout, limited_call
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
 
 
+def _check_sequence(target, cell, *, examples, seed, dtype, path, properties, progress,
+                    gradients, rtol, atol):
+    """A sequence target (``rnnsym.check.sequence``): its cell must be ``cell`` when given."""
+    from rnnsym.check.sequence import check_sequence
+    from rnnsym.frameworks.registry import sequence_target
+
+    if gradients:
+        raise UsageError("--gradients: not for sequence targets (their outputs are checked)")
+    if rtol is not None or atol is not None:
+        raise UsageError("--rtol/--atol: sequence targets use their algorithm's tolerance "
+                         "(docs/sequence-targets.md)")
+    seq = sequence_target(target, cell)
+    if cell is not None and str(cell).lower() != seq.cell:
+        raise UsageError(f"--cell {cell}: target {seq.name} computes {seq.cell}; "
+                         f"use --cell {seq.cell}")
+    _check_numbers(examples=1 if examples is None else examples, seed=seed, rtol=None,
+                   atol=None)
+    return check_sequence(seq, paths=path, dtype=dtype or "float32", examples=examples,
+                          seed=seed, properties=properties, progress=progress,
+                          spec=target if isinstance(target, str) else seq.name)
+
+
 class OptionTypeError(UsageError, TypeError):
     """An option of the wrong type (``examples="ten"``): a UsageError (CLI exit 2) that is also
     a TypeError for Python callers."""
@@ -40,14 +62,16 @@ def _check_numbers(*, examples, seed, rtol, atol):
             raise UsageError(f"--{name}: expected a finite number >= 0, got {v!r}")
 
 
-def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
+def check(target, cell: str = None, *, examples: Optional[int] = None,
+          seed: Optional[int] = None,
           dtype: Optional[str] = None, rtol: Optional[float] = None,
           atol: Optional[float] = None, layers=None, bidirectional="both", variant=None,
           cell_api: bool = False, progress: bool = False, max_size: int = 6,
           attributes=None, features=None, without=None, strict: bool = False,
           timeout: Optional[float] = 30.0, gradients: bool = False,
           backward: Optional[str] = None, in_process: bool = False, define=None,
-          define_file=None, inputs="x", readouts="", dims="", param_map=None) -> Report:
+          define_file=None, inputs="x", readouts="", dims="", param_map=None, path=None,
+          properties=None) -> Report:
     """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
 
     target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
@@ -58,7 +82,8 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
                    restricts the attribute space and ``variant`` fixes readings)
     cell           "elman" (alias "rnn"), "lstm" or "gru"; ONNX targets also
                    "linear_attention" and "causal_conv" (opset 27, ``check.onnx.state_ops``)
-    examples       number of Hypothesis examples (default 500)
+    examples       number of Hypothesis examples (default 500; sequence targets: 50 per
+                   property and path)
     seed           replays a run exactly (default: a random seed, shown in the report)
     dtype          "float32" (default for classes/frameworks) or "float64" (default for
                    canonical NumPy functions)
@@ -90,8 +115,21 @@ def check(target, cell: str, *, examples: int = 500, seed: Optional[int] = None,
     define, define_file, inputs, readouts, dims, param_map
                    any other cell (a built-in beyond elman/lstm/gru's framework options, or a
                    cell's text): ``rnnsym.check.anycell`` (``cell=None`` with ``define``)
+    path, properties
+                   sequence targets (``rnnsym.check.sequence``: "transformers:...",
+                   "sequence:FILE.py:NAME", a SequenceTarget): the paths and properties
+                   checked (names or "a,b"; default all); they return a SequenceReport
     Raises UsageError (CLI exit 2) when the target or options cannot be checked.
     """
+    from rnnsym.frameworks.registry import is_sequence_target
+    if is_sequence_target(target):
+        return _check_sequence(target, cell, examples=examples, seed=seed, dtype=dtype,
+                               path=path, properties=properties, progress=progress,
+                               gradients=gradients, rtol=rtol, atol=atol)
+    if path is not None or properties is not None:
+        raise UsageError("--path/--property: only for sequence targets "
+                         "(docs/sequence-targets.md)")
+    examples = 500 if examples is None else examples
     from rnnsym.check.anycell import check_cell, request, wants_cell_check
     from rnnsym.check.onnx import is_onnx_target
 

@@ -74,12 +74,23 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="torch modules following the cell API: CELL_PARAM=MODULE_PARAM "
                              "pairs, e.g. W_x=weight_ih,W_h=weight_hh (NAME.T: stored "
                              "transposed)")
-    parser.add_argument("--examples", type=int, default=500,
-                        help="number of Hypothesis examples (default 500)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="number of Hypothesis examples (default 500; sequence targets: "
+                             "50 per property and path)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run")
-    parser.add_argument("--dtype", choices=["float32", "float64", "float16"], default=None,
+    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
+                        default=None,
                         help="default float32 for classes/frameworks, float64 for functions "
-                             "(float16: linear_attention and causal_conv only)")
+                             "(float16: linear_attention and causal_conv, and sequence targets; "
+                             "bfloat16: sequence targets only)")
+    parser.add_argument("--path", default=None, metavar="NAMES",
+                        help="sequence targets: the paths checked, e.g. chunked,recurrent "
+                             "(default all; docs/sequence-targets.md)")
+    parser.add_argument("--property", dest="properties", action="append", default=None,
+                        metavar="NAMES",
+                        help="sequence targets: the properties checked (oracle, chunk_size, "
+                             "split_carry, initial_state, decode, varlen, groups; default all); "
+                             "repeatable")
     parser.add_argument("--rtol", type=float, default=None,
                         help="replace the principled tolerance by atol + rtol*|expected|")
     parser.add_argument("--atol", type=float, default=None)
@@ -157,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         extra["backward"] = args.backward
     if args.in_process:
         extra["in_process"] = True
+    if args.path is not None:
+        extra["path"] = args.path
+    if args.properties is not None:
+        extra["properties"] = ",".join(args.properties)
     for key in ("define", "define_file", "param_map"):
         if getattr(args, key, None) is not None:
             extra[key] = getattr(args, key)

@@ -18,6 +18,17 @@ unknown-target error and the README's list of targets are made from :data:`TARGE
 ONNX targets (``onnx=True``) are checked by :mod:`rnnsym.check.onnx` on ONNX models rather than
 through a Harness; they are listed here so that every name is in one place.
 
+Sequence targets (``sequence=True``: a model's chunked / recurrent / decode paths of one
+matrix-state recurrence, :mod:`rnnsym.frameworks.sequence`) are checked by
+:mod:`rnnsym.check.sequence`. Their factory ``"module:NAME"`` names a
+:class:`~rnnsym.frameworks.sequence.SequenceTarget`, a function of no arguments returning one,
+or a function ``(spec, cell, options)`` returning one; a new one is one line::
+
+    Target("transformers:qwen3-next-gdn", "summary", "rnnsym.frameworks.transformers_gdn:"
+           "qwen3_next_gdn", sequence=True)
+
+(:func:`sequence_target` resolves a spec; the factory is imported only when the target is used).
+
 The top of :mod:`rnnsym.frameworks`: it may import every framework module; none imports it.
 """
 from __future__ import annotations
@@ -59,6 +70,7 @@ class Target:
     prefix   for a pattern: how a spec of it starts ("onnx:"); "" for names
     options  the TargetOptions fields it accepts
     onnx     checked on ONNX models (rnnsym.check.onnx), not through a Harness
+    sequence a sequence target (rnnsym.check.sequence): the factory gives a SequenceTarget
     """
 
     name: str
@@ -68,6 +80,7 @@ class Target:
     prefix: Optional[str] = None
     options: tuple = ()
     onnx: bool = False
+    sequence: bool = False
 
     @property
     def names(self) -> tuple:
@@ -89,6 +102,7 @@ class Target:
 
 
 OBJECT = "rnnsym.frameworks.registry:object_harness"
+SEQUENCE_OBJECT = "rnnsym.frameworks.registry:sequence_object"
 
 #: every target, in the order --help and the README list them
 TARGETS = (
@@ -115,6 +129,10 @@ TARGETS = (
     Target("onnx2torch", "the same for onnx2torch", onnx=True),
     Target("onnx-converter:MODULE:NAME", "your converter: convert(onnx.ModelProto) -> module",
            prefix="onnx-converter:", onnx=True),
+    Target("sequence:FILE.py:NAME", "your sequence target (a model's chunked/recurrent/decode "
+           "paths of a linear recurrence): a SequenceTarget, or a function returning one "
+           "(docs/sequence-targets.md)", SEQUENCE_OBJECT, prefix="sequence:",
+           aliases=("sequence:MODULE:NAME",), sequence=True),
 )
 
 
@@ -128,6 +146,56 @@ def lookup(spec) -> Target:
         if target.matches(spec):
             return target
     raise UsageError(f"target {spec!r}: unknown; expected {usage_names()}")
+
+
+def is_sequence_target(spec) -> bool:
+    """A SequenceTarget, or a spec naming a registered sequence target or ``sequence:...``."""
+    from rnnsym.frameworks.sequence import SequenceTarget
+    if isinstance(spec, SequenceTarget):
+        return True
+    if not isinstance(spec, str):
+        return False
+    try:
+        return lookup(spec).sequence
+    except UsageError:
+        return False
+
+
+def sequence_target(spec, cell: Optional[str] = None):
+    """A sequence target spec (a registered name, ``sequence:FILE.py:NAME``,
+    ``sequence:MODULE:NAME``) or a SequenceTarget -> the SequenceTarget. Raises UsageError."""
+    from rnnsym.frameworks.sequence import SequenceTarget
+    if isinstance(spec, SequenceTarget):
+        return spec
+    entry = lookup(spec)
+    if not entry.sequence:
+        raise UsageError(f"target {spec}: not a sequence target")
+    module, function = entry.factory.split(":")
+    factory = getattr(importlib.import_module(module), function)
+    return _sequence_from(factory, spec, cell, spec)
+
+
+def _sequence_from(obj, spec, cell, name):
+    from rnnsym.frameworks.sequence import SequenceTarget
+    if callable(obj) and not isinstance(obj, SequenceTarget):
+        try:
+            params = inspect.signature(obj).parameters.values()
+            required = [p for p in params if p.default is p.empty
+                        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            required = []
+        obj = obj(spec, cell, TargetOptions()) if required else obj()
+    if not isinstance(obj, SequenceTarget):
+        raise UsageError(f"target {name}: expected a SequenceTarget (or a function returning "
+                         f"one), got {type(obj).__name__}")
+    return obj
+
+
+def sequence_object(spec, cell, options):
+    """``sequence:FILE.py:NAME`` / ``sequence:MODULE:NAME``: NAME is a SequenceTarget or a
+    function returning one (no arguments, or ``(spec, cell, options)``)."""
+    obj, _ = load_target(spec[len("sequence:"):])
+    return _sequence_from(obj, spec, cell, spec)
 
 
 def usage_names(sep: str = ", ") -> str:
@@ -148,6 +216,8 @@ def resolve_harness(target, cell: str, *, cell_api: bool = False,
     entry = lookup(target)
     if entry.onnx:
         raise UsageError(f"target {target}: an ONNX target, checked by rnnsym.check.onnx")
+    if entry.sequence:
+        raise UsageError(f"target {target}: a sequence target, checked by rnnsym.check.sequence")
     harness = entry.make(target, cell, TargetOptions(cell_api=cell_api, backward=backward))
     return harness, harness.default_dtype
 

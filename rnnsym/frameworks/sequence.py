@@ -115,6 +115,9 @@ class SequenceTarget:
                 "k": "kv", "v": "kv"}``: inputs sharing a group name have the same number
                 of heads; "out" is the output's
     convention  one paragraph: the target's own preprocessing and layout, as documented
+    ranges      the largest value an input may take where the model allows more than the
+                checker's default edge, e.g. ``{"beta": 2.0}`` (DeltaNet with negative
+                eigenvalues: beta in [0, 2]); the checker draws that edge too
     """
 
     name: str
@@ -123,6 +126,7 @@ class SequenceTarget:
     cell_options: dict = field(default_factory=dict)
     input_heads: dict = field(default_factory=dict)
     convention: str = ""
+    ranges: dict = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
         for p in self.paths:
