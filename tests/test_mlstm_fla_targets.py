@@ -22,6 +22,7 @@ from rnnsym.errors import Unsupported  # noqa: E402
 from rnnsym.frameworks import fla as F  # noqa: E402
 from rnnsym.frameworks import mlstm_kernels as M  # noqa: E402
 from rnnsym.frameworks.sequence import SequenceCase  # noqa: E402
+from rnnsym.frameworks.registry import TARGETS as REGISTRY, sequence_target  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*Triton is not supported.*")
 
@@ -96,7 +97,7 @@ def check(target, path, case, rtol, chunk=None):
 
 
 TARGETS = [M.mlstm_kernels_target(), M.mlstm_kernels_parallel_target(), M.transformers_xlstm_target(),
-           *(getattr(F, fac)() for _, fac in F.SEQUENCE_TARGETS.values())]
+           *(sequence_target(t.name) for t in REGISTRY if t.factory.startswith("rnnsym.frameworks.fla:"))]
 PATHS = [(t, p) for t in TARGETS for p in t.paths]
 GROUP = {"fla:kda": 2}
 
@@ -222,7 +223,7 @@ def test_finding_log_decay_minus_inf_gives_nan_in_fla_chunked_forms(name, path):
     """FINDING: g = -inf (a hard reset, exp(g) = 0) at one step turns the chunked/parallel naive
     forms' whole chunk to NaN: they form (cumsum(g)_i - cumsum(g)_j).tril().exp(), and
     -inf - (-inf) = NaN survives the tril. The recurrent forms of the same module are exact."""
-    t = getattr(F, F.SEQUENCE_TARGETS[name][1])()
+    t = sequence_target(name)
     g = -np.full(12, 0.5)
     g[5] = -np.inf
     g = g[None, :, None, None] if t.cell_options.get("decay") == "key" else g[None, :, None]

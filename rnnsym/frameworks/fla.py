@@ -357,19 +357,3 @@ def retention_target() -> SequenceTarget:
         "is Unsupported. No state; computes in float32 (float64 declined).",
         paths=(Path("parallel", "parallel", _retention, dtypes=LOW, accumulates="float32",
                     source=f"{VERSION} fla.ops.retention.naive:naive_retention"),))
-
-
-SEQUENCE_TARGETS = {
-    "fla:gated-delta-rule": ("fla-core 0.6.0 naive gated delta rule (recurrent, chunked)",
-                             "gated_delta_rule_target"),
-    "fla:kda": ("fla-core 0.6.0 naive Kimi Delta Attention: gated delta rule, per-key decay, "
-                "grouped q/k", "kda_target"),
-    "fla:delta-rule": ("fla-core 0.6.0 naive delta rule (recurrent, chunkwise, parallel)",
-                       "delta_rule_target"),
-    "fla:gla": ("fla-core 0.6.0 naive recurrent GLA (per-key decay)", "gla_target"),
-    "fla:simple-gla": ("fla-core 0.6.0 naive simple GLA (per-head decay): recurrent, chunked, "
-                       "parallel", "simple_gla_target"),
-    "fla:linear-attn": ("fla-core 0.6.0 naive linear attention (recurrent, chunked)",
-                        "linear_attn_target"),
-    "fla:retention": ("fla-core 0.6.0 naive retention (per-head fixed decay)", "retention_target"),
-}

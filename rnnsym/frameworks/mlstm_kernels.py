@@ -294,13 +294,3 @@ def transformers_xlstm_target() -> SequenceTarget:
                  dtypes=st.DTYPES, chunk_size=64,
                  source=src + "wrap_chunkwise_arbitrary_sequence_length (xLSTMBackend inference)"),
         ))
-
-
-SEQUENCE_TARGETS = {
-    "mlstm-kernels:mlstm": ("mlstm-kernels 2.0.6 native torch mLSTM: chunkwise, recurrent loop, "
-                            "decode step", "mlstm_kernels_target"),
-    "mlstm-kernels:parallel": ("mlstm-kernels 2.0.6 native torch parallel mLSTM (and stablef); "
-                               "stabiliser with m_0 = -inf", "mlstm_kernels_parallel_target"),
-    "transformers:xlstm": ("transformers 5.23.0 xLSTM's native mLSTM copies: chunkwise, "
-                           "recurrent, step, inference wrapper", "transformers_xlstm_target"),
-}

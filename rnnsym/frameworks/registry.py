@@ -129,6 +129,46 @@ TARGETS = (
     Target("onnx2torch", "the same for onnx2torch", onnx=True),
     Target("onnx-converter:MODULE:NAME", "your converter: convert(onnx.ModelProto) -> module",
            prefix="onnx-converter:", onnx=True),
+    Target("transformers:qwen3-next-gdn", "Qwen3-Next Gated DeltaNet, pure torch: chunked prefill, recurrent, decode step "
+           "(same functions in qwen3_5, qwen3_5_moe, olmo_hybrid, qwen4_exp)",
+           "rnnsym.frameworks.transformers_gdn:qwen3_next_gdn", sequence=True),
+    Target("transformers:kimi-linear-kda", "Kimi Linear KDA (per-key decay Gated DeltaNet), pure torch: chunked, recurrent, "
+           "decode step (same functions in bailing_hybrid, glm5_next)",
+           "rnnsym.frameworks.transformers_gdn:kimi_linear_kda", sequence=True),
+    Target("transformers:mamba2", "Mamba-2 SSD, pure torch: mamba2_chunk_scan prefill, "
+           "mamba2_selective_state_update decode, dt_limit as Mamba2Mixer passes it (same "
+           "functions in bamba, falcon_h1, granitemoehybrid)",
+           "rnnsym.frameworks.transformers_mamba:mamba2", sequence=True),
+    Target("transformers:nemotron-h-mamba2", "Nemotron-H / Zamba2's Mamba-2 mixer: the same functions with their default "
+           "dt_limit (time_step_min=0.001, inf) on prefill only",
+           "rnnsym.frameworks.transformers_mamba:nemotron_h_mamba2", sequence=True),
+    Target("transformers:mamba", "Mamba-1 selective scan, pure torch: mamba_selective_scan (sequential loop), "
+           "mamba_selective_state_update decode (same functions in falcon_mamba, jamba, "
+           "zamba)",
+           "rnnsym.frameworks.transformers_mamba:mamba", sequence=True),
+    Target("mlstm-kernels:mlstm", "mlstm-kernels 2.0.6 native torch mLSTM: chunkwise, recurrent loop, decode step",
+           "rnnsym.frameworks.mlstm_kernels:mlstm_kernels_target", sequence=True),
+    Target("mlstm-kernels:parallel", "mlstm-kernels 2.0.6 native torch parallel mLSTM (and stablef); stabiliser with "
+           "m_0 = -inf",
+           "rnnsym.frameworks.mlstm_kernels:mlstm_kernels_parallel_target", sequence=True),
+    Target("transformers:xlstm", "transformers 5.23.0 xLSTM's native mLSTM copies: chunkwise, recurrent, step, "
+           "inference wrapper",
+           "rnnsym.frameworks.mlstm_kernels:transformers_xlstm_target", sequence=True),
+    Target("fla:gated-delta-rule", "fla-core 0.6.0 naive gated delta rule (recurrent, chunked)",
+           "rnnsym.frameworks.fla:gated_delta_rule_target", sequence=True),
+    Target("fla:kda", "fla-core 0.6.0 naive Kimi Delta Attention: gated delta rule, per-key decay, "
+           "grouped q/k",
+           "rnnsym.frameworks.fla:kda_target", sequence=True),
+    Target("fla:delta-rule", "fla-core 0.6.0 naive delta rule (recurrent, chunkwise, parallel)",
+           "rnnsym.frameworks.fla:delta_rule_target", sequence=True),
+    Target("fla:gla", "fla-core 0.6.0 naive recurrent GLA (per-key decay)",
+           "rnnsym.frameworks.fla:gla_target", sequence=True),
+    Target("fla:simple-gla", "fla-core 0.6.0 naive simple GLA (per-head decay): recurrent, chunked, parallel",
+           "rnnsym.frameworks.fla:simple_gla_target", sequence=True),
+    Target("fla:linear-attn", "fla-core 0.6.0 naive linear attention (recurrent, chunked)",
+           "rnnsym.frameworks.fla:linear_attn_target", sequence=True),
+    Target("fla:retention", "fla-core 0.6.0 naive retention (per-head fixed decay)",
+           "rnnsym.frameworks.fla:retention_target", sequence=True),
     Target("sequence:FILE.py:NAME", "your sequence target (a model's chunked/recurrent/decode "
            "paths of a linear recurrence): a SequenceTarget, or a function returning one "
            "(docs/sequence-targets.md)", SEQUENCE_OBJECT, prefix="sequence:",

@@ -52,16 +52,6 @@ KIMI = "transformers.models.kimi_linear.modeling_kimi_linear"
 GDN_COPIES = ("qwen3_5", "qwen3_5_moe", "olmo_hybrid", "qwen4_exp")
 KDA_COPIES = ("bailing_hybrid", "glm5_next")
 
-SEQUENCE_TARGETS = {
-    "transformers:qwen3-next-gdn": (
-        "Qwen3-Next Gated DeltaNet, pure torch: chunked prefill, recurrent, decode step "
-        "(same functions in qwen3_5, qwen3_5_moe, olmo_hybrid, qwen4_exp)", "qwen3_next_gdn"),
-    "transformers:kimi-linear-kda": (
-        "Kimi Linear KDA (per-key decay Gated DeltaNet), pure torch: chunked, recurrent, decode "
-        "step (same functions in bailing_hybrid, glm5_next)", "kimi_linear_kda"),
-}
-
-
 def _module(model: str):
     from rnnsym.frameworks.torch_env import import_transformers_module
     return import_transformers_module(model)

@@ -65,21 +65,6 @@ MAMBA2_COPIES = ("bamba", "falcon_h1", "granitemoehybrid", "nemotron_h", "zamba2
 MAMBA_COPIES = ("falcon_mamba", "jamba", "zamba")
 NO_LIMIT = (0.0, math.inf)
 
-SEQUENCE_TARGETS = {
-    "transformers:mamba2": (
-        "Mamba-2 SSD, pure torch: mamba2_chunk_scan prefill, mamba2_selective_state_update "
-        "decode, dt_limit as Mamba2Mixer passes it (same functions in bamba, falcon_h1, "
-        "granitemoehybrid)", "mamba2"),
-    "transformers:nemotron-h-mamba2": (
-        "Nemotron-H / Zamba2's Mamba-2 mixer: the same functions with their default "
-        "dt_limit (time_step_min=0.001, inf) on prefill only", "nemotron_h_mamba2"),
-    "transformers:mamba": (
-        "Mamba-1 selective scan, pure torch: mamba_selective_scan (sequential loop), "
-        "mamba_selective_state_update decode (same functions in falcon_mamba, jamba, zamba)",
-        "mamba"),
-}
-
-
 def _module(model: str):
     from rnnsym.frameworks.torch_env import import_transformers_module
     return import_transformers_module(model)
