@@ -176,7 +176,9 @@ def _chunked_scan(q, k, v, g, S, chunk, sub=16):
     than 40 (float32; 300 otherwise), so that both factors stay finite; past that (strong
     decays) the chunk splits into sub-chunks of ``sub`` rows, whose earlier columns factor
     through the cumulative decay r at the sub-chunk's start (e^{b_t − r} e^{r − b_s}, both ≤ 1)
-    and whose own block is summed entry by entry.
+    and whose own block is summed entry by entry. A log-decay of -inf (a hard reset) would make
+    b_t − b_s NaN: a chunk holding one sums only the finite log-decays and zeroes every product
+    that spans a reset, entry by entry.
     """
     T, B, d_v = q.shape[0], q.shape[1], v.shape[2]
     out = np.empty((T, B, d_v), dtype=q.dtype)
@@ -184,8 +186,24 @@ def _chunked_scan(q, k, v, g, S, chunk, sub=16):
         # the chunk, batch-major and contiguous: its products are plain GEMMs
         qc, kc, vc, gc = (np.ascontiguousarray(a[c0:c0 + chunk].transpose(1, 0, 2)) for a in (q, k, v, g))
         L = qc.shape[1]
-        b = np.cumsum(gc, axis=1)
         below = np.tril(np.ones((L, L), dtype=bool))
+        reset = np.isneginf(gc)                  # a log-decay of -inf: a hard reset, exp(g) = 0
+        if reset.any():
+            # b_t - b_s past a reset is -inf - (-inf) = NaN: sum the finite log-decays only and
+            # zero every product that spans a reset (seg counts the resets up to each step)
+            seg = np.cumsum(reset, axis=1)
+            b = np.cumsum(np.where(reset, 0, gc), axis=1)
+            same = below[None, :, :, None] & (seg[:, :, None, :] == seg[:, None, :, :])
+            E = np.exp(np.where(same, b[:, :, None, :] - b[:, None, :, :], -np.inf))
+            A = (np.einsum("btd,bsd,btsd->bts", qc, kc, E) if gc.shape[2] > 1
+                 else (qc @ kc.transpose(0, 2, 1)) * E[..., 0])
+            out[c0:c0 + chunk] = ((qc * np.exp(np.where(seg == 0, b, -np.inf))) @ S
+                                  + A @ vc).transpose(1, 0, 2)
+            last, seg_last = b[:, -1:], seg[:, -1:]
+            S = (np.exp(np.where(seg_last == 0, last, -np.inf)).transpose(0, 2, 1) * S
+                 + (kc * np.exp(np.where(seg == seg_last, last - b, -np.inf))).transpose(0, 2, 1) @ vc)
+            continue
+        b = np.cumsum(gc, axis=1)
         if gc.shape[2] == 1:
             A = (qc @ kc.transpose(0, 2, 1)) * np.exp(np.where(below, b - b.transpose(0, 2, 1), -np.inf))
         elif b.max() - b.min() < (40 if q.dtype == np.float32 else 300):

@@ -335,7 +335,7 @@ CHUNKED = ["linear_attention", "gla", "gla_decay_head", "mamba2"]
 def test_chunked_form_equals_the_sequential_form(name, data):
     """forward_chunked == forward (float64, 1e-12 normwise) for every chunk size and T, T not a
     multiple of the chunk included, decays from mild to strong (a chunk's cumulative log-decay
-    down to about -2000: the stable form must not overflow)."""
+    down to about -2000: the stable form must not overflow) and hard resets (log-decay -inf)."""
     module = rnnsym.compile(variant_cell(name))
     sizes, _, B, _ = data.draw(sizes_and_steps(name))
     T = data.draw(st.integers(0, 70), label="T")
@@ -345,6 +345,10 @@ def test_chunked_form_equals_the_sequential_form(name, data):
     cell, params, x, state0 = problem(name, sizes, T, B, rng, data.draw(st.booleans(), label="state0"))
     if "g" in x:
         x["g"] = x["g"] * strength
+        if T and data.draw(st.booleans(), label="hard resets"):
+            # log-decay -inf at some steps (per key row where the decay is per key): the state
+            # is forgotten; the chunked form must not form -inf - (-inf) = NaN
+            x["g"][rng.random(x["g"].shape) < 0.15] = -np.inf
     if "A" in params:
         params["A"] = params["A"] * strength
     ctx = f"{name}({sizes}, T={T}, B={B}, chunk={chunk}, strength={strength})"
