@@ -15,6 +15,9 @@ import numpy as np
 from rnnsym.errors import Unsupported
 
 DTYPES = ("float64", "float32", "bfloat16", "float16")
+#: cell options that say which cell a target computes (its ``SequenceTarget.cell_options``,
+#: copied into every case by the checker), not a value a path may or may not take
+STRUCTURAL = ("decay", "qk_l2norm")
 
 
 def torch_dtype(name: str):
@@ -41,6 +44,8 @@ def require(case, path: str, *, dtypes=DTYPES, varlen=False, groups=False, state
     if case.state0 is not None and not state0:
         raise Unsupported(f"{path}: takes no initial state")
     for name, value in case.options.items():
+        if name in STRUCTURAL:
+            continue
         if value is not None and name not in options:
             raise Unsupported(f"{path}: option {name}={value!r} is not taken")
 
