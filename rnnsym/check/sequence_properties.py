@@ -507,6 +507,8 @@ def _initial_applies(target, path):
     return None
 
 
+# The edges a target may well get wrong on its own (T = 0, -inf log-decays) are drawn by the
+# oracle property only: a target failing there still gets every other property checked.
 def _T(path, **kw):
     return dict(kw, T=1) if path.decode else kw
 
@@ -518,23 +520,23 @@ PROPERTIES = (
              lambda t, p: draws(t, p, **_T(p)), _prop_oracle, _always),
     Property("chunk_size", "two chunk sizes give the same result (incl. T not a multiple)",
              "chunk-size dependence: a chunk boundary or the last partial chunk mishandled",
-             lambda t, p: draws(t, p, two_chunks=True, resets=False), _prop_chunk, _chunk_applies),
+             lambda t, p: draws(t, p, two_chunks=True, resets=False, min_T=1), _prop_chunk, _chunk_applies),
     Property("split_carry", "[0, t) then [t, T) from the carried state equals [0, T)",
              "the carried state: not returned, zero, or taken before the last update",
-             lambda t, p: draws(t, p, resets=False), _prop_split, _needs("initial_state", "final_state")),
+             lambda t, p: draws(t, p, resets=False, min_T=2, pieces=2), _prop_split, _needs("initial_state", "final_state")),
     Property("initial_state", "a nonzero initial state changes the output as the oracle says",
              "initial state ignored or misread (silently zero, transposed, wrong head)",
              lambda t, p: draws(t, p, state0=True, resets=False, **_T(p, min_T=1)), _prop_initial,
              _initial_applies),
     Property("decode", "prefill of [0, T) then one decode step equals the prefill of T + 1",
              "decode differs from prefill: a step computed differently (decay, gate, scale)",
-             lambda t, p: draws(t, p, min_T=1, resets=False), _prop_decode, _decode_applies),
+             lambda t, p: draws(t, p, min_T=2, resets=False, plus_one=True), _prop_decode, _decode_applies),
     Property("varlen", "a packed batch (cu_seqlens) equals each sequence run alone",
              "sequence boundaries: state leaking across sequences, offsets misread",
-             lambda t, p: draws(t, p, varlen=True, resets=False), _prop_varlen, _needs("varlen")),
+             lambda t, p: draws(t, p, varlen=True, resets=False, min_T=1), _prop_varlen, _needs("varlen")),
     Property("groups", "output head h reads kv head h // G (repeat_interleave)",
              "grouped heads: repeat (tile) instead of repeat_interleave, wrong head",
-             lambda t, p: draws(t, p, groups=True, resets=False), _prop_groups, _groups_applies),
+             lambda t, p: draws(t, p, groups=True, resets=False, min_T=1), _prop_groups, _groups_applies),
 )
 PROPERTY_NAMES = tuple(p.name for p in PROPERTIES)
 

@@ -21,6 +21,7 @@ The edges users hit, per role of an input (the role comes from the cell: :data:`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -110,7 +111,7 @@ def grouped_inputs(target: SequenceTarget) -> tuple:
 @st.composite
 def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None,
           min_T=0, max_T=MAX_T, two_chunks=False, varlen=False, T=None,
-          resets=True) -> Draw:
+          resets=True, plus_one=False, pieces=1) -> Draw:
     """A Draw for ``path`` of ``target``.
 
     groups     True: at least 2 kv heads and G >= 2 (the grouped-heads property); False: groups
@@ -119,6 +120,10 @@ def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None
     two_chunks a second chunk size different from the first (chunk-size invariance)
     varlen     packed segments (B = 1)
     T          a fixed length (decode paths: 1)
+    pieces     T holds at least this many multiples of the path's length unit (split and
+               carry: 2, so both pieces are non-empty)
+    plus_one   T + 1 is run too (decode after prefill): with ``Path.t_multiple`` "chunk"
+               the chunk is 1
     resets     draw -inf log-decays (hard resets); the ``oracle`` property draws them, the
                others not, so that a target failing on them still has its other properties
                checked
@@ -135,19 +140,29 @@ def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None
         kv, G = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     else:
         kv, G = draw(st.integers(1, 3)), 1
+    chunked = path.algorithm == "chunked"
+    if chunked and "chunk_size" in path.features:
+        # a path taking only multiples of its chunk: T + 1 too (decode after prefill) needs 1
+        chunks = (1,) if path.t_multiple == "chunk" and plus_one else CHUNKS
+        chunk = draw(st.sampled_from(chunks))
+        others = [c for c in CHUNKS if c != chunk]
+        if path.t_multiple == "chunk":
+            others = [c for c in others if math.lcm(chunk, c) <= 64]
+        chunk2 = draw(st.sampled_from(others)) if two_chunks else None
+    else:
+        chunk, chunk2 = path.chunk_size, None
+    m = _length_multiple(path, chunk, chunk2)
     if varlen:
         segments = tuple(draw(st.lists(st.integers(1, 8), min_size=1, max_size=3)))
         B, length = 1, sum(segments)
     else:
         segments = ()
         B = draw(st.integers(1, 3))
-        length = T if T is not None else draw(st.integers(min_T, max_T))
-    chunked = path.algorithm == "chunked"
-    if chunked and "chunk_size" in path.features:
-        chunk = draw(st.sampled_from(CHUNKS))
-        chunk2 = draw(st.sampled_from([c for c in CHUNKS if c != chunk])) if two_chunks else None
-    else:
-        chunk, chunk2 = path.chunk_size, None
+        if T is not None:
+            length = T
+        else:
+            lo = max(-(-min_T // m), pieces if min_T else 0)
+            length = m * draw(st.integers(lo, max(lo, max_T // m, 1)))
     takes_state = "initial_state" in path.features
     with_state = (draw(st.booleans()) if takes_state else False) if state0 is None else state0
     return Draw(
@@ -156,8 +171,17 @@ def draws(draw, target: SequenceTarget, path: Path, *, groups=False, state0=None
                                    tuple(m for m in DECAY_MODES if m != "reset"))),
         beta=draw(st.sampled_from(BETA_MODES)),
         keys=draw(st.sampled_from(KEY_MODES)), dt=draw(st.sampled_from(DT_MODES)),
-        state0=with_state, split=draw(st.integers(0, length)), segments=segments,
+        state0=with_state, segments=segments,
+        # both pieces non-empty (an empty run is T = 0: the oracle property's edge)
+        split=(m * draw(st.integers(1, length // m - 1))) if length >= 2 * m else 0,
         seed=draw(st.integers(0, 2**31 - 1)), resets=resets)
+
+
+def _length_multiple(path: Path, chunk, chunk2) -> int:
+    """What T must be a multiple of on ``path`` (``Path.t_multiple``); 1 for any T."""
+    if path.t_multiple == "chunk":
+        return math.lcm(chunk or 1, chunk2 or 1)
+    return int(path.t_multiple or 1)
 
 
 def _round(a: np.ndarray, dtype: str) -> np.ndarray:

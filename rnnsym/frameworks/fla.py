@@ -148,6 +148,7 @@ def kda_target() -> SequenceTarget:
         paths=(
             Path("chunked", "chunked", _kda("naive_chunk_kda", True),
                  features=FEATS + ("chunk_size", "groups"), dtypes=LOW, chunk_size=64,
+                 t_multiple="chunk",
                  accumulates="float32", source=src + "naive_chunk_kda"),
             Path("recurrent", "sequential", _kda("naive_recurrent_kda", False),
                  features=FEATS + ("groups",), dtypes=LOW, accumulates="float32",
@@ -202,10 +203,10 @@ def delta_rule_target() -> SequenceTarget:
         "float32/float64 only for the same reason.",
         paths=(
             Path("chunked", "chunked", _dr_chunkwise, features=("final_state", "chunk_size"),
-                 dtypes=HIGH, chunk_size=32, source=src + "delta_rule_chunkwise"),
+                 dtypes=HIGH, chunk_size=32, t_multiple="chunk", source=src + "delta_rule_chunkwise"),
             Path("recurrent", "sequential", _dr_recurrent, features=FEATS, dtypes=LOW,
                  accumulates="float32", source=src + "delta_rule_recurrence"),
-            Path("parallel", "parallel", _dr_parallel, dtypes=HIGH,
+            Path("parallel", "parallel", _dr_parallel, dtypes=HIGH, t_multiple=128,
                  source=src + "delta_rule_parallel (BM=128, BN=32)"),
         ))
 
@@ -320,7 +321,7 @@ def linear_attn_target() -> SequenceTarget:
         "chunk 64 fixed, T % 64 == 0, no state, computes in the input dtype.",
         paths=(
             Path("chunked", "chunked", _la_chunk, features=(), dtypes=st.DTYPES, chunk_size=64,
-                 source=src + "naive_chunk_linear_attn"),
+                 t_multiple=64, source=src + "naive_chunk_linear_attn"),
             Path("recurrent", "sequential", _la_recurrent, features=FEATS, dtypes=LOW,
                  accumulates="float32", source=src + "naive_recurrent_linear_attn"),
         ))

@@ -168,7 +168,7 @@ def mlstm_kernels_target() -> SequenceTarget:
         "16, then the loop; any T >= 1; T = 0 fails its assert).",
         paths=(
             Path("chunked", "chunked", _mk_chunkwise, features=feats + ("chunk_size",),
-                 dtypes=st.DTYPES, chunk_size=64, source=f"{VERSION} {chunk}"),
+                 dtypes=st.DTYPES, chunk_size=64, t_multiple="chunk", source=f"{VERSION} {chunk}"),
             Path("recurrent", "sequential", _mk_recurrent, features=feats, dtypes=st.DTYPES,
                  accumulates="float32", source=f"{VERSION} {seq}"),
             Path("step", "sequential", _mk_step, features=feats, dtypes=st.DTYPES,
@@ -285,7 +285,7 @@ def transformers_xlstm_target() -> SequenceTarget:
         "ValueError 'Received empty sequence').",
         paths=(
             Path("chunked", "chunked", _tf_chunkwise, features=feats + ("chunk_size",),
-                 dtypes=st.DTYPES, chunk_size=64, source=src + "mlstm_chunkwise_native_autograd"),
+                 dtypes=st.DTYPES, chunk_size=64, t_multiple="chunk", source=src + "mlstm_chunkwise_native_autograd"),
             Path("recurrent", "sequential", _tf_recurrent, features=feats, dtypes=st.DTYPES,
                  accumulates="float32", source=src + "mlstm_recurrent_sequence_native"),
             Path("step", "sequential", _tf_step, features=feats, dtypes=st.DTYPES,

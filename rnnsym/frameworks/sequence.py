@@ -79,6 +79,10 @@ class Path:
     accumulates  the dtype it accumulates in where the inputs are lower ("float32": upcasts
                bf16/fp16 inputs, as most torch references do); None: the input dtype
     decode     a path that only takes T == 1 (one decode step after a prefill)
+    t_multiple what lengths it takes: None (any T), "chunk" (T a multiple of the chunk size:
+               the function asserts it and does not pad) or an int (T a multiple of it); the
+               checker draws only such lengths (and splits), so a declared limit is never
+               read as a failure
     source     where it comes from, e.g. "transformers 5.23.0 models/qwen3_next/modeling_qwen3_next.py:
                torch_chunk_gated_delta_rule"
     """
@@ -91,6 +95,7 @@ class Path:
     chunk_size: Optional[int] = None
     accumulates: Optional[str] = None
     decode: bool = False
+    t_multiple: object = None
     source: str = ""
 
     def __post_init__(self):

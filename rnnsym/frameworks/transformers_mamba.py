@@ -140,6 +140,9 @@ def _mamba2_step(case, chunk_size=None):
     return numpy(out)[:, None], {"h": numpy(state)}
 
 
+#: ``Path.accumulates`` of every Mamba path is None (the input dtype): the functions upcast the
+#: scan to float32 but compute ``dt + dt_bias`` and its softplus in the input dtype, and the
+#: decode steps read the state out with a matmul in C's dtype (bf16 inputs: bf16 arithmetic)
 def mamba2(dt_limit=NO_LIMIT, name: str = "transformers:mamba2", mixer: str = "Mamba2Mixer") -> SequenceTarget:
     """Mamba-2's chunked prefill and decode step, ``dt_limit`` given to the prefill only, as
     ``mixer`` does (``config.time_step_limit``, default ``(0.0, inf)``)."""
@@ -148,11 +151,11 @@ def mamba2(dt_limit=NO_LIMIT, name: str = "transformers:mamba2", mixer: str = "M
         name=name, cell="mamba2",
         paths=(Path("chunked", "chunked", _mamba2_chunked(tuple(dt_limit)),
                     features=("initial_state", "final_state", "chunk_size", "groups"),
-                    dtypes=DTYPES, chunk_size=256, accumulates="float32",
+                    dtypes=DTYPES, chunk_size=256, accumulates=None,
                     source=f"{VERSION} {file}:mamba2_chunk_scan (dt_limit={tuple(dt_limit)})"),
                Path("step", "sequential", _mamba2_step,
                     features=("initial_state", "final_state", "groups"), dtypes=DTYPES,
-                    accumulates="float32", decode=True,
+                    accumulates=None, decode=True,
                     source=f"{VERSION} {file}:mamba2_selective_state_update (no dt_limit)")),
         cell_options=_cell_options(dt_limit),
         input_heads={"x": "out", "dt": "out", "B": "groups", "C": "groups"},
@@ -263,11 +266,11 @@ def mamba() -> SequenceTarget:
     return SequenceTarget(
         name="transformers:mamba", cell="mamba",
         paths=(Path("recurrent", "sequential", _mamba1_scan, features=("final_state",),
-                    dtypes=DTYPES, accumulates="float32",
+                    dtypes=DTYPES, accumulates=None,
                     source=f"{VERSION} {file}:mamba_selective_scan (sequential loop)"),
                Path("step", "sequential", _mamba1_step,
                     features=("initial_state", "final_state"), dtypes=DTYPES,
-                    accumulates="float32", decode=True,
+                    accumulates=None, decode=True,
                     source=f"{VERSION} {file}:mamba_selective_state_update")),
         cell_options={},
         input_heads={"u": "out", "dt": "out", "B": "shared", "C": "shared"},
