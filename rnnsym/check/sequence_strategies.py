@@ -11,7 +11,8 @@ The edges users hit, per role of an input (the role comes from the cell: :data:`
 
 - log-decays (``g`` of ``gla``/``gated_deltanet``): mild ``-U(0, 1)``, none ``0``, moderate
   ``-U(2, 8)``, strong ``-U(20, 30)`` per step, and hard resets (``-inf`` at some steps), alone or mixed per step;
-- Mamba's ``dt`` (before softplus): ordinary ``N(0, 1)`` or large ``U(10, 40)``; Mamba-2's
+- Mamba's ``dt`` (before softplus): ordinary ``N(0, 1)``, large ``U(10, 40)`` or tiny
+  ``-U(8, 20)`` (Δ below the 0.001 floor models clamp it to); Mamba-2's
   ``A`` ordinary ``-exp(N(0, 0.5))`` or strong ``-U(5, 30)``;
 - mLSTM's forget logit ``f``: ordinary, strong forgetting ``-U(10, 30)`` or ``-inf``;
 - ``beta``: uniform in [0, max], all 0, all max, or each 0 or max (max 1, or
@@ -44,7 +45,7 @@ ROLES = {
 DECAY_MODES = ("mild", "none", "moderate", "strong", "reset", "mixed")
 BETA_MODES = ("uniform", "zero", "max", "edges")
 KEY_MODES = ("random", "parallel")
-DT_MODES = ("ordinary", "large")
+DT_MODES = ("ordinary", "large", "tiny")
 CHUNKS = (1, 2, 3, 4, 5, 8, 16, 64)
 MAX_T = 20
 
@@ -243,6 +244,8 @@ def _values(rng, role, shape, draw: Draw, beta_max: float):
             return np.where(rng.random(shape) < 0.5, 0.0, beta_max)
         return rng.uniform(0.0, beta_max, shape)
     if role == "dt":
+        if draw.dt == "tiny":                # softplus(dt) < 1e-3: where a clamp's floor binds
+            return -rng.uniform(8.0, 20.0, shape)
         return rng.uniform(10.0, 40.0, shape) if draw.dt == "large" else rng.normal(size=shape)
     if role == "A_head":
         return (-rng.uniform(5.0, 30.0, shape) if draw.decay == "strong"
