@@ -38,8 +38,9 @@ import types
 from rnnsym.check.cases import Case, cases
 from rnnsym.check.checker import check
 from rnnsym.check.report import Counterexample, Report, UnsupportedFeature
-from rnnsym.check.space import FEATURES, CheckOptions, config_space
+from rnnsym.check.space import FEATURES, config_space
 from rnnsym.check.target import KINDS, Outcome, run_case
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import ContractError, Unsupported, UsageError
 
 __all__ = ["check", "Report", "Counterexample", "CheckOptions", "UsageError", "ContractError",

@@ -39,8 +39,8 @@ from hypothesis.strategies import SearchStrategy
 from rnnsym.check.cases import cases
 from rnnsym.check.compare import max_errors
 from rnnsym.check.probe import Probe
-from rnnsym.check.space import CheckOptions
 from rnnsym.check.target import run_case
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import Config, Harness
 
 #: Shrinking tries after which the best counterexample so far is reported (deterministic).
