@@ -31,7 +31,7 @@ from rnnsym.check.cell_oracle import (canonical_params, cell_tolerance, expected
                                       flat_of, run_forward, runner)
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.report import Report, counterexample_of
-from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.search import Progress, new_stats, search
 from rnnsym.check.target import Outcome, call_target
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import UsageError
@@ -283,12 +283,12 @@ class CellSubject:
         return False
 
     def cover(self, stats, case, outcome) -> None:
-        stats["configs"].add(case.config.coverage_key())
+        stats.configs.add(case.config.coverage_key())
         c = case.config
         for key, value in (("reverse", c.reverse), ("bias", c.bias),
                            ("initial_state", c.initial_state),
                            ("lengths", "per-sample" if case.lengths else "fixed")):
-            stats["coverage"].setdefault(key, set()).add(value)
+            stats.coverage.setdefault(key, set()).add(value)
 
 
 # --- the check ----------------------------------------------------------------------------
@@ -406,22 +406,22 @@ def check_cell(target, req: Optional[CellRequest] = None, *,
             finally:
                 bar.done()
         elapsed = time.monotonic() - start
-        outcome = stats["failure"]
-        nothing = outcome is None and stats["examples"] == 0
+        outcome = stats.failure
+        nothing = stats.checked_nothing
         report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
                         req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=o.seed,
                         passed=outcome is None and not nothing,
-                        examples=stats["examples"] + (outcome is not None),
-                        configurations=len(stats["configs"]), elapsed=elapsed,
-                        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-                        max_error_ratio=stats["ratio"],
+                        examples=stats.examples_run,
+                        configurations=len(stats.configs), elapsed=elapsed,
+                        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
+                        max_error_ratio=stats.max_ratio,
                         tolerance=o.tolerance_text, command=o.replay(label),
-                        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+                        coverage=stats.coverage_lists(),
                         strict=o.strict, checked_nothing=nothing)
         if outcome is not None:
             report.counterexample = counterexample_of(outcome)
             report.failure_kind = outcome.kind
-            report.shrink_note = shrink_note(stats)
+            report.shrink_note = stats.shrink_note()
             if outcome.kind in ("wrong numbers", "wrong gradients"):
                 from rnnsym.check.mutations import diagnose_cell
                 with warnings.catch_warnings(), np.errstate(all="ignore"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from rnnsym.check.probe import Probe
 from rnnsym.check.report import Report, counterexample_of
-from rnnsym.check.search import HarnessSubject, Progress, new_stats, search, shrink_note
+from rnnsym.check.search import HarnessSubject, Progress, new_stats, search
 from rnnsym.check.space import config_space
 from rnnsym.check.isolation import TargetDied
 from rnnsym.check.target import Outcome, TargetTimeout, limited_call
@@ -121,8 +121,8 @@ def _run(target, dtype, default_dtype, o: CheckOptions, searched: CheckOptions, 
         warnings.simplefilter("ignore")
         probe = Probe(harness, space, dtype, default_dtype, o.timeout)
         try:
-            stats["failure"] = probe.survey()
-            if stats["failure"] is None and not probe.nothing_left:
+            stats.failure = probe.survey()
+            if stats.failure is None and not probe.nothing_left:
                 subject = HarnessSubject(harness, probe, dtype, searched)
                 if o.gradients:
                     from rnnsym.check.gradients import GradientSubject
@@ -136,18 +136,18 @@ def _run(target, dtype, default_dtype, o: CheckOptions, searched: CheckOptions, 
 def _report(target, o: CheckOptions, harness, probe, stats, elapsed) -> Report:
     from rnnsym.check.diagnose import diagnose
 
-    outcome: Optional[Outcome] = stats["failure"]
+    outcome: Optional[Outcome] = stats.failure
     unsupported = probe.report_entries()
-    nothing = outcome is None and stats["examples"] == 0
+    nothing = stats.checked_nothing
     report = Report(target=_target_label(target, harness), cell=o.cell, dtype=o.dtype,
                     seed=o.seed,
                     passed=outcome is None and not nothing and not (o.strict and unsupported),
-                    examples=stats["examples"] + (outcome is not None),
-                    configurations=len(stats["configs"]), elapsed=elapsed,
-                    max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-                    max_error_ratio=stats["ratio"], tolerance=o.tolerance_text,
+                    examples=stats.examples_run,
+                    configurations=len(stats.configs), elapsed=elapsed,
+                    max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
+                    max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text,
                     command=o.replay(_target_label(target), _environment(harness)),
-                    coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+                    coverage=stats.coverage_lists(),
                     unsupported=unsupported, strict=o.strict, checked_nothing=nothing,
                     gradients=o.gradients,
                     reason=f"the target refuses --dtype {o.dtype}" if probe.refused_dtype else "",
@@ -155,7 +155,7 @@ def _report(target, o: CheckOptions, harness, probe, stats, elapsed) -> Report:
     if outcome is not None:
         report.counterexample = counterexample_of(outcome)
         report.failure_kind = outcome.kind
-        report.shrink_note = shrink_note(stats)
+        report.shrink_note = stats.shrink_note()
         with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
             warnings.simplefilter("ignore")
             if o.gradients and outcome.kind == "wrong gradients":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
@@ -77,10 +78,10 @@ class Progress:
         if not self.enabled or (now - self.last < 0.25 and not force):
             return
         self.last = now
-        state = (f"shrinking counterexample ({stats['shrink_calls']} tries)"
-                 if stats["failure"] else
-                 f"{stats['examples']}/{self.total} examples, {len(stats['configs'])} configs, "
-                 f"max error {stats['ratio']:.2g} x tol")
+        state = (f"shrinking counterexample ({stats.shrink_calls} tries)"
+                 if stats.failure else
+                 f"{stats.examples}/{self.total} examples, {len(stats.configs)} configs, "
+                 f"max error {stats.max_ratio:.2g} x tol")
         sys.stderr.write(f"\r{self.label}: {state}, {now - self.start:.0f} s\033[K")
         sys.stderr.flush()
 
@@ -90,18 +91,54 @@ class Progress:
             sys.stderr.flush()
 
 
-def new_stats() -> dict:
-    return {"examples": 0, "configs": set(), "ratio": 0.0, "abs": 0.0, "rel": 0.0,
-            "failure": None, "first_failure_at": None, "shrink_calls": 0, "coverage": {},
-            "shrink_cut_at": 0}
+@dataclass
+class SearchStats:
+    """What a search saw, filled in by :func:`search` (and a subject's ``cover``): every field
+    exists from the start, none is added on the way."""
+
+    examples: int = 0               # passing examples
+    configs: set = field(default_factory=set)       # distinct configurations among them
+    coverage: dict = field(default_factory=dict)    # option -> the values the passes covered
+    max_ratio: float = 0.0          # largest error / tolerance of a pass
+    max_abs: float = 0.0            # largest absolute error of a pass
+    max_rel: float = 0.0            # largest relative error of a pass
+    failure: Optional[object] = None    # the smallest failing outcome found, if any
+    first_failure_at: Optional[float] = None    # time.monotonic() of the first failure
+    shrink_calls: int = 0           # examples run while shrinking
+    shrink_cut_at: int = 0          # shrinking tries when the time net (not the budget) cut it
+    flaky: str = ""                 # Hypothesis' complaint when a failure did not replay
+    gave_up: str = ""               # Hypothesis' complaint when every draw was rejected
+
+    @property
+    def examples_run(self) -> int:
+        """Examples the report counts: the passes, and the failing one."""
+        return self.examples + (self.failure is not None)
+
+    @property
+    def checked_nothing(self) -> bool:
+        """No example could be run at all."""
+        return self.failure is None and self.examples == 0
+
+    def coverage_lists(self) -> dict:
+        """``coverage`` with each set of values as a sorted list (for a report)."""
+        return {k: sorted(v, key=str) for k, v in self.coverage.items()}
+
+    def shrink_note(self) -> str:
+        """A line for the report when the time net, not the tries budget, stopped shrinking."""
+        if not self.shrink_cut_at:
+            return ""
+        return (f"shrinking stopped after {SHRINK_BUDGET_S:g} s ({self.shrink_cut_at} tries): "
+                "a replay on a faster or slower machine may end on another counterexample")
 
 
-def shrink_note(stats: dict) -> str:
-    """A line for the report when the time net, not the tries budget, stopped shrinking."""
-    if not stats.get("shrink_cut_at"):
-        return ""
-    return (f"shrinking stopped after {SHRINK_BUDGET_S:g} s ({stats['shrink_cut_at']} tries): "
-            "a replay on a faster or slower machine may end on another counterexample")
+def new_stats() -> SearchStats:
+    """Empty statistics for :func:`search`."""
+    return SearchStats()
+
+
+def shrink_note(stats: SearchStats) -> str:
+    """``stats.shrink_note()`` (the older spelling)."""
+    return stats.shrink_note()
 
 
 def cover(coverage: dict, c: Config, length_mode) -> None:
@@ -132,8 +169,8 @@ class Subject(Protocol):
         """The target declared the case unsupported: True to skip it (recorded), False when
         it is a failure after all."""
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        """Record what a passing case covered in ``stats`` (configs, coverage, ...)."""
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        """Record what a passing case covered in ``stats.configs`` and ``stats.coverage``."""
 
 
 class HarnessSubject:
@@ -160,9 +197,9 @@ class HarnessSubject:
     def unsupported(self, outcome) -> bool:
         return self.probe.identify(outcome)
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(case.config.coverage_key())
-        cover(stats["coverage"], case.config, case.length_mode)
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(case.config.coverage_key())
+        cover(stats.coverage, case.config, case.length_mode)
 
 
 @contextlib.contextmanager
@@ -188,9 +225,10 @@ def without_local_constants():
         cache.clear()
 
 
-def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Progress) -> None:
+def search(subject: Subject, *, examples: int, seed: int, stats: SearchStats,
+           bar: Progress) -> None:
     """Run the Hypothesis search over ``subject``'s cases, filling ``stats`` (the failing
-    outcome, if any, in ``stats["failure"]``)."""
+    outcome, if any, in ``stats.failure``)."""
 
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -199,16 +237,16 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
     @hypothesis_seed(seed)
     @given(case=subject.cases())
     def property_(case):
-        failure = stats["failure"]
+        failure = stats.failure
         if failure is not None:
-            stats["shrink_calls"] += 1
+            stats.shrink_calls += 1
             if case.key() == failure.case.key():
                 _fail()                 # the final replay: known to fail, don't run it again
-            if stats["shrink_calls"] > SHRINK_BUDGET_CALLS or failure.kind == "timed out":
+            if stats.shrink_calls > SHRINK_BUDGET_CALLS or failure.kind == "timed out":
                 return                  # stop shrinking: only the best counterexample fails
-            if stats["shrink_cut_at"] or \
-                    time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S:
-                stats["shrink_cut_at"] = stats["shrink_cut_at"] or stats["shrink_calls"]
+            if stats.shrink_cut_at or \
+                    time.monotonic() - stats.first_failure_at > SHRINK_BUDGET_S:
+                stats.shrink_cut_at = stats.shrink_cut_at or stats.shrink_calls
                 return
         if subject.excluded(case):
             reject()
@@ -220,17 +258,17 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
                 raise _NothingLeft()
             reject()
         if outcome.failed:
-            if stats["failure"] is None:
-                stats["first_failure_at"] = time.monotonic()
-            stats["failure"] = outcome
+            if stats.failure is None:
+                stats.first_failure_at = time.monotonic()
+            stats.failure = outcome
             bar.update(stats)
             _fail()
         if failure is None:
-            stats["examples"] += 1
+            stats.examples += 1
             subject.cover(stats, case, outcome)
-            stats["ratio"] = max(stats["ratio"], outcome.ratio)
+            stats.max_ratio = max(stats.max_ratio, outcome.ratio)
             a, r = max_errors(outcome.expected, outcome.got)
-            stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)
+            stats.max_abs, stats.max_rel = max(stats.max_abs, a), max(stats.max_rel, r)
             hypothesis_target(outcome.ratio, label="error / tolerance")
         bar.update(stats)
 
@@ -240,4 +278,7 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
     except (_Failure, _NothingLeft):
         pass
     except HypothesisException as exc:   # flaky, or every draw rejected
-        stats["flaky" if stats["failure"] else "gave_up"] = str(exc).splitlines()[0]
+        if stats.failure:
+            stats.flaky = str(exc).splitlines()[0]
+        else:
+            stats.gave_up = str(exc).splitlines()[0]

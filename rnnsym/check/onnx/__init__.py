@@ -37,7 +37,7 @@ from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxReport, add_failure, strict
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.search import Progress, SearchStats, new_stats, search
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import CELL_ALIASES, UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
@@ -102,10 +102,10 @@ class OnnxSubject:
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(tuple(sorted(case.choices.items(), key=str)))
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(tuple(sorted(case.choices.items(), key=str)))
         for k, v in case.choices.items():
-            stats["coverage"].setdefault(k, set()).add(v)
+            stats.coverage.setdefault(k, set()).add(v)
         for point, reading in outcome.readings.items():
             size = int(np.prod(list(case.sizes().values())))
             known = self.notes.get((point, reading))
@@ -179,20 +179,20 @@ def _check(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
     report = OnnxReport(
         target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
         dtype=dtype, seed=o.seed,
-        passed=stats["failure"] is None and stats["examples"] > 0,
-        examples=stats["examples"] + (stats["failure"] is not None),
-        configurations=len(stats["configs"]), elapsed=elapsed,
-        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-        max_error_ratio=stats["ratio"], tolerance=o.tolerance_text,
+        passed=stats.failure is None and stats.examples > 0,
+        examples=stats.examples_run,
+        configurations=len(stats.configs), elapsed=elapsed,
+        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
+        max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text,
         command=o.replay(target),
-        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+        coverage=stats.coverage_lists(),
         notes=notes, unsupported=unsupported,
-        checked_nothing=stats["examples"] == 0 and stats["failure"] is None,
+        checked_nothing=stats.checked_nothing,
         reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
     def diagnosis(outcome):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             return diagnose(outcome.case, outcome.got, dtype, fixed)
-    if stats["failure"] is not None:
-        add_failure(report, stats, config_for(stats["failure"].case, dtype), diagnosis)
+    if stats.failure is not None:
+        add_failure(report, stats, config_for(stats.failure.case, dtype), diagnosis)
     return strict(report, o)

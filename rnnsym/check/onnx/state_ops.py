@@ -42,7 +42,7 @@ from rnnsym.check import strategies as rst
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.onnx.oracle import OnnxOutcome, shape_error
 from rnnsym.check.onnx.report import OnnxReport, add_failure, strict
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.search import Progress, SearchStats, new_stats, search
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import FUNCTION_ULPS, explicit_tolerance, state_op_tolerance
 from rnnsym.check_options import CheckOptions
@@ -416,10 +416,10 @@ class StateOpSubject:
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(tuple(sorted(case.choices.items())))
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(tuple(sorted(case.choices.items())))
         for k, v in case.choices.items():
-            stats["coverage"].setdefault(k, set()).add(v)
+            stats.coverage.setdefault(k, set()).add(v)
 
 
 def parse_variant(variant, op: str) -> dict:
@@ -502,15 +502,15 @@ def _search_and_report(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxRe
                 bar.done()
     report = OnnxReport(
         target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
-        dtype=dtype, seed=o.seed, passed=stats["failure"] is None and stats["examples"] > 0,
-        examples=stats["examples"] + (stats["failure"] is not None),
-        configurations=len(stats["configs"]), elapsed=time.monotonic() - start,
-        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-        max_error_ratio=stats["ratio"], tolerance=o.tolerance_text, command=o.replay(target),
-        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
+        dtype=dtype, seed=o.seed, passed=stats.failure is None and stats.examples > 0,
+        examples=stats.examples_run,
+        configurations=len(stats.configs), elapsed=time.monotonic() - start,
+        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
+        max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text, command=o.replay(target),
+        coverage=stats.coverage_lists(),
         unsupported=[f"{where or 'the defaults'}: {why}"
                      for why, where in subject.rejected.items()],
-        checked_nothing=stats["examples"] == 0 and stats["failure"] is None, reason=reason)
+        checked_nothing=stats.checked_nothing, reason=reason)
     def diagnosis(outcome):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
