@@ -19,12 +19,12 @@ and everything below it, never ``rnnsym.testing`` or the CLI. One file per role:
 ``cases.py``           one example (``Case``) and the Hypothesis strategy drawing them
 ``strategies.py``      Hypothesis strategies for sizes, parameters, inputs, states
 ``target.py``          calling the target on a case: outcome, failure kinds, time limit
-``probe.py``           which features the target lacks ("unsupported" is not "wrong")
+``survey.py``          which features the target lacks ("unsupported" is not "wrong")
 ``search.py``          the Hypothesis loop (drawing, shrinking, statistics)
 ``oracle.py``          expected outputs (generated code from the symbolic cells, float64)
 ``tolerance.py``       per-element tolerances from a backward-error estimate
 ``compare.py``         comparing flat outputs with tolerances (``Mismatch``)
-``variants.py``        wrong-but-plausible models of the target (``Variant``) and running them
+``bug_models.py``      wrong-but-plausible models of the target (``BugModel``), run like it
 ``diagnose.py``        the table of known bug classes, and naming the one a failure matches
 ``report.py``          ``Report`` / ``Counterexample``: verdicts, exit codes, formatting
 ``cli.py``             ``rnnsym check ...``

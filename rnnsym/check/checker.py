@@ -8,13 +8,14 @@ from typing import Optional
 
 import numpy as np
 
-from rnnsym.check.probe import Probe
+from rnnsym.check.survey import FeatureSurvey
 from rnnsym.check.report import Report, counterexample_of
 from rnnsym.check.search import HarnessSubject, Progress, new_stats, search
 from rnnsym.check.space import config_space
 from rnnsym.check.isolation import TargetDied
 from rnnsym.check.target import Outcome, TargetTimeout, limited_call
-from rnnsym.check_options import CheckOptions, OptionTypeError, keyword_help, keyword_signature  # noqa: F401 - OptionTypeError: its old home
+from rnnsym.check_options import (CheckOptions, OptionTypeError,  # noqa: F401 - its old home
+                                  keyword_help, keyword_signature)
 from rnnsym.frameworks import Config, ContractError, Harness, UsageError, canonical_cell
 
 
@@ -119,25 +120,25 @@ def _run(target, dtype, default_dtype, o: CheckOptions, searched: CheckOptions, 
     # report: its outputs are
     with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
         warnings.simplefilter("ignore")
-        probe = Probe(harness, space, dtype, default_dtype, o.timeout)
+        survey = FeatureSurvey(harness, space, dtype, default_dtype, o.timeout)
         try:
-            stats.failure = probe.survey()
-            if stats.failure is None and not probe.nothing_left:
-                subject = HarnessSubject(harness, probe, dtype, searched)
+            stats.failure = survey.survey()
+            if stats.failure is None and not survey.nothing_left:
+                subject = HarnessSubject(harness, survey, dtype, searched)
                 if o.gradients:
                     from rnnsym.check.gradients import GradientSubject
                     subject = GradientSubject(subject)
                 search(subject, examples=o.examples, seed=o.seed, stats=stats, bar=bar)
         finally:
             bar.done()
-    return _report(target, o, harness, probe, stats, time.monotonic() - start)
+    return _report(target, o, harness, survey, stats, time.monotonic() - start)
 
 
-def _report(target, o: CheckOptions, harness, probe, stats, elapsed) -> Report:
+def _report(target, o: CheckOptions, harness, survey, stats, elapsed) -> Report:
     from rnnsym.check.diagnose import diagnose
 
     outcome: Optional[Outcome] = stats.failure
-    unsupported = probe.report_entries()
+    unsupported = survey.report_entries()
     nothing = stats.checked_nothing
     report = Report(target=_target_label(target, harness), cell=o.cell, dtype=o.dtype,
                     seed=o.seed,
@@ -150,7 +151,7 @@ def _report(target, o: CheckOptions, harness, probe, stats, elapsed) -> Report:
                     coverage=stats.coverage_lists(),
                     unsupported=unsupported, strict=o.strict, checked_nothing=nothing,
                     gradients=o.gradients,
-                    reason=f"the target refuses --dtype {o.dtype}" if probe.refused_dtype else "",
+                    reason=f"the target refuses --dtype {o.dtype}" if survey.refused_dtype else "",
                     backward=harness.gradient_source() if o.gradients else "")
     if outcome is not None:
         report.counterexample = counterexample_of(outcome)
@@ -162,7 +163,7 @@ def _report(target, o: CheckOptions, harness, probe, stats, elapsed) -> Report:
                 from rnnsym.check.gradient_bugs import diagnose_gradients
                 report.diagnoses = diagnose_gradients(harness, outcome)
             else:
-                report.diagnoses = diagnose(harness, outcome, probe.core)
+                report.diagnoses = diagnose(harness, outcome, survey.core)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None
     return report
 
@@ -199,7 +200,7 @@ def _contract(harness: Harness, space: dict, dtype: str, timeout) -> None:
                       bidirectional=space["bidirectional"][0],
                       variant=tuple(sorted((k, v[0]) for k, v in space["variants"].items())))
     try:
-        limited_call(harness, "probe", (simplest,), timeout=timeout)
+        limited_call(harness, "check_contract", (simplest,), timeout=timeout)
     except (NotImplementedError, TargetDied):
         pass        # an unsupported dtype, or a target that ends its process: the survey's
     except TargetTimeout:

@@ -4,8 +4,8 @@ failure is shrunk to the smallest one it can find.
 One property, run once per drawn case:
 
 - a case containing a combination found unsupported is skipped (``reject``);
-- a case where the target raised "unsupported" goes to ``Probe.identify``: a feature (now left
-  out of the space) or, when none is needed, a failure;
+- a case where the target raised "unsupported" goes to ``FeatureSurvey.identify``: a feature
+  (now left out of the space) or, when none is needed, a failure;
 - any other failure is raised to Hypothesis, which shrinks it; after ``SHRINK_BUDGET_CALLS``
   shrinking tries (or at once after a time-out, whose calls are slow by definition) only the
   best counterexample so far fails. The budget counts tries, not seconds, so that a replay
@@ -17,7 +17,7 @@ One property, run once per drawn case:
 
 What is searched is a :class:`Subject`: its strategy, how one case runs, what "unsupported"
 means for it and what a pass covers. :class:`HarnessSubject` is the one for framework and user
-targets (``rnnsym.check.cases``, ``rnnsym.check.target``, ``rnnsym.check.probe``); ONNX targets
+targets (``rnnsym.check.cases``, ``rnnsym.check.target``, ``rnnsym.check.survey``); ONNX targets
 have theirs in ``rnnsym.check.onnx``. Both run through this one loop.
 
 To add a dimension to the search: a value in the space (``rnnsym.check.space``), drawn in
@@ -39,7 +39,7 @@ from hypothesis.strategies import SearchStrategy
 
 from rnnsym.check.cases import cases
 from rnnsym.check.compare import max_errors
-from rnnsym.check.probe import Probe
+from rnnsym.check.survey import FeatureSurvey
 from rnnsym.check.target import run_case
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import Config, Harness
@@ -175,27 +175,28 @@ class Subject(Protocol):
 
 class HarnessSubject:
     """Framework and user targets: cases from the configuration space, run through their
-    harness, unsupported features identified by the :class:`Probe`."""
+    harness, unsupported features identified by the :class:`FeatureSurvey`."""
 
-    def __init__(self, harness: Harness, probe: Probe, dtype: str, options: CheckOptions):
-        self.harness, self.probe, self.dtype, self.options = harness, probe, dtype, options
+    def __init__(self, harness: Harness, survey: FeatureSurvey, dtype: str,
+                 options: CheckOptions):
+        self.harness, self.survey, self.dtype, self.options = harness, survey, dtype, options
 
     @property
     def nothing_left(self) -> bool:
-        return self.probe.nothing_left
+        return self.survey.nothing_left
 
     def cases(self) -> SearchStrategy:
-        return cases(self.harness, self.probe.space, self.dtype, self.options.max_size)
+        return cases(self.harness, self.survey.space, self.dtype, self.options.max_size)
 
     def excluded(self, case) -> bool:
-        return self.probe.excluded(case)
+        return self.survey.excluded(case)
 
     def run(self, case):
         return run_case(self.harness, case, rtol=self.options.rtol, atol=self.options.atol,
                         timeout=self.options.timeout)
 
     def unsupported(self, outcome) -> bool:
-        return self.probe.identify(outcome)
+        return self.survey.identify(outcome)
 
     def cover(self, stats: SearchStats, case, outcome) -> None:
         stats.configs.add(case.config.coverage_key())
