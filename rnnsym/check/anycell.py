@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -31,7 +29,7 @@ from rnnsym.check.cell_oracle import (canonical_params, cell_tolerance, expected
                                       flat_of, run_forward, runner)
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.report import Report, counterexample_of
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.search import quiet, run_checks
 from rnnsym.check.target import Outcome, call_target
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import UsageError
@@ -396,36 +394,19 @@ def check_cell(target, req: Optional[CellRequest] = None, *,
         from rnnsym.check.cell_gradients import CellGradientSubject
         subject = CellGradientSubject(subject)
     try:
-        stats = new_stats()
-        bar = Progress(o.progress, f"rnnsym check {label} {req.replay}", o.examples)
-        start = time.monotonic()
-        with warnings.catch_warnings(), np.errstate(all="ignore"), tgt.session():
-            warnings.simplefilter("ignore")
-            try:
-                search(subject, examples=o.examples, seed=o.seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
-        elapsed = time.monotonic() - start
+        stats = run_checks(o, f"rnnsym check {label} {req.replay}", lambda stats: subject,
+                           session=tgt.session())
         outcome = stats.failure
-        nothing = stats.checked_nothing
         report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
-                        req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=o.seed,
-                        passed=outcome is None and not nothing,
-                        examples=stats.examples_run,
-                        configurations=len(stats.configs), elapsed=elapsed,
-                        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
-                        max_error_ratio=stats.max_ratio,
-                        tolerance=o.tolerance_text, command=o.replay(label),
-                        coverage=stats.coverage_lists(),
-                        strict=o.strict, checked_nothing=nothing)
+                        req.replay.startswith("--cell") else cell.name, dtype=dtype,
+                        command=o.replay(label), **stats.report_fields(o))
         if outcome is not None:
             report.counterexample = counterexample_of(outcome)
             report.failure_kind = outcome.kind
             report.shrink_note = stats.shrink_note()
             if outcome.kind in ("wrong numbers", "wrong gradients"):
                 from rnnsym.check.mutations import diagnose_cell
-                with warnings.catch_warnings(), np.errstate(all="ignore"):
-                    warnings.simplefilter("ignore")
+                with quiet():
                     report.diagnoses = diagnose_cell(cell, module, outcome, tgt,
                                                       timeout=o.timeout)
             report.diagnosis = report.diagnoses[0] if report.diagnoses else None

@@ -2,15 +2,11 @@
 supports, search, diagnose, report."""
 from __future__ import annotations
 
-import time
-import warnings
 from typing import Optional
-
-import numpy as np
 
 from rnnsym.check.survey import FeatureSurvey
 from rnnsym.check.report import Report, counterexample_of
-from rnnsym.check.search import HarnessSubject, Progress, new_stats, search
+from rnnsym.check.search import HarnessSubject, quiet, run_checks
 from rnnsym.check.space import config_space
 from rnnsym.check.isolation import TargetDied
 from rnnsym.check.target import Outcome, TargetTimeout, limited_call
@@ -111,54 +107,37 @@ def _run(target, dtype, default_dtype, o: CheckOptions, searched: CheckOptions, 
     the options as given (they make the replay line), ``searched``: as the search runs them
     (``--gradients`` narrows them to what the harness's gradients cover)."""
     _contract(harness, space, dtype, o.timeout)
+    survey = FeatureSurvey(harness, space, dtype, default_dtype, o.timeout)
 
-    stats = new_stats()
+    def prepare(stats):
+        stats.failure = survey.survey()
+        if survey.nothing_left:
+            return None
+        subject = HarnessSubject(harness, survey, dtype, searched)
+        if o.gradients:
+            from rnnsym.check.gradients import GradientSubject
+            subject = GradientSubject(subject)
+        return subject
     label = f"rnnsym check {_target_label(target, harness)} --cell {o.cell}"
-    bar = Progress(o.progress, label, o.examples)
-    start = time.monotonic()
-    # the target's own warnings (overflow in a naive sigmoid, deprecations) are not the
-    # report: its outputs are
-    with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
-        warnings.simplefilter("ignore")
-        survey = FeatureSurvey(harness, space, dtype, default_dtype, o.timeout)
-        try:
-            stats.failure = survey.survey()
-            if stats.failure is None and not survey.nothing_left:
-                subject = HarnessSubject(harness, survey, dtype, searched)
-                if o.gradients:
-                    from rnnsym.check.gradients import GradientSubject
-                    subject = GradientSubject(subject)
-                search(subject, examples=o.examples, seed=o.seed, stats=stats, bar=bar)
-        finally:
-            bar.done()
-    return _report(target, o, harness, survey, stats, time.monotonic() - start)
+    stats = run_checks(o, label, prepare, session=harness.session())
+    return _report(target, o, harness, survey, stats)
 
 
-def _report(target, o: CheckOptions, harness, survey, stats, elapsed) -> Report:
+def _report(target, o: CheckOptions, harness, survey, stats) -> Report:
     from rnnsym.check.diagnose import diagnose
 
     outcome: Optional[Outcome] = stats.failure
-    unsupported = survey.report_entries()
-    nothing = stats.checked_nothing
     report = Report(target=_target_label(target, harness), cell=o.cell, dtype=o.dtype,
-                    seed=o.seed,
-                    passed=outcome is None and not nothing and not (o.strict and unsupported),
-                    examples=stats.examples_run,
-                    configurations=len(stats.configs), elapsed=elapsed,
-                    max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
-                    max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text,
                     command=o.replay(_target_label(target), _environment(harness)),
-                    coverage=stats.coverage_lists(),
-                    unsupported=unsupported, strict=o.strict, checked_nothing=nothing,
                     gradients=o.gradients,
                     reason=f"the target refuses --dtype {o.dtype}" if survey.refused_dtype else "",
-                    backward=harness.gradient_source() if o.gradients else "")
+                    backward=harness.gradient_source() if o.gradients else "",
+                    **stats.report_fields(o, survey.report_entries()))
     if outcome is not None:
         report.counterexample = counterexample_of(outcome)
         report.failure_kind = outcome.kind
         report.shrink_note = stats.shrink_note()
-        with warnings.catch_warnings(), np.errstate(all="ignore"), harness.session():
-            warnings.simplefilter("ignore")
+        with quiet(harness.session()):
             if o.gradients and outcome.kind == "wrong gradients":
                 from rnnsym.check.gradient_bugs import diagnose_gradients
                 report.diagnoses = diagnose_gradients(harness, outcome)

@@ -28,8 +28,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
+
+import numpy as np
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hypothesis_seed
@@ -108,6 +111,7 @@ class SearchStats:
     shrink_cut_at: int = 0          # shrinking tries when the time net (not the budget) cut it
     flaky: str = ""                 # Hypothesis' complaint when a failure did not replay
     gave_up: str = ""               # Hypothesis' complaint when every draw was rejected
+    elapsed: float = 0.0            # seconds of survey and search (:func:`run_checks`)
 
     @property
     def examples_run(self) -> int:
@@ -122,6 +126,19 @@ class SearchStats:
     def coverage_lists(self) -> dict:
         """``coverage`` with each set of values as a sorted list (for a report)."""
         return {k: sorted(v, key=str) for k, v in self.coverage.items()}
+
+    def report_fields(self, options: CheckOptions, unsupported=()) -> dict:
+        """The fields of a Report every kind of check fills alike, from these statistics and
+        the options it ran with (seed and dtype resolved); ``unsupported``: what the target
+        lacks (with ``options.strict`` any of it fails the check)."""
+        return dict(seed=options.seed, examples=self.examples_run,
+                    passed=self.failure is None and not self.checked_nothing
+                    and not (options.strict and unsupported),
+                    configurations=len(self.configs), elapsed=self.elapsed,
+                    max_abs_error=self.max_abs, max_rel_error=self.max_rel,
+                    max_error_ratio=self.max_ratio, tolerance=options.tolerance_text,
+                    coverage=self.coverage_lists(), checked_nothing=self.checked_nothing,
+                    strict=options.strict, unsupported=list(unsupported))
 
     def shrink_note(self) -> str:
         """A line for the report when the time net, not the tries budget, stopped shrinking."""
@@ -283,3 +300,39 @@ def search(subject: Subject, *, examples: int, seed: int, stats: SearchStats,
             stats.flaky = str(exc).splitlines()[0]
         else:
             stats.gave_up = str(exc).splitlines()[0]
+
+
+@contextlib.contextmanager
+def quiet(session=None):
+    """The target's warnings silenced and floating-point errors ignored (its outputs are the
+    report, not its warnings: an overflow in a naive sigmoid, a deprecation), inside its
+    ``session`` (thread settings) when given: how the survey, the search and the diagnosis
+    run the target."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"), \
+            (session if session is not None else contextlib.nullcontext()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def run_checks(options: CheckOptions, label: str,
+               prepare: Callable[[SearchStats], Optional[Subject]], *,
+               session=None) -> SearchStats:
+    """The one run loop of every check (framework and user targets, any cell, ONNX nodes and
+    opset-27 ops, their gradients): ``prepare(stats)`` surveys the target and returns the
+    subject to search (None: nothing left to search; a survey that found a failure puts it in
+    ``stats.failure``), then :func:`search` runs ``options.examples`` examples from
+    ``options.seed`` behind the progress line, all of it :func:`quiet` (in the target's
+    ``session``). Returns the statistics, ``elapsed`` set."""
+    stats = SearchStats()
+    bar = Progress(options.progress, label, options.examples)
+    start = time.monotonic()
+    with quiet(session):
+        try:
+            subject = prepare(stats)
+            if subject is not None and stats.failure is None:
+                search(subject, examples=options.examples, seed=options.seed, stats=stats,
+                       bar=bar)
+        finally:
+            bar.done()
+    stats.elapsed = time.monotonic() - start
+    return stats

@@ -26,18 +26,16 @@ compares one case, :mod:`~.diagnose` names the bug model, :mod:`~.report` format
 """
 from __future__ import annotations
 
-import time
-import warnings
 from typing import Optional
 
 import numpy as np
 
 from rnnsym.check.onnx.diagnose import diagnose
 from rnnsym.check.onnx.oracle import config_for, run_case
-from rnnsym.check.onnx.report import OnnxReport, add_failure, strict
+from rnnsym.check.onnx.report import OnnxReport, add_failure
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, SearchStats, new_stats, search
+from rnnsym.check.search import SearchStats, quiet, run_checks
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import CELL_ALIASES, UsageError, canonical_cell
 from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
@@ -150,22 +148,15 @@ def check_onnx(target: str, cell=None, *, options: Optional[CheckOptions] = None
 def _check(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
     """Probe, search and report (the target ``tgt`` in a worker unless in-process)."""
     dtype = o.dtype
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        space, unsupported, empty = probe(tgt, op, space, dtype)
-    subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=o.rtol, atol=o.atol,
-                          max_size=o.max_size, timeout=o.timeout)
-    stats = new_stats()
-    bar = Progress(o.progress, f"rnnsym check {target} --cell {o.cell}", o.examples)
-    start = time.monotonic()
-    if not empty:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            try:
-                search(subject, examples=o.examples, seed=o.seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
-    elapsed = time.monotonic() - start
+    survey = {}
+
+    def prepare(stats):       # every attribute value alone on the simplest model
+        survey["space"], survey["unsupported"], survey["empty"] = probe(tgt, op, space, dtype)
+        survey["subject"] = OnnxSubject(tgt, op, survey["space"], dtype, fixed, rtol=o.rtol,
+                                        atol=o.atol, max_size=o.max_size, timeout=o.timeout)
+        return None if survey["empty"] else survey["subject"]
+    stats = run_checks(o, f"rnnsym check {target} --cell {o.cell}", prepare)
+    subject, empty = survey["subject"], survey["empty"]
 
     notes = []
     for (point, reading), (_, case) in subject.notes.items():
@@ -173,26 +164,19 @@ def _check(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
         notes.append(f"{OPEN[point][1]}: the target follows '{READING_TEXT[(point, reading)]}',"
                      f" not rnnsym's default '{READING_TEXT[(point, default)]}' (select it "
                      f"with --variant {point}={str(reading).lower()}); e.g. {case.describe()}")
-    unsupported += [f"{where or 'a combination of defaults'}: {why}"
-                    for why, where in subject.rejected.items()]
-    unsupported += [f"every value of {n} (nothing left to draw)" for n in empty if n in space]
+    unsupported = survey["unsupported"] + [f"{where or 'a combination of defaults'}: {why}"
+                                           for why, where in subject.rejected.items()]
+    unsupported += [f"every value of {n} (nothing left to draw)" for n in empty
+                    if n in survey["space"]]
     report = OnnxReport(
         target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
-        dtype=dtype, seed=o.seed,
-        passed=stats.failure is None and stats.examples > 0,
-        examples=stats.examples_run,
-        configurations=len(stats.configs), elapsed=elapsed,
-        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
-        max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text,
-        command=o.replay(target),
-        coverage=stats.coverage_lists(),
-        notes=notes, unsupported=unsupported,
-        checked_nothing=stats.checked_nothing,
-        reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
+        dtype=dtype, command=o.replay(target), notes=notes,
+        reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "",
+        **stats.report_fields(o, unsupported))
+
     def diagnosis(outcome):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             return diagnose(outcome.case, outcome.got, dtype, fixed)
     if stats.failure is not None:
         add_failure(report, stats, config_for(stats.failure.case, dtype), diagnosis)
-    return strict(report, o)
+    return report

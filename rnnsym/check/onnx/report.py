@@ -138,11 +138,3 @@ def add_failure(report: OnnxReport, stats: SearchStats, config, diagnose) -> Non
         report.diagnoses = [report.diagnosis]
     # (a wrong shape has no diagnosis: the report says "diagnosis: wrong shape (see
     # 'target failed' above)", the shapes being on that line)
-
-
-def strict(report: OnnxReport, options) -> OnnxReport:
-    """With ``options.strict`` an unsupported attribute value or model is a failure."""
-    if options.strict:
-        report.strict = True
-        report.passed = report.passed and not report.unsupported
-    return report

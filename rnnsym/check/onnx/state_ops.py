@@ -30,8 +30,6 @@ error.
 """
 from __future__ import annotations
 
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -41,8 +39,8 @@ from hypothesis import strategies as st
 from rnnsym.check import strategies as rst
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.onnx.oracle import OnnxOutcome, shape_error
-from rnnsym.check.onnx.report import OnnxReport, add_failure, strict
-from rnnsym.check.search import Progress, SearchStats, new_stats, search
+from rnnsym.check.onnx.report import OnnxReport, add_failure
+from rnnsym.check.search import SearchStats, quiet, run_checks
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import FUNCTION_ULPS, explicit_tolerance, state_op_tolerance
 from rnnsym.check_options import CheckOptions
@@ -485,38 +483,27 @@ def _search_and_report(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxRe
     dtype = o.dtype
     subject = StateOpSubject(tgt, op, space, dtype, fixed, rtol=o.rtol, atol=o.atol,
                              max_size=o.max_size, timeout=o.timeout)
-    stats = new_stats()
-    start = time.monotonic()
-    reason = ""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
+    reason = []
+
+    def prepare(stats):
         first = run_state_case(tgt, _simplest(op, dtype), dtype, fixed, timeout=o.timeout)
         if first is not None and first.unsupported:
-            reason = f"the target rejects the simplest {op} model in {dtype}"
+            reason.append(f"the target rejects the simplest {op} model in {dtype}")
             subject.rejected[first.unsupported] = f"{op} in {dtype}"
-        else:
-            bar = Progress(o.progress, f"rnnsym check {target} --cell {o.cell}", o.examples)
-            try:
-                search(subject, examples=o.examples, seed=o.seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
+            return None
+        return subject
+    stats = run_checks(o, f"rnnsym check {target} --cell {o.cell}", prepare)
     report = OnnxReport(
         target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
-        dtype=dtype, seed=o.seed, passed=stats.failure is None and stats.examples > 0,
-        examples=stats.examples_run,
-        configurations=len(stats.configs), elapsed=time.monotonic() - start,
-        max_abs_error=stats.max_abs, max_rel_error=stats.max_rel,
-        max_error_ratio=stats.max_ratio, tolerance=o.tolerance_text, command=o.replay(target),
-        coverage=stats.coverage_lists(),
-        unsupported=[f"{where or 'the defaults'}: {why}"
-                     for why, where in subject.rejected.items()],
-        checked_nothing=stats.checked_nothing, reason=reason)
+        dtype=dtype, command=o.replay(target), reason="".join(reason),
+        **stats.report_fields(o, [f"{where or 'the defaults'}: {why}"
+                                  for why, where in subject.rejected.items()]))
+
     def diagnosis(outcome):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             return diagnose(outcome.case, outcome.got, dtype, fixed)
     add_failure(report, stats, None, diagnosis)
-    return strict(report, o)
+    return report
 
 
 __all__ = ["check_state_op", "state_op_cases", "oracle", "expectation", "diagnose",
