@@ -94,20 +94,15 @@ def _v_str(flag, v):
     raise _bad(flag, "a string", v, wrong_type=True)
 
 
-def _v_examples(flag, v):
-    if not _integer(v):
-        raise _bad(flag, "an integer >= 1", v, wrong_type=True)
-    if v < 1:
-        raise _bad(flag, "an integer >= 1", v)
-    return int(v)
-
-
-def _v_max_size(flag, v):
-    if not _integer(v):
-        raise _bad(flag, "an integer >= 2", v, wrong_type=True)
-    if v < 2:
-        raise _bad(flag, "an integer >= 2", v)
-    return int(v)
+def _at_least(low: int) -> Callable:
+    """The check of an integer option >= ``low``."""
+    def check(flag, v):
+        if not _integer(v):
+            raise _bad(flag, f"an integer >= {low}", v, wrong_type=True)
+        if v < low:
+            raise _bad(flag, f"an integer >= {low}", v)
+        return int(v)
+    return check
 
 
 def _v_seed(flag, v):
@@ -269,7 +264,7 @@ class CheckOptions:
         argv=lambda v: ["--param-map", _pairs_text(v)],
         help="torch modules following the cell API: CELL_PARAM=MODULE_PARAM pairs, e.g. "
              "W_x=weight_ih,W_h=weight_hh (NAME.T: stored transposed)")
-    examples: int = option(500, "--examples", check=_v_examples, type=int,
+    examples: int = option(500, "--examples", check=_at_least(1), type=int,
                            help="number of Hypothesis examples (default 500)")
     seed: Optional[int] = option(None, "--seed", check=_v_seed, type=int,
                                  help="replay a run (default: a random seed, in the report)")
@@ -332,7 +327,7 @@ class CheckOptions:
         None, "--backward", check=_v_text, metavar="NAME",
         help="with --gradients on a function FILE.py:NAME: its backward, by name in that file "
              "(default: backward there, else the function's attribute NAME.backward)")
-    max_size: int = option(6, "--max-size", check=_v_max_size, type=int,
+    max_size: int = option(6, "--max-size", check=_at_least(2), type=int,
                            help="largest size drawn for T, B and each dimension (default 6)")
     in_process: bool = option(
         False, "--in-process", check=_v_bool, cli="switch",

@@ -432,3 +432,18 @@ class IsolatedOnnxTarget:
 def isolate_onnx(target: str, local):
     """The ONNX target ``target`` (a string, built locally as ``local``) in a worker."""
     return IsolatedOnnxTarget(local, Worker("onnx", target, preload=_preload()))
+
+
+@contextlib.contextmanager
+def onnx_target_in_worker(target: str, in_process: bool = False):
+    """The ONNX target ``target`` for one check: built here, run in a worker unless
+    ``in_process``; the worker is closed when the check ends."""
+    from rnnsym.frameworks.onnx import onnx_target
+    tgt = onnx_target(target)
+    if not in_process:
+        tgt = isolate_onnx(target, tgt)
+    try:
+        yield tgt
+    finally:
+        getattr(tgt, "close", lambda: None)()
+

@@ -35,10 +35,11 @@ from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxReport, add_failure
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
+from rnnsym.check.isolation import onnx_target_in_worker
 from rnnsym.check.search import SearchStats, quiet, run_checks
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import CELL_ALIASES, UsageError, canonical_cell
-from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
+from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target,
                                     parse_attribute_space, probe)
 from rnnsym.onnx.readings import OPEN, READING_TEXT
 
@@ -135,14 +136,8 @@ def check_onnx(target: str, cell=None, *, options: Optional[CheckOptions] = None
     bidir = {"yes": ("bidirectional",), "no": ("forward", "reverse")}.get(o.bidirectional)
     if bidir:
         space["direction"] = tuple(d for d in space["direction"] if d in bidir) or bidir
-    tgt = onnx_target(target)
-    if not o.in_process:
-        from rnnsym.check.isolation import isolate_onnx
-        tgt = isolate_onnx(target, tgt)
-    try:
+    with onnx_target_in_worker(target, o.in_process) as tgt:
         return _check(tgt, target, o, op, fixed, space)
-    finally:
-        getattr(tgt, "close", lambda: None)()
 
 
 def _check(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:

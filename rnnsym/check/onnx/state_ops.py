@@ -40,12 +40,13 @@ from rnnsym.check import strategies as rst
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.onnx.oracle import OnnxOutcome, shape_error
 from rnnsym.check.onnx.report import OnnxReport, add_failure
+from rnnsym.check.isolation import onnx_target_in_worker
 from rnnsym.check.search import SearchStats, quiet, run_checks
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import FUNCTION_ULPS, explicit_tolerance, state_op_tolerance
 from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import UsageError
-from rnnsym.frameworks.onnx import Unsupported, first_line, onnx_target, run_target
+from rnnsym.frameworks.onnx import Unsupported, first_line, run_target
 from rnnsym.frameworks.onnx.state_ops import (STATE_OP, STATE_SPACE, StateOpCase,
                                               parse_state_space)
 from rnnsym.onnx import OnnxError, causal_conv, linear_attention as la
@@ -468,14 +469,8 @@ def check_state_op(target: str, cell=None, *, options: Optional[CheckOptions] = 
         raise UsageError(f"--layers: {op} models have one node")
     fixed = parse_variant(o.variant, op)
     space = parse_state_space(o.attributes, op)
-    tgt = onnx_target(target)
-    if not o.in_process:
-        from rnnsym.check.isolation import isolate_onnx
-        tgt = isolate_onnx(target, tgt)
-    try:
+    with onnx_target_in_worker(target, o.in_process) as tgt:
         return _search_and_report(tgt, target, o, op, fixed, space)
-    finally:
-        getattr(tgt, "close", lambda: None)()
 
 
 def _search_and_report(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
