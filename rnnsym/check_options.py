@@ -126,24 +126,21 @@ def _v_dtype(flag, v):
     return v
 
 
-def _v_tolerance(flag, v):
-    if v is None:
-        return None
-    if not _real(v):
-        raise _bad(flag, "a finite number >= 0", v, wrong_type=True)
-    if not (math.isfinite(v) and v >= 0):
-        raise _bad(flag, "a finite number >= 0", v)
-    return float(v)
+def _real_or_none(expected: str, ok: Callable[[float], bool]) -> Callable:
+    """The check of a real-number option (or None) whose value must satisfy ``ok``."""
+    def check(flag, v):
+        if v is None:
+            return None
+        if not _real(v):
+            raise _bad(flag, expected, v, wrong_type=True)
+        if not ok(v):
+            raise _bad(flag, expected, v)
+        return float(v)
+    return check
 
 
-def _v_timeout(flag, v):
-    if v is None:
-        return None
-    if not _real(v):
-        raise _bad(flag, "a positive number of seconds or None", v, wrong_type=True)
-    if not v > 0:
-        raise _bad(flag, "a positive number of seconds or None", v)
-    return float(v)
+_v_tolerance = _real_or_none("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+_v_timeout = _real_or_none("a positive number of seconds or None", lambda v: v > 0)
 
 
 def _v_layers(flag, v):

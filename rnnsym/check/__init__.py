@@ -20,7 +20,7 @@ and everything below it, never ``rnnsym.testing`` or the CLI. One file per role:
 ``strategies.py``      Hypothesis strategies for sizes, parameters, inputs, states
 ``target.py``          calling the target on a case: outcome, failure kinds, time limit
 ``survey.py``          which features the target lacks ("unsupported" is not "wrong")
-``search.py``          the Hypothesis loop (drawing, shrinking, statistics)
+``search.py``          the one run loop (``run_checks``), the Hypothesis search, ``SearchStats``
 ``oracle.py``          expected outputs (generated code from the symbolic cells, float64)
 ``tolerance.py``       per-element tolerances from a backward-error estimate
 ``compare.py``         comparing flat outputs with tolerances (``Mismatch``)
