@@ -128,3 +128,9 @@ def test_options_object_and_keywords_combine():
     assert report.coverage["bidirectional"] == [False]
     with pytest.raises(OptionTypeError, match="options: expected a CheckOptions"):
         rnnsym.check("torch", options={"cell": "gru"})
+
+
+def test_the_callable_package_shows_the_keywords():
+    import rnnsym.check
+    from rnnsym.check.checker import check
+    assert inspect.signature(rnnsym.check) == inspect.signature(check)

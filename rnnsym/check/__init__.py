@@ -58,3 +58,5 @@ class _CallablePackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallablePackage
+#: ``inspect.signature(rnnsym.check)``, ``help()``: the function's keywords (rnnsym.CheckOptions)
+__signature__ = check.__signature__
