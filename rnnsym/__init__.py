@@ -13,6 +13,7 @@ This file re-exports the symbolic core's entry points; the checker loads on firs
 __version__ = "0.1.0"   # the one place (pyproject.toml reads it: [tool.setuptools.dynamic])
 
 from rnnsym.cells import Cell, builtin, elman, gru, lstm, parse_cell
+from rnnsym.check_options import CheckOptions
 from rnnsym.codegen.compile import compile_cell as compile  # noqa: A001 - the public name
 from rnnsym.errors import RnnsymError, Unsupported, UsageError
 from rnnsym.shapes import derive as derive_shapes
@@ -22,7 +23,7 @@ from rnnsym.shapes import derive as derive_shapes
 #: function; the module's names come with ``from rnnsym.shapes import ShapeTable, ShapeError``.
 shapes = derive_shapes
 
-__all__ = ["Cell", "RnnsymError", "Unsupported", "UsageError", "builtin", "check", "compile",
+__all__ = ["Cell", "CheckOptions", "RnnsymError", "Unsupported", "UsageError", "builtin", "check", "compile",
            "derive_shapes", "elman", "gru", "lstm", "parse_cell", "shapes"]
 
 

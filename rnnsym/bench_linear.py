@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from rnnsym.codegen.compile import compile_cell
-from rnnsym.codegen.files import variant_cell
+from rnnsym.codegen.files import generated_cell
 
 #: --rule: (generated variant, ONNX update_rule, per-key decay)
 RULES = {"linear": ("linear_attention", "linear", None), "gated": ("gla", "gated", True),
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    module = compile_cell(variant_cell(RULES[args.rule][0]))
+    module = compile_cell(generated_cell(RULES[args.rule][0]))
     x = inputs(args.T, args.heads, args.d, args.d, args.rule)
     x64 = {k: v.astype(np.float64) for k, v in x.items()}
     want = module.forward({}, x64)[0]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import rnnsym
 from rnnsym.cells import parse_cell
-from rnnsym.codegen.files import VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED, generated_cell
 from rnnsym.gradients import backward_latex, backward_text
 from rnnsym.testing.cells import cell_sizes
 from tests.test_codegen_random_cells import cell_texts
@@ -68,11 +68,11 @@ def check_against_fd(cell, sizes, T, B, seed, tol=1e-7):
         assert_close_normwise(d_state0[s], want_s[s], tol, f"d_state0[{s!r}]")
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(GENERATED))
 @settings(max_examples=3)
 @given(data=st.data())
 def test_every_builtin_backward_equals_finite_differences(variant, data):
-    cell = variant_cell(variant)
+    cell = generated_cell(variant)
     sizes = data.draw(cell_sizes(cell, max_value=4, max_T=3, max_B=2))   # distinct dimensions
     check_against_fd(cell, sizes, T=sizes["T"], B=sizes["B"], seed=data.draw(st.integers(0, 99)))
 

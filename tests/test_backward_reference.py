@@ -8,15 +8,15 @@ from hypothesis import strategies as st
 
 import rnnsym
 from rnnsym import reference
-from rnnsym.codegen.files import VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED, generated_cell
 
 #: variant -> (reference backward, its keyword options)
 REFERENCES = {
     **{name: (reference.elman_backward, {"activation": opts["activation"]})
-       for name, (_, opts) in VARIANTS.items() if name.startswith("elman")},
-    **{name: (reference.lstm_backward, opts) for name, (f, opts) in VARIANTS.items()
+       for name, (_, opts) in GENERATED.items() if name.startswith("elman")},
+    **{name: (reference.lstm_backward, opts) for name, (f, opts) in GENERATED.items()
        if name.startswith("lstm")},
-    **{name: (reference.gru_backward, opts) for name, (f, opts) in VARIANTS.items()
+    **{name: (reference.gru_backward, opts) for name, (f, opts) in GENERATED.items()
        if name.startswith("gru")},
 }
 
@@ -61,7 +61,7 @@ def assert_same_gradients(got, want, tol, names):
 @settings(max_examples=10)
 @given(data=st.data())
 def test_generated_backward_equals_the_hand_written_one(variant, data):
-    cell = variant_cell(variant)
+    cell = generated_cell(variant)
     params, x, state0, d_out, d_final = data.draw(problems(cell))
     module = rnnsym.compile(cell)
     _, _, cache = module.forward(params, x, state0, return_cache=True)
@@ -92,7 +92,7 @@ def test_a_wrong_hand_written_gradient_is_caught():
 def _torch_module(variant, params, d_in, d_h, d_proj=None):
     kind = variant.split("_")[0]
     if kind == "elman":
-        m = torch.nn.RNN(d_in, d_h, nonlinearity=VARIANTS[variant][1]["activation"])
+        m = torch.nn.RNN(d_in, d_h, nonlinearity=GENERATED[variant][1]["activation"])
         weights = {"weight_ih_l0": params["W_xh"], "weight_hh_l0": params["W_hh"],
                    "bias_ih_l0": params["b_h"], "bias_hh_l0": np.zeros_like(params["b_h"])}
     else:
@@ -118,7 +118,7 @@ TORCH_VARIANTS = ["elman_tanh", "elman_relu", "lstm", "lstm_projection", "gru_re
 @settings(max_examples=8)
 @given(data=st.data())
 def test_generated_backward_equals_torch_autograd(variant, data):
-    cell = variant_cell(variant)
+    cell = generated_cell(variant)
     params, x, state0, d_out, d_final = data.draw(problems(cell, min_T=1))  # torch needs T >= 1
     T, B, d_in = x.shape
     kind = variant.split("_")[0]

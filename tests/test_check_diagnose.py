@@ -6,7 +6,7 @@ from rnnsym.check.cases import build_case
 from rnnsym.check.compare import compare_flat
 from rnnsym.check.diagnose import BUG_CLASSES, SHAPE_CLASSES, catalogue, facts
 from rnnsym.check.target import Outcome, expected_outputs
-from rnnsym.check.variants import fits, variant_outputs
+from rnnsym.check.bug_models import bug_model_outputs, fits
 from rnnsym.frameworks import Config
 from rnnsym.frameworks.torch import torch_harness
 
@@ -30,7 +30,7 @@ def test_each_bug_class_is_recognised_from_its_own_outputs(cell):
         x = facts(harness, case)
         applied |= {i for i, bug in enumerate(BUG_CLASSES) if bug.variants(x)}
         for variant in catalogue(harness, correct):
-            got = variant_outputs(harness, case, variant)
+            got = bug_model_outputs(harness, case, variant)
             if variant.config is not None or not compare_flat(expected, got, tol.arrays):
                 continue            # on this case, a correct target gives the same outputs
             assert not fits(harness, correct, variant), f"correct outputs match {variant.text!r}"

@@ -106,7 +106,7 @@ def test_contract_errors_name_the_parameter():
     config = Config("gru", T=2, B=3, d_in=4, d_h=5)
     with pytest.raises(ContractError, match=r"weight_hh_l0: expected shape \(3\*d_h, d_out\) "
                                             r"= \(15, 5\), got \(15, 4\)"):
-        TorchHarness(Wrong, "gru").probe(config)
+        TorchHarness(Wrong, "gru").check_contract(config)
 
 
 def test_output_shape_errors_use_symbols():

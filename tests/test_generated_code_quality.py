@@ -11,7 +11,8 @@ import pytest
 
 from rnnsym.cli import main
 from rnnsym.cells import parse_cell
-from rnnsym.codegen.files import MATRIX_VARIANTS, VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED as GENERATED_CELLS
+from rnnsym.codegen.files import GENERATED_MATRIX, generated_cell
 from rnnsym.codegen.generator import render
 from rnnsym.codegen.prune import drop_dead_assignments
 
@@ -42,12 +43,12 @@ def functions(source):
 
 
 def test_every_built_in_variant_is_checked():
-    assert {p.stem for p in FILES} == set(VARIANTS) | set(MATRIX_VARIANTS) and len(FILES) >= 30
-    assert set(MATRIX_VARIANTS) and not set(MATRIX_VARIANTS) & set(VARIANTS)
+    assert {p.stem for p in FILES} == set(GENERATED_CELLS) | set(GENERATED_MATRIX) and len(FILES) >= 30
+    assert set(GENERATED_MATRIX) and not set(GENERATED_MATRIX) & set(GENERATED_CELLS)
 
 
 def test_every_built_in_variant_is_generated():
-    assert ({p.stem for p in GENERATED.glob("*.py")} == set(VARIANTS) | set(MATRIX_VARIANTS))
+    assert ({p.stem for p in GENERATED.glob("*.py")} == set(GENERATED_CELLS) | set(GENERATED_MATRIX))
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -82,7 +83,7 @@ def test_gates_are_not_aliases_of_product_named_buffers(name):
     view that holds it, named after the gate (forward: `i = hW[:, 0:d_h]`; cached forward and
     backward: `i_all = hW[:, :, 0:d_h]`, then `i = i_all[t]`)."""
     stem = Path(name).stem
-    cell = (variant_cell(stem) if stem in VARIANTS or stem in MATRIX_VARIANTS
+    cell = (generated_cell(stem) if stem in GENERATED_CELLS or stem in GENERATED_MATRIX
             else DEFINED[name.split()[0]])
     gates = {e.name for e in cell.equations if e.kind == "gate"}
     views = set()               # names bound to a view of an array: `W_hi_h = hW[:, 0:d_h]`
@@ -119,7 +120,7 @@ def test_forward_and_cached_forward_share_one_dtype_rule(name):
     forward is ``forward(..., return_cache=True)``, the same lines): ``backward`` reruns each
     segment's steps from a checkpoint, so it is the one that must agree with ``forward``."""
     fns = functions(SOURCES[name])
-    rerun = "_forward_cached" if Path(name).stem in VARIANTS else "backward"
+    rerun = "_forward_cached" if Path(name).stem in GENERATED_CELLS else "backward"
 
     def lines(fn):
         return [ast.unparse(n) for n in fns[fn].body[1:] if isinstance(n, ast.Assign)
@@ -213,7 +214,7 @@ def test_the_readout_gemm_runs_once_after_the_loop(name):
     """`y = W_hy h_t + b_y` depends on h_t only: its GEMM runs once over all T steps after the
     loop (forward and cached forward), and its gradient's GEMM once before the backward's loop."""
     from rnnsym.codegen.plan import plan, readout_after_loop
-    cell = _late_cell(name) if name in LATE else variant_cell(name[:-3])
+    cell = _late_cell(name) if name in LATE else generated_cell(name[:-3])
     readouts, groups = readout_after_loop(cell, plan(cell))
     assert readouts == list(cell.readouts) and groups
     source = render(cell)

@@ -17,7 +17,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from rnnsym import reference
-from rnnsym.codegen.files import VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED as GENERATED_CELLS
+from rnnsym.codegen.files import generated_cell
 from rnnsym.testing.cells import cell_inputs, cell_params, cell_sizes
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
@@ -30,7 +31,7 @@ def load(name):
     return module
 
 
-MODULES = {name: load(name) for name in VARIANTS}
+MODULES = {name: load(name) for name in GENERATED_CELLS}
 
 
 #: the hand-written reference of each recent cell, called with the variant's options
@@ -40,7 +41,7 @@ RECENT = {"mingru": reference.mingru_forward, "minlstm": reference.minlstm_forwa
 
 
 def reference_for(name):
-    factory, opts = VARIANTS[name]
+    factory, opts = GENERATED_CELLS[name]
     if factory.__name__ in RECENT:
         return lambda p, x, s: RECENT[factory.__name__](p, x, s, **opts)
     if factory.__name__ == "elman":
@@ -64,7 +65,7 @@ def assert_close(name, got, want, rtol, atol=1e-300, context=""):
 
 @st.composite
 def case(draw, name, dtype=np.float64, magnitudes=None):
-    cell = variant_cell(name)
+    cell = generated_cell(name)
     sizes = draw(cell_sizes(cell), label="sizes")
     kw = {} if magnitudes is None else {"magnitudes": magnitudes}
     params = draw(cell_params(cell, sizes, dtype, **kw), label="params")
@@ -83,7 +84,7 @@ def case(draw, name, dtype=np.float64, magnitudes=None):
 MAGNITUDES = {"minlstm": (1.0, 0.1, 3.0)}
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(GENERATED_CELLS))
 @given(data=st.data())
 def test_generated_equals_reference_float64(name, data):
     sizes, params, x, state0 = data.draw(case(name, magnitudes=MAGNITUDES.get(name)))
@@ -146,7 +147,7 @@ def test_identity_elman_is_linear_in_initial_state_and_inputs(data, a, b):
     name = "elman_identity_readout"
     sizes, params, x, state0 = data.draw(case(name, magnitudes=(1.0, 0.5)))
     params = dict(params, b_h=np.zeros_like(params["b_h"]), b_y=np.zeros_like(params["b_y"]))
-    x2, s2 = data.draw(cell_inputs(variant_cell(name), sizes, magnitudes=(1.0, 0.5)), label="x2")
+    x2, s2 = data.draw(cell_inputs(generated_cell(name), sizes, magnitudes=(1.0, 0.5)), label="x2")
     h0 = (state0 or {"h": np.zeros((sizes["B"], sizes["d_h"]))})["h"]
     h0b = s2["h"]
     f = MODULES[name].forward
@@ -160,7 +161,7 @@ def test_identity_elman_is_linear_in_initial_state_and_inputs(data, a, b):
 def test_elementwise_unrolled_formulas_equal_the_generated_forward(name):
     """The symbolic core's scalar equations, evaluated numerically, give the generated numbers."""
     from rnnsym.unroll import unroll
-    cell, steps = variant_cell(name), 3
+    cell, steps = generated_cell(name), 3
     dims = {str(d): v for d, v in zip(__import__("rnnsym").shapes(cell).dims, (3, 2, 1))}
     unrolled = unroll(cell, steps, "elementwise", dims)
     shapes = __import__("rnnsym").shapes(cell).concrete(**dims)

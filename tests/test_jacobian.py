@@ -9,7 +9,7 @@ import sympy as sp
 import rnnsym
 from rnnsym.cells import elman, gru, lstm, parse_cell
 from rnnsym.cells.nodes import Activation, Chunk, Diag, HadamardQuotient, LayerNorm
-from rnnsym.codegen.files import VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED, generated_cell
 from rnnsym.gradients.nodes import ActGrad, InvStd
 from rnnsym.jacobian import (
     JacobianError,
@@ -168,12 +168,12 @@ def test_step_jacobian_matches_finite_differences(name, cell):
                                    err_msg=f"d{s}[t]/d{wrt}[t-1] of {name}")
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(GENERATED))
 def test_every_builtin_cell_matches_finite_differences(name):
     """Every block ∂s_t/∂s'_{t-1} of every built-in cell, evaluated, equals central differences
     of the generated step (float64, eps 1e-6); sizes distinct (d_in=2, d_h=3, d_out=4, others 5).
     The interpreter first runs the cell's equations and must agree with the generated step."""
-    cell = variant_cell(name)
+    cell = generated_cell(name)
     table = rnnsym.shapes(cell)
     sizes = {str(d): {"d_in": 2, "d_h": 3, "d_out": 4}.get(str(d), 5) for d in table.dims}
     shapes = table.concrete(**sizes)
@@ -215,12 +215,12 @@ def test_every_builtin_cell_matches_finite_differences(name):
 
 def test_layernorm_and_division_print():
     """lnlstm's ∂c_t/∂c_{t-1} is layer norm's Jacobian times diag(f_t); minLSTM's is diag(f_n)."""
-    block = text(step_jacobian(variant_cell("lnlstm")).blocks[("c", "c")])
+    block = text(step_jacobian(generated_cell("lnlstm")).blocks[("c", "c")])
     u = "f[t] * c[t-1] + i[t] * g[t]"
     s = f"diag(1/std({u}, 1/100000))"
     assert block == (f"(diag(g_c) @ {s} - diag(g_c) @ mean @ {s} - diag(g_c * layernorm({u})) @ mean @ "
                      f"diag(layernorm({u})) @ {s}) @ diag(f[t])")
-    assert text(step_jacobian(variant_cell("minlstm")).blocks[("h", "h")]) == "diag(f_n[t])"
+    assert text(step_jacobian(generated_cell("minlstm")).blocks[("h", "h")]) == "diag(f_n[t])"
     d = text(step_jacobian(parse_cell("h = tanh(W @ h) / (1 + U @ h)")).blocks[("h", "h")])
     assert d == ("diag(1 / (1 + U @ h[t-1])) @ diag(1 - tanh(W @ h[t-1]) * tanh(W @ h[t-1])) @ W"
                  " - diag(tanh(W @ h[t-1]) / ((1 + U @ h[t-1]) * (1 + U @ h[t-1]))) @ U")

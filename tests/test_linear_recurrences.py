@@ -14,7 +14,7 @@ from rnnsym import reference
 from rnnsym.cells import builtin, make_cell, now, parse_cell, prev
 from rnnsym.cells.nodes import Activation, Outer, RowScale, madd, mmul
 from rnnsym.cli import main
-from rnnsym.codegen.files import MATRIX_VARIANTS, variant_cell
+from rnnsym.codegen.files import GENERATED_MATRIX, generated_cell
 from rnnsym.shapes import ShapeConflict
 
 TOL = 1e-12
@@ -50,7 +50,7 @@ def torch_forward(name, params, x, state0):
 def problem(name, sizes, T, B, rng, with_state=True):
     """Random params, inputs and state of the derived shapes, in each gate's usual domain:
     log-decays g < 0, beta in (0, 1), Mamba's A < 0."""
-    cell = variant_cell(name)
+    cell = generated_cell(name)
     shapes = rnnsym.shapes(cell).concrete(**sizes)
     params = {p: rng.standard_normal(shapes[p]) for p in cell.params}
     if "A" in params:
@@ -82,7 +82,7 @@ def assert_close(what, got, want, tol, ctx, floor=0.0):
 @st.composite
 def sizes_and_steps(draw, name):
     """Distinct dimensions (d_k != d_v, d_in != d_state), T from 0, a checkpoint interval."""
-    dims = [str(d) for d in rnnsym.shapes(variant_cell(name)).dims]
+    dims = [str(d) for d in rnnsym.shapes(generated_cell(name)).dims]
     first = draw(st.integers(1, 4), label="first size")
     sizes = {d: first + 2 * k for k, d in enumerate(dims)}
     return sizes, draw(st.integers(0, 9), label="T"), draw(st.integers(1, 3), label="B"), \
@@ -93,12 +93,12 @@ def compiled(name, checkpoint):
     """The compiled module of a variant (the source of generated/NAME.py) with its CHECKPOINT
     set: it changes what the cache keeps and what the backward recomputes, never a result, so
     the shared module is left with it."""
-    module = rnnsym.compile(variant_cell(name))
+    module = rnnsym.compile(generated_cell(name))
     module.CHECKPOINT = checkpoint
     return module
 
 
-@pytest.mark.parametrize("name", list(MATRIX_VARIANTS))
+@pytest.mark.parametrize("name", list(GENERATED_MATRIX))
 @settings(max_examples=15)
 @given(data=st.data())
 def test_generated_equals_reference_forward_and_backward(name, data):
@@ -134,14 +134,14 @@ def upstream(d_out, d_final):
     return float(np.sqrt(np.sum(d_out ** 2) + sum(np.sum(v ** 2) for v in d_final.values())))
 
 
-@pytest.mark.parametrize("name", list(MATRIX_VARIANTS))
+@pytest.mark.parametrize("name", list(GENERATED_MATRIX))
 @settings(max_examples=4)
 @given(seed=st.integers(0, 2**16), T=st.integers(1, 4), B=st.integers(1, 2))
 def test_backward_equals_finite_differences(name, seed, T, B):
     """The directional derivative along a random direction of every input, parameter and
     initial state, by central differences (float64, h = 1e-6), equals the backward's."""
     rng = np.random.default_rng(seed)
-    sizes = {str(d): 2 + k for k, d in enumerate(rnnsym.shapes(variant_cell(name)).dims)}
+    sizes = {str(d): 2 + k for k, d in enumerate(rnnsym.shapes(generated_cell(name)).dims)}
     cell, params, x, state0 = problem(name, sizes, T, B, rng)
     module = compiled(name, 2)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
@@ -163,12 +163,12 @@ def test_backward_equals_finite_differences(name, seed, T, B):
         f"directional derivative={analytic!r}, but should be {fd!r} [{name}({sizes}, T={T}, B={B})]"
 
 
-@pytest.mark.parametrize("name", list(MATRIX_VARIANTS))
+@pytest.mark.parametrize("name", list(GENERATED_MATRIX))
 @settings(max_examples=5)
 @given(seed=st.integers(0, 2**16), T=st.integers(0, 5), B=st.integers(1, 3))
 def test_backward_equals_torch_autograd(name, seed, T, B):
     rng = np.random.default_rng(seed)
-    sizes = {str(d): 3 + k for k, d in enumerate(rnnsym.shapes(variant_cell(name)).dims)}
+    sizes = {str(d): 3 + k for k, d in enumerate(rnnsym.shapes(generated_cell(name)).dims)}
     cell, params, x, state0 = problem(name, sizes, T, B, rng)
     module = compiled(name, 3)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
@@ -291,7 +291,7 @@ def test_command_line_shows_shapes_and_unrolls(capsys):
 
 
 def test_generated_module_names_a_wrong_input_and_keeps_float32():
-    module = rnnsym.compile(variant_cell("gated_deltanet"))
+    module = rnnsym.compile(generated_cell("gated_deltanet"))
     rng = np.random.default_rng(0)
     _, params, x, state0 = problem("gated_deltanet", {"d_k": 3, "d_v": 5}, 4, 2, rng)
     bad = dict(x, k=x["k"][:, :, :2])
@@ -306,14 +306,14 @@ def test_generated_module_names_a_wrong_input_and_keeps_float32():
     assert out.dtype == np.float32 and final["S"].dtype == np.float32
     _, d_x, d_state0 = module.backward(params, cache, np.ones_like(out))
     assert all(v.dtype == np.float32 for v in (*d_x.values(), d_state0["S"]))
-    chunked = rnnsym.compile(variant_cell("gla")).forward_chunked
+    chunked = rnnsym.compile(generated_cell("gla")).forward_chunked
     _, params, x, state0 = problem("gla", {"d_k": 3, "d_v": 5}, 4, 2, rng)
     out, final = chunked(params, {k: v.astype(np.float32) for k, v in x.items()}, chunk=3)
     assert out.dtype == np.float32 and final["S"].dtype == np.float32
 
 
 def test_zero_steps_return_the_initial_state_and_pass_its_gradient_through():
-    module = rnnsym.compile(variant_cell("mlstm"))
+    module = rnnsym.compile(generated_cell("mlstm"))
     rng = np.random.default_rng(1)
     _, params, x, state0 = problem("mlstm", {"d_k": 2, "d_v": 3}, 0, 2, rng)
     out, final, cache = module.forward(params, x, state0, return_cache=True)
@@ -336,7 +336,7 @@ def test_chunked_form_equals_the_sequential_form(name, data):
     """forward_chunked == forward (float64, 1e-12 normwise) for every chunk size and T, T not a
     multiple of the chunk included, decays from mild to strong (a chunk's cumulative log-decay
     down to about -2000: the stable form must not overflow) and hard resets (log-decay -inf)."""
-    module = rnnsym.compile(variant_cell(name))
+    module = rnnsym.compile(generated_cell(name))
     sizes, _, B, _ = data.draw(sizes_and_steps(name))
     T = data.draw(st.integers(0, 70), label="T")
     chunk = data.draw(st.integers(1, 80), label="chunk")
@@ -360,10 +360,10 @@ def test_chunked_form_equals_the_sequential_form(name, data):
 
 
 def test_chunked_form_is_generated_for_the_decay_rules_only():
-    assert all(hasattr(rnnsym.compile(variant_cell(n)), "forward_chunked") for n in CHUNKED)
+    assert all(hasattr(rnnsym.compile(generated_cell(n)), "forward_chunked") for n in CHUNKED)
     for name in ("deltanet", "gated_deltanet", "mamba", "mlstm"):
-        assert not hasattr(rnnsym.compile(variant_cell(name)), "forward_chunked"), name
-    module = rnnsym.compile(variant_cell("gla"))
+        assert not hasattr(rnnsym.compile(generated_cell(name)), "forward_chunked"), name
+    module = rnnsym.compile(generated_cell("gla"))
     rng = np.random.default_rng(3)
     _, params, x, state0 = problem("gla", {"d_k": 2, "d_v": 3}, 3, 1, rng)
     with pytest.raises(ValueError, match=r"chunk: expected an integer >= 1, got 0"):
@@ -397,7 +397,7 @@ def test_elementwise_unrolled_formulas_equal_the_generated_forward(name):
     import sympy
 
     from rnnsym.unroll import unroll
-    cell, steps = variant_cell(name), 2
+    cell, steps = generated_cell(name), 2
     table = rnnsym.shapes(cell)
     dims = {str(d): v for d, v in zip(table.dims, (2, 3))}
     unrolled = unroll(cell, steps, "elementwise", dims)

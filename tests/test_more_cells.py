@@ -2,7 +2,7 @@
 hand-written references against independent restatements, their derived shapes and LaTeX.
 
 That the generated modules equal these references is tested, with Hypothesis, in
-test_generated_properties.py (every entry of VARIANTS).
+test_generated_properties.py (every entry of codegen.files.GENERATED).
 """
 import math
 

@@ -71,3 +71,63 @@ def test_the_glossary_names_each_term_once_and_owners_that_exist():
         for part in (attr.split(".") if attr else []):
             assert hasattr(obj, part), f"glossary owner {name}: {module} has no {attr}"
             obj = getattr(obj, part)
+
+
+def test_contract_check_is_check_contract_and_probe_its_deprecated_alias():
+    import pytest
+    from rnnsym.frameworks import Config, ContractError, Harness
+    from rnnsym.frameworks.torch import TorchHarness
+    config = Config("gru", T=2, B=3, d_in=4, d_h=5)
+    import torch
+    harness = TorchHarness(torch.nn.GRU, "gru")
+    assert harness.check_contract(config) is None
+    with pytest.warns(DeprecationWarning, match="call check_contract"):
+        harness.probe(config)
+
+    class Legacy(Harness):          # a harness written against the old name still works
+        calls = []
+
+        def probe(self, config):
+            self.calls.append(config)
+            raise ContractError("legacy contract")
+    legacy = Legacy.__new__(Legacy)
+    with pytest.warns(DeprecationWarning, match="Legacy.probe: the contract check is now"), \
+            pytest.raises(ContractError, match="legacy contract"):
+        legacy.check_contract(config)
+    assert Legacy.calls == [config]
+
+
+def test_feature_survey_and_the_old_probe_names():
+    import warnings
+
+    import pytest
+    from rnnsym.check.survey import FeatureSurvey
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from rnnsym.check.probe import Probe
+    assert issubclass(Probe, FeatureSurvey) and FeatureSurvey.__module__ == "rnnsym.check.survey"
+    with pytest.warns(DeprecationWarning, match="use rnnsym.check.survey.FeatureSurvey"):
+        with pytest.raises(TypeError):          # the warning comes before the arguments
+            Probe()
+
+
+def test_bug_model_and_the_old_variant_names():
+    import pytest
+    from rnnsym.check import bug_models, variants
+    assert variants.variant_outputs is bug_models.bug_model_outputs
+    assert variants.fits is bug_models.fits
+    assert bug_models.BugModel("x").text == "x"
+    with pytest.warns(DeprecationWarning, match="use rnnsym.check.bug_models.BugModel"):
+        old = variants.Variant("x", step_restart=True)
+    assert isinstance(old, bug_models.BugModel) and old.step_restart
+
+
+def test_generated_modules_and_the_old_variants_names():
+    import pytest
+    from rnnsym.codegen import files
+    assert files.VARIANTS is files.GENERATED and files.MATRIX_VARIANTS is files.GENERATED_MATRIX
+    assert "gru_reset_after" in files.GENERATED and "gla" in files.GENERATED_MATRIX
+    cell = files.generated_cell("gru_reset_before")
+    with pytest.warns(DeprecationWarning, match="use generated_cell"):
+        old = files.variant_cell("gru_reset_before")
+    assert old.name == cell.name == "gru" and old.options == cell.options

@@ -19,12 +19,12 @@ and everything below it, never ``rnnsym.testing`` or the CLI. One file per role:
 ``cases.py``           one example (``Case``) and the Hypothesis strategy drawing them
 ``strategies.py``      Hypothesis strategies for sizes, parameters, inputs, states
 ``target.py``          calling the target on a case: outcome, failure kinds, time limit
-``probe.py``           which features the target lacks ("unsupported" is not "wrong")
-``search.py``          the Hypothesis loop (drawing, shrinking, statistics)
+``survey.py``          which features the target lacks ("unsupported" is not "wrong")
+``search.py``          the one run loop (``run_checks``), the Hypothesis search, ``SearchStats``
 ``oracle.py``          expected outputs (generated code from the symbolic cells, float64)
 ``tolerance.py``       per-element tolerances from a backward-error estimate
 ``compare.py``         comparing flat outputs with tolerances (``Mismatch``)
-``variants.py``        wrong-but-plausible models of the target (``Variant``) and running them
+``bug_models.py``      wrong-but-plausible models of the target (``BugModel``), run like it
 ``diagnose.py``        the table of known bug classes, and naming the one a failure matches
 ``report.py``          ``Report`` / ``Counterexample``: verdicts, exit codes, formatting
 ``cli.py``             ``rnnsym check ...``
@@ -44,8 +44,9 @@ from rnnsym.check.cases import Case, cases
 from rnnsym.check.checker import check
 from rnnsym.check.report import Counterexample, Report, UnsupportedFeature
 from rnnsym.check.sequence import check_sequence
-from rnnsym.check.space import FEATURES, CheckOptions, config_space
+from rnnsym.check.space import FEATURES, config_space
 from rnnsym.check.target import KINDS, Outcome, run_case
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import ContractError, Unsupported, UsageError
 
 __all__ = ["check", "Report", "Counterexample", "CheckOptions", "UsageError", "ContractError",
@@ -63,3 +64,5 @@ class _CallablePackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallablePackage
+#: ``inspect.signature(rnnsym.check)``, ``help()``: the function's keywords (rnnsym.CheckOptions)
+__signature__ = check.__signature__

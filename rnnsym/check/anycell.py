@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import random
-import time
-import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from hypothesis import strategies as st
@@ -31,8 +29,9 @@ from rnnsym.check.cell_oracle import (canonical_params, cell_tolerance, expected
                                       flat_of, run_forward, runner)
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.report import Report, counterexample_of
-from rnnsym.check.search import Progress, new_stats, search, shrink_note
+from rnnsym.check.search import quiet, run_checks
 from rnnsym.check.target import Outcome, call_target
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.cell_api import CellConfig, bias_params, cell_target
 
@@ -256,18 +255,18 @@ class CellSubject:
 
     def cases(self):
         return cell_cases(self.cell, self.table, self.space, self.dtype,
-                          self.options.get("max_size", 6))
+                          self.options.max_size)
 
     def excluded(self, case) -> bool:
         return False
 
     def run(self, case):
-        oracle = expected_for(self.module, self.cell, case, self.options.get("rtol"),
-                              self.options.get("atol"))
+        oracle = expected_for(self.module, self.cell, case, self.options.rtol,
+                              self.options.atol)
         if oracle is None:
             return None
         outcome = Outcome(case, *oracle)
-        got, failure = call_target(self.target, case, self.options.get("timeout"))
+        got, failure = call_target(self.target, case, self.options.timeout)
         if failure is not None:       # unsupported on a declared feature is a failure too
             outcome.kind, outcome.error, _ = failure
             return outcome
@@ -282,12 +281,12 @@ class CellSubject:
         return False
 
     def cover(self, stats, case, outcome) -> None:
-        stats["configs"].add(case.config.coverage_key())
+        stats.configs.add(case.config.coverage_key())
         c = case.config
         for key, value in (("reverse", c.reverse), ("bias", c.bias),
                            ("initial_state", c.initial_state),
                            ("lengths", "per-sample" if case.lengths else "fixed")):
-            stats["coverage"].setdefault(key, set()).add(value)
+            stats.coverage.setdefault(key, set()).add(value)
 
 
 # --- the check ----------------------------------------------------------------------------
@@ -298,6 +297,7 @@ class CellRequest:
     cell: object
     replay: str            # "--cell sru --variant rescale=true" / "--define '...'"
     recipe: object = None  # a picklable callable that builds ``cell`` again (in the worker)
+    define: Optional[str] = None   # the cell's text (read from --define-file: the replay's)
 
 
 def request(cell=None, variant=None, define=None, define_file=None, inputs="x", readouts="",
@@ -321,7 +321,8 @@ def request(cell=None, variant=None, define=None, define_file=None, inputs="x", 
                                                         ("dims", dims)) if v and v != "x")
         return CellRequest(defined_cell(define, inputs=inputs, readouts=readouts, dims=dims),
                            f"--define {_quote(define)}{extra}",
-                           defined_recipe(define, inputs=inputs, readouts=readouts, dims=dims))
+                           defined_recipe(define, inputs=inputs, readouts=readouts, dims=dims),
+                           define)
     if cell is None:
         raise UsageError("name a --cell or give --define TEXT")
     built = builtin_cell(cell, variant)
@@ -336,21 +337,21 @@ def _quote(text: str) -> str:
     return "'" + "; ".join(lines).replace("'", "'\\''") + "'"
 
 
-def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None, rtol=None,
-               atol=None, param_map=None, gradients=False, without=(), features=None,
-               strict=False, timeout=30.0, progress=False, max_size=6,
-               in_process=False) -> Report:
-    """Property-test ``target`` against the symbolic cell of ``req`` (module docstring). The
-    target runs in a worker process (``rnnsym.check.isolation``) unless ``in_process``."""
+def check_cell(target, req: Optional[CellRequest] = None, *,
+               options: Optional[CheckOptions] = None, **kwargs) -> Report:
+    """Property-test ``target`` against the symbolic cell the options name (``cell`` and
+    ``variant``, or ``define``; module docstring). The target runs in a worker process
+    (``rnnsym.check.isolation``) unless ``in_process``. ``req``: the cell, already built."""
     from rnnsym.codegen.compile import compile_cell
     from rnnsym.frameworks.user import load_object
 
+    o = CheckOptions.of(options, **kwargs)
+    if req is None:
+        req = request(o.cell, o.variant, o.define, o.define_file, o.inputs, o.readouts, o.dims)
     cell = req.cell
     table = checkable(cell)
-    if dtype not in (None, "float32", "float64"):
-        raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
-    if examples < 1:
-        raise UsageError(f"--examples: expected a positive number, got {examples}")
+    if o.dtype not in (None, "float32", "float64"):
+        raise UsageError(f"--dtype: expected float32 or float64, got {o.dtype!r}")
     if isinstance(target, str) and ":" not in target:
         raise UsageError(f"target {target}: the framework targets check elman|rnn, lstm and gru "
                          "with their own options; this cell is checked on a function or a torch "
@@ -358,12 +359,12 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
     obj = load_object(target) if isinstance(target, str) else target
     label = target if isinstance(target, str) else \
         f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', obj)}"
-    tgt = cell_target(obj, cell, table, label, param_map)
+    tgt = cell_target(obj, cell, table, label, o.param_map)
     try:
         module = compile_cell(cell)
     except Exception as exc:  # noqa: BLE001 - a cell the generator cannot write
         raise UsageError(f"cell {cell.name}: the code generator cannot write it: {exc}") from None
-    dtype = dtype or tgt.dtype
+    dtype = o.dtype or tgt.dtype
     sizes = dict(zip((str(d) for d in table.dims), range(2, 2 + len(table.dims))))
     simplest = CellConfig(cell=cell.name, T=1, B=1, dims=tuple(sizes.items()), dtype=dtype)
     shapes = table.concrete(**sizes)
@@ -375,66 +376,39 @@ def check_cell(target, req: CellRequest, *, examples=500, seed=None, dtype=None,
                          f"state: {type(exc).__name__}: {exc}") from None
     if hasattr(tgt, "build"):     # a module that cannot be built or mapped: a usage error
         tgt.build(simplest)
-    seed = random.randrange(2**32) if seed is None else int(seed)
-    space = cell_space(tgt, without, features)
-    if gradients:
+    o = o.replace(dtype=dtype).with_seed()
+    if o.define_file is not None:         # the replay line carries the text itself
+        o = o.replace(define=req.define, define_file=None)
+    space = cell_space(tgt, o.without, o.features)
+    if o.gradients:
         if not hasattr(module, "backward") or "not generated" in (module.__doc__ or ""):
             raise UsageError(f"--gradients: no backward is generated for {cell.name} (several "
                              "inputs or readouts)")
         space = {**space, "reverse": (False,), "lengths": False}
     isolated_note = None
-    if not in_process:
+    if not o.in_process:
         from rnnsym.check.isolation import isolate_cell
-        tgt, isolated_note = isolate_cell(tgt, target, req.recipe or cell, label, param_map)
-    options = {"rtol": rtol, "atol": atol, "timeout": timeout, "max_size": max_size}
-    subject = CellSubject(cell, table, module, tgt, space, dtype, options)
-    if gradients:
+        tgt, isolated_note = isolate_cell(tgt, target, req.recipe or cell, label, o.param_map)
+    subject = CellSubject(cell, table, module, tgt, space, dtype, o)
+    if o.gradients:
         from rnnsym.check.cell_gradients import CellGradientSubject
         subject = CellGradientSubject(subject)
     try:
-        stats = new_stats()
-        bar = Progress(progress, f"rnnsym check {label} {req.replay}", examples)
-        start = time.monotonic()
-        with warnings.catch_warnings(), np.errstate(all="ignore"), tgt.session():
-            warnings.simplefilter("ignore")
-            try:
-                search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
-        elapsed = time.monotonic() - start
-        parts = ["rnnsym", "check", label, req.replay, "--examples", str(examples), "--seed",
-                 str(seed), "--dtype", dtype]
-        if param_map:
-            parts += ["--param-map", param_map if isinstance(param_map, str) else
-                      ",".join(f"{k}={v}" for k, v in param_map.items())]
-        if gradients:
-            parts.append("--gradients")
-        if in_process:
-            parts.append("--in-process")
-        outcome = stats["failure"]
-        nothing = outcome is None and stats["examples"] == 0
+        stats = run_checks(o, f"rnnsym check {label} {req.replay}", lambda stats: subject,
+                           session=tgt.session())
+        outcome = stats.failure
         report = Report(target=label, cell=req.replay.split(" ", 1)[1] if
-                        req.replay.startswith("--cell") else cell.name, dtype=dtype, seed=seed,
-                        passed=outcome is None and not nothing,
-                        examples=stats["examples"] + (outcome is not None),
-                        configurations=len(stats["configs"]), elapsed=elapsed,
-                        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-                        max_error_ratio=stats["ratio"],
-                        tolerance="explicit rtol/atol" if rtol is not None or atol is not None
-                        else "backward-error estimate, see rnnsym.check.tolerance",
-                        command=" ".join(parts),
-                        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
-                        strict=strict, checked_nothing=nothing)
+                        req.replay.startswith("--cell") else cell.name, dtype=dtype,
+                        command=o.replay(label), **stats.report_fields(o))
         if outcome is not None:
             report.counterexample = counterexample_of(outcome)
             report.failure_kind = outcome.kind
-            report.shrink_note = shrink_note(stats)
+            report.shrink_note = stats.shrink_note()
             if outcome.kind in ("wrong numbers", "wrong gradients"):
                 from rnnsym.check.mutations import diagnose_cell
-                with warnings.catch_warnings(), np.errstate(all="ignore"):
-                    warnings.simplefilter("ignore")
+                with quiet():
                     report.diagnoses = diagnose_cell(cell, module, outcome, tgt,
-                                                      timeout=timeout)
+                                                      timeout=o.timeout)
             report.diagnosis = report.diagnoses[0] if report.diagnoses else None
         if isolated_note:
             report.target += f" ({isolated_note})"

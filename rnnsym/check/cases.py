@@ -1,7 +1,7 @@
 """Cases: one drawn example (config, the target's parameter values, input, state, lengths).
 
 ``cases(harness, space, dtype)`` is the Hypothesis strategy the search draws from; it reads
-``space`` at every draw, so features found unsupported during a run (``rnnsym.check.probe``)
+``space`` at every draw, so features found unsupported during a run (``rnnsym.check.survey``)
 are not drawn again. ``build_case`` makes a deterministic case for a given config (probes,
 diagnosis relatives).
 """

@@ -130,8 +130,8 @@ class CellGradientSubject:
 
     def run(self, case):
         sub = self.inner
-        oracle = expected_for(sub.module, sub.cell, case, sub.options.get("rtol"),
-                              sub.options.get("atol"))
+        oracle = expected_for(sub.module, sub.cell, case, sub.options.rtol,
+                              sub.options.atol)
         if oracle is None:
             return None
         flat, tol = oracle
@@ -148,9 +148,9 @@ class CellGradientSubject:
         try:
             got_flat, got_grads = limited_call(
                 sub.target, "gradients", (case.config, case.values, case.x, case.state0,
-                                          upstream), timeout=sub.options.get("timeout"))
+                                          upstream), timeout=sub.options.timeout)
         except TargetTimeout as exc:
-            outcome.kind, outcome.error = "timed out", timeout_text(sub.options["timeout"], exc)
+            outcome.kind, outcome.error = "timed out", timeout_text(sub.options.timeout, exc)
             return outcome
         except TargetDied as exc:
             outcome.kind, outcome.error = exc.kind, str(exc)

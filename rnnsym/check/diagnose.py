@@ -2,7 +2,7 @@
 
 Each bug class of the reference notes (section (d)), or a common structural / numerical
 mistake, is one entry of :data:`BUG_CLASSES`: when it applies, its message, and the variant
-of the cell that reproduces it (``rnnsym.check.variants.Variant``). A failure with wrong
+of the cell that reproduces it (``rnnsym.check.bug_models.BugModel``). A failure with wrong
 numbers is re-run under every applicable variant; all that fit are reported, in table order,
 the first is "the" diagnosis. Failures of shape are read off their error with
 :data:`SHAPE_CLASSES`. Adding a bug class is adding one entry::
@@ -13,7 +13,7 @@ the first is "the" diagnosis. Failures of shape are read off their error with
 
 ``when`` and ``make`` get a :class:`Facts` about the failing case; ``over`` expands one entry
 into several variants (e.g. every gate order), its items fill the message's ``{fields}`` and
-are passed to ``make`` as keywords; ``fixed`` holds Variant fields that need no facts.
+are passed to ``make`` as keywords; ``fixed`` holds BugModel fields that need no facts.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from rnnsym.check.oracle import VARIANT_DEFAULTS, oracle_forward, variant_for
-from rnnsym.check.variants import (  # noqa: F401 - pad_outputs: part of the API
-    GATE_ORDER, Variant, bias_groups, fits, interleave, length_padding, map_params, pad_outputs,
+from rnnsym.check.bug_models import (  # noqa: F401 - pad_outputs: part of the API
+    GATE_ORDER, BugModel, bias_groups, fits, interleave, length_padding, map_params, pad_outputs,
     padded_length, permute_gates, state0_direction_major, states_direction_major,
     swap_directions, swap_hc_output, swap_hc_state, swapped, zero_group)
 from rnnsym.frameworks import Config
@@ -105,13 +105,13 @@ class BugClass:
     fixed: dict = field(default_factory=dict)
     over: Callable[[Facts], list] = lambda x: [{}]
 
-    def variants(self, x: Facts) -> list[Variant]:
+    def variants(self, x: Facts) -> list[BugModel]:
         if not self.when(x):
             return []
         fields = {"conv": x.conv, "other_reset": x.other_reset,
                   "other_reset_text": x.other_reset_text, "activation": x.activation,
                   "padding": PADDING_TEXT[x.padding]}
-        return [Variant(self.text.format(**fields, **item), **self.fixed, **self.make(x, **item))
+        return [BugModel(self.text.format(**fields, **item), **self.fixed, **self.make(x, **item))
                 for item in self.over(x)]
 
 
@@ -255,7 +255,7 @@ BUG_CLASSES = [
 ]
 
 
-def catalogue(harness, outcome) -> list[Variant]:
+def catalogue(harness, outcome) -> list[BugModel]:
     """All variants of the table that apply to this failing case, in table order."""
     x = facts(harness, outcome.case)
     return [v for bug in BUG_CLASSES for v in bug.variants(x)]

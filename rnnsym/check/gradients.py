@@ -212,7 +212,7 @@ def sample_gradients(config: Config, params: list, x, state0: list, upstream: di
     the final state is the one at n-1, a reverse direction starts there), its gradients
     summed into the parameters' and written into its slices of ``x`` (zero past n) and of
     the initial state. ``padding`` is the target's convention for the outputs past a length
-    (``rnnsym.check.variants.pad_outputs``): "zero" (no gradient flows from them) or "repeat"
+    (``rnnsym.check.bug_models.pad_outputs``): "zero" (no gradient flows from them) or "repeat"
     (Keras' mask: the forward direction's last valid output repeated, so their upstream
     gradient adds to step n-1's). ``padding_detached`` is a bug model: the state a sample
     holds through the padding steps is detached, so for samples shorter than T the forward
@@ -259,7 +259,7 @@ def expected_gradients(harness, case, upstream, *, layer=None, params=None, x=No
     x = case.x if x is None else x
     s0 = _state0(config, case.state0) if state0 is None else state0
     if case.lengths is not None:
-        from rnnsym.check.variants import length_padding
+        from rnnsym.check.bug_models import length_padding
         d_params, d_x, d_s0 = sample_gradients(config, params, x, s0, upstream, case.lengths,
                                                padding=length_padding(harness, config),
                                                layer=layer, noise=noise, **stack)

@@ -10,8 +10,8 @@ would change what the oracle sees. So the target runs in a **worker**:
   ``spawn``; never a plain fork of the checker, whose torch/jax threads do not survive one),
   which builds the target once (:func:`rnnsym.frameworks.registry.resolve_harness`, the ONNX
   target, or the any-cell check's target, ``rnnsym.frameworks.cell_api``, from the cell's
-  recipe) and serves calls: ``run``, ``gradients`` and ``probe`` of a harness or cell target;
-  ``load``, ``run`` and ``run_target`` of an ONNX target. The oracle, the search, the
+  recipe) and serves calls: ``run``, ``gradients`` and ``check_contract`` of a harness or cell
+  target; ``load``, ``run`` and ``run_target`` of an ONNX target. The oracle, the search, the
   diagnosis and the report stay in the checker (the *parent*); what crosses is pickled, so
   the target gets copies and its outputs are copied when it returns.
 - ``sys.exit(...)`` inside the target is caught in the worker and becomes the failure kind
@@ -51,7 +51,7 @@ BUILD_LIMIT = 300.0
 #: (re)start is a fork, not an import of torch
 PRELOAD = ("torch", "jax", "onnx", "onnxruntime")
 #: the harness methods that run the target's code (the rest is layout bookkeeping)
-REMOTE = ("run", "gradients", "probe")
+REMOTE = ("run", "gradients", "check_contract")
 
 
 class TargetDied(RnnsymError):
@@ -348,7 +348,7 @@ def _cell_target(target, recipe, label, param_map):
 
 class IsolatedHarness:
     """A harness (or an any-cell target, ``rnnsym.frameworks.cell_api.CellTarget``) whose
-    ``run``, ``gradients`` and ``probe`` run in a :class:`Worker`; every other attribute
+    ``run``, ``gradients`` and ``check_contract`` run in a :class:`Worker`; every other attribute
     (shapes, layout conversion, capabilities) is the local one's."""
 
     def __init__(self, harness, worker: Worker):
@@ -432,3 +432,18 @@ class IsolatedOnnxTarget:
 def isolate_onnx(target: str, local):
     """The ONNX target ``target`` (a string, built locally as ``local``) in a worker."""
     return IsolatedOnnxTarget(local, Worker("onnx", target, preload=_preload()))
+
+
+@contextlib.contextmanager
+def onnx_target_in_worker(target: str, in_process: bool = False):
+    """The ONNX target ``target`` for one check: built here, run in a worker unless
+    ``in_process``; the worker is closed when the check ends."""
+    from rnnsym.frameworks.onnx import onnx_target
+    tgt = onnx_target(target)
+    if not in_process:
+        tgt = isolate_onnx(target, tgt)
+    try:
+        yield tgt
+    finally:
+        getattr(tgt, "close", lambda: None)()
+

@@ -4,8 +4,8 @@ failure is shrunk to the smallest one it can find.
 One property, run once per drawn case:
 
 - a case containing a combination found unsupported is skipped (``reject``);
-- a case where the target raised "unsupported" goes to ``Probe.identify``: a feature (now left
-  out of the space) or, when none is needed, a failure;
+- a case where the target raised "unsupported" goes to ``FeatureSurvey.identify``: a feature
+  (now left out of the space) or, when none is needed, a failure;
 - any other failure is raised to Hypothesis, which shrinks it; after ``SHRINK_BUDGET_CALLS``
   shrinking tries (or at once after a time-out, whose calls are slow by definition) only the
   best counterexample so far fails. The budget counts tries, not seconds, so that a replay
@@ -17,7 +17,7 @@ One property, run once per drawn case:
 
 What is searched is a :class:`Subject`: its strategy, how one case runs, what "unsupported"
 means for it and what a pass covers. :class:`HarnessSubject` is the one for framework and user
-targets (``rnnsym.check.cases``, ``rnnsym.check.target``, ``rnnsym.check.probe``); ONNX targets
+targets (``rnnsym.check.cases``, ``rnnsym.check.target``, ``rnnsym.check.survey``); ONNX targets
 have theirs in ``rnnsym.check.onnx``. Both run through this one loop.
 
 To add a dimension to the search: a value in the space (``rnnsym.check.space``), drawn in
@@ -28,7 +28,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Optional, Protocol
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
+
+import numpy as np
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hypothesis_seed
@@ -38,9 +42,9 @@ from hypothesis.strategies import SearchStrategy
 
 from rnnsym.check.cases import cases
 from rnnsym.check.compare import max_errors
-from rnnsym.check.probe import Probe
-from rnnsym.check.space import CheckOptions
+from rnnsym.check.survey import FeatureSurvey
 from rnnsym.check.target import run_case
+from rnnsym.check_options import DEFAULT_EXAMPLES, CheckOptions
 from rnnsym.frameworks import Config, Harness
 
 #: Shrinking tries after which the best counterexample so far is reported (deterministic).
@@ -77,10 +81,10 @@ class Progress:
         if not self.enabled or (now - self.last < 0.25 and not force):
             return
         self.last = now
-        state = (f"shrinking counterexample ({stats['shrink_calls']} tries)"
-                 if stats["failure"] else
-                 f"{stats['examples']}/{self.total} examples, {len(stats['configs'])} configs, "
-                 f"max error {stats['ratio']:.2g} x tol")
+        state = (f"shrinking counterexample ({stats.shrink_calls} tries)"
+                 if stats.failure else
+                 f"{stats.examples}/{self.total} examples, {len(stats.configs)} configs, "
+                 f"max error {stats.max_ratio:.2g} x tol")
         sys.stderr.write(f"\r{self.label}: {state}, {now - self.start:.0f} s\033[K")
         sys.stderr.flush()
 
@@ -90,18 +94,68 @@ class Progress:
             sys.stderr.flush()
 
 
-def new_stats() -> dict:
-    return {"examples": 0, "configs": set(), "ratio": 0.0, "abs": 0.0, "rel": 0.0,
-            "failure": None, "first_failure_at": None, "shrink_calls": 0, "coverage": {},
-            "shrink_cut_at": 0}
+@dataclass
+class SearchStats:
+    """What a search saw, filled in by :func:`search` (and a subject's ``cover``): every field
+    exists from the start, none is added on the way."""
+
+    examples: int = 0               # passing examples
+    configs: set = field(default_factory=set)       # distinct configurations among them
+    coverage: dict = field(default_factory=dict)    # option -> the values the passes covered
+    max_ratio: float = 0.0          # largest error / tolerance of a pass
+    max_abs: float = 0.0            # largest absolute error of a pass
+    max_rel: float = 0.0            # largest relative error of a pass
+    failure: Optional[object] = None    # the smallest failing outcome found, if any
+    first_failure_at: Optional[float] = None    # time.monotonic() of the first failure
+    shrink_calls: int = 0           # examples run while shrinking
+    shrink_cut_at: int = 0          # shrinking tries when the time net (not the budget) cut it
+    flaky: str = ""                 # Hypothesis' complaint when a failure did not replay
+    gave_up: str = ""               # Hypothesis' complaint when every draw was rejected
+    elapsed: float = 0.0            # seconds of survey and search (:func:`run_checks`)
+
+    @property
+    def examples_run(self) -> int:
+        """Examples the report counts: the passes, and the failing one."""
+        return self.examples + (self.failure is not None)
+
+    @property
+    def checked_nothing(self) -> bool:
+        """No example could be run at all."""
+        return self.failure is None and self.examples == 0
+
+    def coverage_lists(self) -> dict:
+        """``coverage`` with each set of values as a sorted list (for a report)."""
+        return {k: sorted(v, key=str) for k, v in self.coverage.items()}
+
+    def report_fields(self, options: CheckOptions, unsupported=()) -> dict:
+        """The fields of a Report every kind of check fills alike, from these statistics and
+        the options it ran with (seed and dtype resolved); ``unsupported``: what the target
+        lacks (with ``options.strict`` any of it fails the check)."""
+        return dict(seed=options.seed, examples=self.examples_run,
+                    passed=self.failure is None and not self.checked_nothing
+                    and not (options.strict and unsupported),
+                    configurations=len(self.configs), elapsed=self.elapsed,
+                    max_abs_error=self.max_abs, max_rel_error=self.max_rel,
+                    max_error_ratio=self.max_ratio, tolerance=options.tolerance_text,
+                    coverage=self.coverage_lists(), checked_nothing=self.checked_nothing,
+                    strict=options.strict, unsupported=list(unsupported))
+
+    def shrink_note(self) -> str:
+        """A line for the report when the time net, not the tries budget, stopped shrinking."""
+        if not self.shrink_cut_at:
+            return ""
+        return (f"shrinking stopped after {SHRINK_BUDGET_S:g} s ({self.shrink_cut_at} tries): "
+                "a replay on a faster or slower machine may end on another counterexample")
 
 
-def shrink_note(stats: dict) -> str:
-    """A line for the report when the time net, not the tries budget, stopped shrinking."""
-    if not stats.get("shrink_cut_at"):
-        return ""
-    return (f"shrinking stopped after {SHRINK_BUDGET_S:g} s ({stats['shrink_cut_at']} tries): "
-            "a replay on a faster or slower machine may end on another counterexample")
+def new_stats() -> SearchStats:
+    """Empty statistics for :func:`search`."""
+    return SearchStats()
+
+
+def shrink_note(stats: SearchStats) -> str:
+    """``stats.shrink_note()`` (the older spelling)."""
+    return stats.shrink_note()
 
 
 def cover(coverage: dict, c: Config, length_mode) -> None:
@@ -132,37 +186,38 @@ class Subject(Protocol):
         """The target declared the case unsupported: True to skip it (recorded), False when
         it is a failure after all."""
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        """Record what a passing case covered in ``stats`` (configs, coverage, ...)."""
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        """Record what a passing case covered in ``stats.configs`` and ``stats.coverage``."""
 
 
 class HarnessSubject:
     """Framework and user targets: cases from the configuration space, run through their
-    harness, unsupported features identified by the :class:`Probe`."""
+    harness, unsupported features identified by the :class:`FeatureSurvey`."""
 
-    def __init__(self, harness: Harness, probe: Probe, dtype: str, options: CheckOptions):
-        self.harness, self.probe, self.dtype, self.options = harness, probe, dtype, options
+    def __init__(self, harness: Harness, survey: FeatureSurvey, dtype: str,
+                 options: CheckOptions):
+        self.harness, self.survey, self.dtype, self.options = harness, survey, dtype, options
 
     @property
     def nothing_left(self) -> bool:
-        return self.probe.nothing_left
+        return self.survey.nothing_left
 
     def cases(self) -> SearchStrategy:
-        return cases(self.harness, self.probe.space, self.dtype, self.options.max_size)
+        return cases(self.harness, self.survey.space, self.dtype, self.options.max_size)
 
     def excluded(self, case) -> bool:
-        return self.probe.excluded(case)
+        return self.survey.excluded(case)
 
     def run(self, case):
         return run_case(self.harness, case, rtol=self.options.rtol, atol=self.options.atol,
                         timeout=self.options.timeout)
 
     def unsupported(self, outcome) -> bool:
-        return self.probe.identify(outcome)
+        return self.survey.identify(outcome)
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(case.config.coverage_key())
-        cover(stats["coverage"], case.config, case.length_mode)
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(case.config.coverage_key())
+        cover(stats.coverage, case.config, case.length_mode)
 
 
 @contextlib.contextmanager
@@ -188,9 +243,10 @@ def without_local_constants():
         cache.clear()
 
 
-def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Progress) -> None:
+def search(subject: Subject, *, examples: int, seed: int, stats: SearchStats,
+           bar: Progress) -> None:
     """Run the Hypothesis search over ``subject``'s cases, filling ``stats`` (the failing
-    outcome, if any, in ``stats["failure"]``)."""
+    outcome, if any, in ``stats.failure``)."""
 
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -199,16 +255,16 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
     @hypothesis_seed(seed)
     @given(case=subject.cases())
     def property_(case):
-        failure = stats["failure"]
+        failure = stats.failure
         if failure is not None:
-            stats["shrink_calls"] += 1
+            stats.shrink_calls += 1
             if case.key() == failure.case.key():
                 _fail()                 # the final replay: known to fail, don't run it again
-            if stats["shrink_calls"] > SHRINK_BUDGET_CALLS or failure.kind == "timed out":
+            if stats.shrink_calls > SHRINK_BUDGET_CALLS or failure.kind == "timed out":
                 return                  # stop shrinking: only the best counterexample fails
-            if stats["shrink_cut_at"] or \
-                    time.monotonic() - stats["first_failure_at"] > SHRINK_BUDGET_S:
-                stats["shrink_cut_at"] = stats["shrink_cut_at"] or stats["shrink_calls"]
+            if stats.shrink_cut_at or \
+                    time.monotonic() - stats.first_failure_at > SHRINK_BUDGET_S:
+                stats.shrink_cut_at = stats.shrink_cut_at or stats.shrink_calls
                 return
         if subject.excluded(case):
             reject()
@@ -220,17 +276,17 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
                 raise _NothingLeft()
             reject()
         if outcome.failed:
-            if stats["failure"] is None:
-                stats["first_failure_at"] = time.monotonic()
-            stats["failure"] = outcome
+            if stats.failure is None:
+                stats.first_failure_at = time.monotonic()
+            stats.failure = outcome
             bar.update(stats)
             _fail()
         if failure is None:
-            stats["examples"] += 1
+            stats.examples += 1
             subject.cover(stats, case, outcome)
-            stats["ratio"] = max(stats["ratio"], outcome.ratio)
+            stats.max_ratio = max(stats.max_ratio, outcome.ratio)
             a, r = max_errors(outcome.expected, outcome.got)
-            stats["abs"], stats["rel"] = max(stats["abs"], a), max(stats["rel"], r)
+            stats.max_abs, stats.max_rel = max(stats.max_abs, a), max(stats.max_rel, r)
             hypothesis_target(outcome.ratio, label="error / tolerance")
         bar.update(stats)
 
@@ -240,4 +296,45 @@ def search(subject: Subject, *, examples: int, seed: int, stats: dict, bar: Prog
     except (_Failure, _NothingLeft):
         pass
     except HypothesisException as exc:   # flaky, or every draw rejected
-        stats["flaky" if stats["failure"] else "gave_up"] = str(exc).splitlines()[0]
+        if stats.failure:
+            stats.flaky = str(exc).splitlines()[0]
+        else:
+            stats.gave_up = str(exc).splitlines()[0]
+
+
+@contextlib.contextmanager
+def quiet(session=None):
+    """The target's warnings silenced and floating-point errors ignored (its outputs are the
+    report, not its warnings: an overflow in a naive sigmoid, a deprecation), inside its
+    ``session`` (thread settings) when given: how the survey, the search and the diagnosis
+    run the target."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"), \
+            (session if session is not None else contextlib.nullcontext()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def run_checks(options: CheckOptions, label: str,
+               prepare: Callable[[SearchStats], Optional[Subject]], *,
+               session=None) -> SearchStats:
+    """The one run loop of every check (framework and user targets, any cell, ONNX nodes and
+    opset-27 ops, their gradients): ``prepare(stats)`` surveys the target and returns the
+    subject to search (None: nothing left to search; a survey that found a failure puts it in
+    ``stats.failure``), then :func:`search` runs ``options.examples`` examples from
+    ``options.seed`` behind the progress line, all of it :func:`quiet` (in the target's
+    ``session``). Returns the statistics, ``elapsed`` set."""
+    if options.examples is None:
+        options = options.replace(examples=DEFAULT_EXAMPLES)
+    stats = SearchStats()
+    bar = Progress(options.progress, label, options.examples)
+    start = time.monotonic()
+    with quiet(session):
+        try:
+            subject = prepare(stats)
+            if subject is not None and stats.failure is None:
+                search(subject, examples=options.examples, seed=options.seed, stats=stats,
+                       bar=bar)
+        finally:
+            bar.done()
+    stats.elapsed = time.monotonic() - start
+    return stats

@@ -179,9 +179,9 @@ def _search_one(row: PropertyResult, ctx: Context, prop, examples: int, seed: in
     search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
     bar.done()
     row.elapsed = time.monotonic() - t0
-    row.examples = stats["examples"]
-    row.ratio = stats["ratio"]
-    failure = stats["failure"]
+    row.examples = stats.examples
+    row.ratio = stats.max_ratio
+    failure = stats.failure
     skipped = sum(subject.unsupported_reasons.values())
     reasons = "; ".join(sorted(subject.unsupported_reasons))
     if failure is not None:

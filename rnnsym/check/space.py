@@ -16,9 +16,10 @@ on, as ``(feature, value)`` pairs (:func:`pairs_of`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import Config, Harness, UsageError
 
 
@@ -48,32 +49,6 @@ FEATURES = (
 )
 BY_NAME = {f.name: f for f in FEATURES}
 ALIASES = {a: f.name for f in FEATURES for a in (f.name,) + f.aliases}
-BIDIRECTIONAL = {"yes": (True,), "no": (False,), "both": (False, True),
-                 True: (True,), False: (False,), None: (False, True)}
-
-
-@dataclass
-class CheckOptions:
-    """Options of one check run (the CLI flags, validated by ``check``)."""
-
-    examples: int = 500
-    seed: Optional[int] = None
-    dtype: Optional[str] = None
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
-    layers: Optional[tuple] = None
-    bidirectional: tuple = (False, True)
-    variant: dict = field(default_factory=dict)
-    cell_api: bool = False
-    max_size: int = 6
-    features: Optional[tuple] = None     # only these optional features (None: all)
-    without: tuple = ()                  # never these
-    strict: bool = False                 # an unsupported feature is a failure
-    timeout: Optional[float] = 30.0      # seconds per call of the target (None: no limit)
-    gradients: bool = False              # check gradients (rnnsym.check.gradients)
-    backward: Optional[str] = None       # a function target's backward, by name (--backward)
-
-
 def _choices(supported: tuple, wanted, label: str, harness: Harness) -> tuple:
     if wanted is None:
         return tuple(supported)
@@ -85,20 +60,12 @@ def _choices(supported: tuple, wanted, label: str, harness: Harness) -> tuple:
     return wanted
 
 
-def parse_bidirectional(value) -> tuple:
-    if isinstance(value, tuple):
-        return value
-    key = value.lower() if isinstance(value, str) else value
-    if key not in BIDIRECTIONAL:
-        raise UsageError(f"--bidirectional: expected yes, no or both, got {value!r}")
-    return BIDIRECTIONAL[key]
-
-
-def config_space(harness: Harness, options: CheckOptions) -> dict:
+def config_space(harness: Harness, options: CheckOptions, variant: dict) -> dict:
     """Validated choices for every option: name -> tuple of values (first = simplest), with
-    the features the user left out (``options.features`` / ``options.without``) removed."""
+    the features the user left out (``options.features`` / ``options.without``) removed.
+    ``variant``: ``options.variant`` parsed (``rnnsym.frameworks.user.parse_variant``)."""
     caps = harness.capabilities
-    bidirectional = options.bidirectional
+    bidirectional = options.directions
     if set(bidirectional) == {False, True}:      # "both" means: whatever the target has
         bidirectional = None
     space = {
@@ -112,12 +79,12 @@ def config_space(harness: Harness, options: CheckOptions) -> dict:
     }
     variants = {}
     for name, values in caps.variants.items():
-        if name in options.variant:
-            variants[name] = _choices(caps.allowed.get(name, values), (options.variant[name],),
+        if name in variant:
+            variants[name] = _choices(caps.allowed.get(name, values), (variant[name],),
                                       f"--variant {name}", harness)
         else:
             variants[name] = tuple(values)
-    unknown = sorted(set(options.variant) - set(caps.variants))
+    unknown = sorted(set(variant) - set(caps.variants))
     if unknown:
         raise UsageError(f"--variant {unknown[0]}: not an option of {harness.name} "
                          f"(options: {', '.join(caps.variants) or 'none'})")

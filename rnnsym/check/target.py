@@ -12,7 +12,7 @@ Failure kinds, the first word of a diagnosis:
 
 An exception the harness classes as "not supported" (``Harness.unsupported``:
 ``NotImplementedError`` and ``rnnsym.check.Unsupported``) is not a failure by itself: the
-Outcome carries it in ``unsupported`` and ``rnnsym.check.probe`` decides which feature it
+Outcome carries it in ``unsupported`` and ``rnnsym.check.survey`` decides which feature it
 belongs to (on core input it is a failure after all).
 
 The time limit uses ``signal.setitimer`` / ``SIGALRM`` in the main thread: the target is
@@ -67,7 +67,7 @@ class Outcome:
     """Result of one case: got (None if the target failed), expected, tolerance, and the
     failure ``kind`` (None when it agrees). ``unsupported`` is the error text when the target
     declared something unsupported (then ``kind`` is "raised" until the probe says which
-    feature it was, see ``rnnsym.check.probe``)."""
+    feature it was, see ``rnnsym.check.survey``)."""
 
     case: Case
     expected: dict
@@ -123,7 +123,7 @@ def expected_outputs(harness: Harness, case: Case, *, rtol=None, atol=None):
         return oracle_flat(config, p, x, s, wrap=wrap)
 
     if case.lengths is not None:
-        from rnnsym.check.variants import lengths_oracle
+        from rnnsym.check.bug_models import lengths_oracle
         run_oracle = lengths_oracle(harness, case)
     expected = run_oracle(params, case.x, case.state0)
     if not representable(expected, config.dtype):

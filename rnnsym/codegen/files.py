@@ -1,4 +1,4 @@
-"""The checked-in ``generated/`` folder: which variants it holds, writing it, checking it.
+"""The checked-in ``generated/`` folder: which modules it holds, writing it, checking it.
 
 Like symforce's ``compare_or_update_directory``: the check compares the *set* of files as well
 as their text, and a stale folder fails with a unified diff and the command that fixes it.
@@ -6,6 +6,7 @@ as their text, and a stale folder fails with a unified diff and the command that
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 
 from rnnsym.cells import (deltanet, elman, gated_deltanet, gla, gru, indrnn, linear_attention, lnlstm, lstm,
@@ -14,8 +15,8 @@ from rnnsym.codegen.generator import render
 
 REGENERATE = "rnnsym generate --out generated"
 
-#: every built-in cell and variant, by module name
-VARIANTS = {
+#: the generated modules of the vector-state built-ins: module name -> (factory, its options)
+GENERATED = {
     **{f"elman_{act}{'_readout' if ro else ''}": (elman, {"activation": act, "readout": ro})
        for act in ("tanh", "relu", "sigmoid", "identity") for ro in (False, True)},
     "lstm": (lstm, {}),
@@ -36,9 +37,9 @@ VARIANTS = {
     "lnlstm": (lnlstm, {}),
 }
 
-#: the built-ins with a matrix state (codegen/matrix.py), kept apart from VARIANTS: their x is a
+#: the built-ins with a matrix state (codegen/matrix.py), kept apart from GENERATED: their x is a
 #: dict of inputs and their references live in rnnsym.reference.linear
-MATRIX_VARIANTS = {
+GENERATED_MATRIX = {
     "linear_attention": (linear_attention, {}),
     "gla": (gla, {}),
     "gla_decay_head": (gla, {"decay": "head"}),
@@ -52,15 +53,28 @@ MATRIX_VARIANTS = {
 }
 
 
-def variant_cell(name: str):
-    factory, options = VARIANTS[name] if name in VARIANTS else MATRIX_VARIANTS[name]
+#: Deprecated names ("variant" means a cell's math options only; docs/architecture.md, glossary)
+VARIANTS, MATRIX_VARIANTS = GENERATED, GENERATED_MATRIX
+
+
+def generated_cell(name: str):
+    """The cell of the generated module ``name`` (``generated/NAME.py``)."""
+    factory, options = GENERATED[name] if name in GENERATED else GENERATED_MATRIX[name]
     return factory(**options)
 
 
+def variant_cell(name: str):
+    """Deprecated: :func:`generated_cell`."""
+    warnings.warn("rnnsym.codegen.files.variant_cell is deprecated: use generated_cell",
+                  DeprecationWarning, stacklevel=2)
+    return generated_cell(name)
+
+
 def expected_files(extra_cells=()) -> dict[str, str]:
-    """``{file name: source}`` for every variant (and any extra ``(name, cell)`` pairs)."""
-    files = {f"{name}.py": render(variant_cell(name), regen=REGENERATE)
-             for name in (*VARIANTS, *MATRIX_VARIANTS)}
+    """``{file name: source}`` for every generated module (and any extra ``(name, cell)``
+    pairs)."""
+    files = {f"{name}.py": render(generated_cell(name), regen=REGENERATE)
+             for name in (*GENERATED, *GENERATED_MATRIX)}
     for name, cell in extra_cells:
         files[f"{name}.py"] = render(cell, regen=REGENERATE)
     return files

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Mapping
@@ -207,10 +208,22 @@ class Harness:
         return flat outputs (module docstring), converted from the target's layout."""
         raise NotImplementedError
 
-    def probe(self, config: Config) -> None:
-        """Raise ContractError if the target cannot be built for ``config`` or its
-        parameters don't have the expected names and shapes."""
+    def check_contract(self, config: Config) -> None:
+        """The contract check: raise ContractError if the target cannot be built for
+        ``config`` or its parameters don't have the expected names and shapes. (A harness
+        written against the older name, overriding ``probe``, has that one called.)"""
+        if type(self).probe is not Harness.probe:
+            warnings.warn(f"{type(self).__name__}.probe: the contract check is now called "
+                          "check_contract (rename the method)", DeprecationWarning, stacklevel=2)
+            return self.probe(config)
         raise NotImplementedError
+
+    def probe(self, config: Config) -> None:
+        """Deprecated: :meth:`check_contract` (the old name of the contract check; "probe"
+        also named the feature survey and the ONNX attribute survey)."""
+        warnings.warn("Harness.probe is deprecated: call check_contract", DeprecationWarning,
+                      stacklevel=2)
+        return self.check_contract(config)
 
     def session(self):
         """Context manager around a whole check run (e.g. thread settings)."""

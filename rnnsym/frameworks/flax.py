@@ -222,7 +222,7 @@ class FlaxHarness(Harness):
         self._compiled[key] = entry
         return entry
 
-    def probe(self, config: Config) -> None:
+    def check_contract(self, config: Config) -> None:
         with _x64(config.dtype == "float64"):
             self._make(config)
 

@@ -185,7 +185,7 @@ class KerasHarness(Harness):
             return [layer.forward_layer, layer.backward_layer]
         return [layer]
 
-    def probe(self, config: Config) -> None:
+    def check_contract(self, config: Config) -> None:
         self.build(config)
 
     def padded_length(self, lengths, T: int) -> int:

@@ -134,7 +134,7 @@ class TorchHarness(Harness):
                                     f"{symbolic_shape(n, self.cell)} = {shape}, got {got}")
         return module, own
 
-    def probe(self, config: Config) -> None:
+    def check_contract(self, config: Config) -> None:
         self.build(config)
 
     def padded_length(self, lengths, T: int) -> int:

@@ -133,7 +133,7 @@ class FunctionHarness(Harness):
     def to_canonical(self, config: Config, values) -> list:
         return [[{k: np.asarray(v, np.float64) for k, v in values.items()}]]
 
-    def probe(self, config: Config) -> None:
+    def check_contract(self, config: Config) -> None:
         try:
             inspect.signature(self.fn).bind({}, None, None)
         except TypeError as exc:

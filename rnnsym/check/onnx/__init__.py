@@ -26,9 +26,7 @@ compares one case, :mod:`~.diagnose` names the bug model, :mod:`~.report` format
 """
 from __future__ import annotations
 
-import random
-import time
-import warnings
+from typing import Optional
 
 import numpy as np
 
@@ -37,9 +35,11 @@ from rnnsym.check.onnx.oracle import config_for, run_case
 from rnnsym.check.onnx.report import OnnxReport, add_failure
 from rnnsym.check.onnx.state_ops import STATE_OP, check_state_op
 from rnnsym.check.onnx.strategy import onnx_cases
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.isolation import onnx_target_in_worker
+from rnnsym.check.search import SearchStats, quiet, run_checks
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import CELL_ALIASES, UsageError, canonical_cell
-from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target, onnx_target,
+from rnnsym.frameworks.onnx import (OP, SPACE, OnnxTarget, is_onnx_target,
                                     parse_attribute_space, probe)
 from rnnsym.onnx.readings import OPEN, READING_TEXT
 
@@ -101,10 +101,10 @@ class OnnxSubject:
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(tuple(sorted(case.choices.items(), key=str)))
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(tuple(sorted(case.choices.items(), key=str)))
         for k, v in case.choices.items():
-            stats["coverage"].setdefault(k, set()).add(v)
+            stats.coverage.setdefault(k, set()).add(v)
         for point, reading in outcome.readings.items():
             size = int(np.prod(list(case.sizes().values())))
             known = self.notes.get((point, reading))
@@ -112,101 +112,46 @@ class OnnxSubject:
                 self.notes[(point, reading)] = (size, case)
 
 
-def _replay(target, cell, examples, seed, dtype, attributes, variant, rtol, atol,
-            layers=(1,)) -> str:
-    parts = ["rnnsym", "check", target, "--cell", cell, "--examples", str(examples),
-             "--seed", str(seed), "--dtype", dtype]
-    if tuple(layers) != (1,):
-        parts += ["--layers", ",".join(map(str, layers))]
-    if attributes:
-        parts += ["--attributes", attributes if isinstance(attributes, str) else
-                  ",".join(f"{k}={v}" for k, v in attributes.items())]
-    if variant:
-        parts += ["--variant", ",".join(f"{k}={str(v).lower()}" for k, v in variant.items())]
-    if rtol is not None:
-        parts += ["--rtol", repr(rtol)]
-    if atol is not None:
-        parts += ["--atol", repr(atol)]
-    return " ".join(parts)
-
-
-def _layers(layers) -> tuple:
-    """``--layers`` -> the numbers of stacked nodes, validated; None -> one node."""
-    if layers is None:
-        return (1,)
-    values = tuple(int(n) for n in np.atleast_1d(layers))
-    if not values or any(n < 1 for n in values):
-        raise UsageError(f"--layers: expected positive numbers of stacked nodes, got {layers!r}")
-    return tuple(dict.fromkeys(values))
-
-
-def check_onnx(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
-               rtol=None, atol=None, attributes=None, variant=None, bidirectional="both",
-               max_size: int = 6, progress: bool = False, timeout=None,
-               layers=None, in_process: bool = False) -> OnnxReport:
-    """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring). ``layers``: the
-    numbers of stacked nodes to draw (first = the shrink target); default one node.
-    ``cell`` linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`).
-    The target runs in a worker process unless ``in_process`` (``rnnsym.check.isolation``)."""
-    if str(cell).lower() in STATE_OP:
-        return check_state_op(target, str(cell).lower(), examples=examples, seed=seed,
-                              dtype=dtype, rtol=rtol, atol=atol, attributes=attributes,
-                              variant=variant, max_size=max_size, progress=progress,
-                              timeout=timeout, layers=layers, in_process=in_process,
-                              bidirectional=bidirectional)
-    if str(cell).lower() not in CELL_ALIASES:
+def check_onnx(target: str, cell=None, *, options: Optional[CheckOptions] = None,
+               **kwargs) -> OnnxReport:
+    """Property-test an ONNX runtime's RNN/GRU/LSTM (see the module docstring); ``options``
+    (:class:`rnnsym.CheckOptions`, keywords change single options): ``layers`` the numbers of
+    stacked nodes to draw (first = the shrink target; default one node), ``attributes`` the
+    attribute space, ``variant`` the readings of the spec's open points. ``cell``
+    linear_attention / causal_conv: opset 27's ops (:mod:`~.state_ops`). The target runs in a
+    worker process unless ``in_process`` (``rnnsym.check.isolation``)."""
+    o = CheckOptions.of(options, **({} if cell is None else {"cell": cell}), **kwargs)
+    if str(o.cell).lower() in STATE_OP:
+        return check_state_op(target, options=o)
+    if str(o.cell).lower() not in CELL_ALIASES:
         raise UsageError(f"--cell: ONNX targets check elman|rnn, lstm, gru (RNN, LSTM, GRU "
-                         f"nodes), linear_attention and causal_conv (opset 27), got {cell!r}")
-    cell = canonical_cell(cell)
-    op = OP[cell]
-    dtype = dtype or "float32"
-    if dtype not in ("float32", "float64"):
-        raise UsageError(f"--dtype: expected float32 or float64, got {dtype!r}")
-    if examples < 1:
-        raise UsageError(f"--examples: expected a positive number, got {examples}")
-    seed = random.randrange(2**32) if seed is None else int(seed)
-    fixed = parse_readings(variant)
-    space = parse_attribute_space(attributes, op)
-    space["layers"] = _layers(layers)
-    bidir = {"yes": ("bidirectional",), "no": ("forward", "reverse")}.get(
-        str(bidirectional).lower())
+                         f"nodes), linear_attention and causal_conv (opset 27), got {o.cell!r}")
+    o = o.replace(cell=canonical_cell(o.cell), dtype=o.dtype or "float32").with_seed()
+    op = OP[o.cell]
+    if o.dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype: expected float32 or float64, got {o.dtype!r}")
+    fixed = parse_readings(o.variant)
+    space = parse_attribute_space(o.attributes, op)
+    space["layers"] = o.layers or (1,)
+    bidir = {"yes": ("bidirectional",), "no": ("forward", "reverse")}.get(o.bidirectional)
     if bidir:
         space["direction"] = tuple(d for d in space["direction"] if d in bidir) or bidir
-    tgt = onnx_target(target)
-    if not in_process:
-        from rnnsym.check.isolation import isolate_onnx
-        tgt = isolate_onnx(target, tgt)
-    try:
-        report = _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
-                        fixed, space, max_size, progress, timeout)
-    finally:
-        getattr(tgt, "close", lambda: None)()
-    if in_process:
-        report.command += " --in-process"
-    return report
+    with onnx_target_in_worker(target, o.in_process) as tgt:
+        return _check(tgt, target, o, op, fixed, space)
 
 
-def _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes, fixed, space,
-           max_size, progress, timeout) -> OnnxReport:
+def _check(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
     """Probe, search and report (the target ``tgt`` in a worker unless in-process)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        space, unsupported, empty = probe(tgt, op, space, dtype)
-    subject = OnnxSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol, max_size=max_size,
-                          timeout=timeout)
-    stats = new_stats()
-    command = _replay(target, cell, examples, seed, dtype, attributes, fixed, rtol, atol,
-                      space["layers"])
-    bar = Progress(progress, f"rnnsym check {target} --cell {cell}", examples)
-    start = time.monotonic()
-    if not empty:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            try:
-                search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
-    elapsed = time.monotonic() - start
+    dtype = o.dtype
+    survey = {}
+
+    def prepare(stats):       # every attribute value alone on the simplest model
+        survey["space"], survey["unsupported"], survey["empty"] = probe(tgt, op, space, dtype)
+        survey["subject"] = OnnxSubject(tgt, op, survey["space"], dtype, fixed, rtol=o.rtol,
+                                        atol=o.atol, max_size=o.max_size, timeout=o.timeout)
+        return None if survey["empty"] else survey["subject"]
+    stats = run_checks(o, f"rnnsym check {target} --cell {o.cell}", prepare)
+    subject, empty = survey["subject"], survey["empty"]
 
     notes = []
     for (point, reading), (_, case) in subject.notes.items():
@@ -214,27 +159,19 @@ def _check(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
         notes.append(f"{OPEN[point][1]}: the target follows '{READING_TEXT[(point, reading)]}',"
                      f" not rnnsym's default '{READING_TEXT[(point, default)]}' (select it "
                      f"with --variant {point}={str(reading).lower()}); e.g. {case.describe()}")
-    unsupported += [f"{where or 'a combination of defaults'}: {why}"
-                    for why, where in subject.rejected.items()]
-    unsupported += [f"every value of {n} (nothing left to draw)" for n in empty if n in space]
+    unsupported = survey["unsupported"] + [f"{where or 'a combination of defaults'}: {why}"
+                                           for why, where in subject.rejected.items()]
+    unsupported += [f"every value of {n} (nothing left to draw)" for n in empty
+                    if n in survey["space"]]
     report = OnnxReport(
-        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=cell, stage=tgt.stage,
-        dtype=dtype, seed=seed,
-        passed=stats["failure"] is None and stats["examples"] > 0,
-        examples=stats["examples"] + (stats["failure"] is not None),
-        configurations=len(stats["configs"]), elapsed=elapsed,
-        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-        max_error_ratio=stats["ratio"],
-        tolerance=("explicit rtol/atol" if rtol is not None or atol is not None
-                   else "backward-error estimate, see rnnsym.check.tolerance"),
-        command=command, coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
-        notes=notes, unsupported=unsupported,
-        checked_nothing=stats["examples"] == 0 and stats["failure"] is None,
-        reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "")
+        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
+        dtype=dtype, command=o.replay(target), notes=notes,
+        reason=f"the target refuses --dtype {dtype}" if "dtype" in empty else "",
+        **stats.report_fields(o, unsupported))
+
     def diagnosis(outcome):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             return diagnose(outcome.case, outcome.got, dtype, fixed)
-    if stats["failure"] is not None:
-        add_failure(report, stats, config_for(stats["failure"].case, dtype), diagnosis)
+    if stats.failure is not None:
+        add_failure(report, stats, config_for(stats.failure.case, dtype), diagnosis)
     return report

@@ -9,7 +9,7 @@ import numpy as np
 
 from rnnsym.check.compare import max_errors
 from rnnsym.check.report import Counterexample, Report, short
-from rnnsym.check.search import shrink_note
+from rnnsym.check.search import SearchStats
 from rnnsym.frameworks.onnx import OnnxCase
 
 
@@ -109,11 +109,11 @@ class OnnxReport(Report):
         return "\n".join([text] + extra)
 
 
-def add_failure(report: OnnxReport, stats: dict, config, diagnose) -> None:
-    """Put the search's failing outcome (``stats["failure"]``, if any) into ``report``: the
+def add_failure(report: OnnxReport, stats: SearchStats, config, diagnose) -> None:
+    """Put the search's failing outcome (``stats.failure``, if any) into ``report``: the
     counterexample and its kind; ``diagnose(outcome) -> [texts]`` names the bug models of
     wrong numbers (a time-out, a raise and a wrong shape have their own lines)."""
-    outcome = stats["failure"]
+    outcome = stats.failure
     if outcome is None:
         return
     ce = OnnxCounterexample(config=config, mismatches=outcome.mismatches, error=outcome.error,
@@ -122,7 +122,7 @@ def add_failure(report: OnnxReport, stats: dict, config, diagnose) -> None:
         ce.max_abs_error, ce.max_rel_error = max_errors(outcome.expected, outcome.got)
     report.counterexample = ce
     report.failure_kind = outcome.kind
-    report.shrink_note = shrink_note(stats)
+    report.shrink_note = stats.shrink_note()
     if outcome.got is not None and not outcome.error:
         report.diagnoses = diagnose(outcome)
         report.diagnosis = report.diagnoses[0] if report.diagnoses else None

@@ -30,9 +30,6 @@ error.
 """
 from __future__ import annotations
 
-import random
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -43,11 +40,13 @@ from rnnsym.check import strategies as rst
 from rnnsym.check.compare import compare_flat, error_ratio
 from rnnsym.check.onnx.oracle import OnnxOutcome, shape_error
 from rnnsym.check.onnx.report import OnnxReport, add_failure
-from rnnsym.check.search import Progress, new_stats, search
+from rnnsym.check.isolation import onnx_target_in_worker
+from rnnsym.check.search import SearchStats, quiet, run_checks
 from rnnsym.check.target import TargetTimeout, call_twice_if_slow, timeout_text
 from rnnsym.check.tolerance import FUNCTION_ULPS, explicit_tolerance, state_op_tolerance
+from rnnsym.check_options import CheckOptions
 from rnnsym.frameworks import UsageError
-from rnnsym.frameworks.onnx import Unsupported, first_line, onnx_target, run_target
+from rnnsym.frameworks.onnx import Unsupported, first_line, run_target
 from rnnsym.frameworks.onnx.state_ops import (STATE_OP, STATE_SPACE, StateOpCase,
                                               parse_state_space)
 from rnnsym.onnx import OnnxError, causal_conv, linear_attention as la
@@ -416,10 +415,10 @@ class StateOpSubject:
         self.rejected.setdefault(outcome.unsupported, where)
         return True
 
-    def cover(self, stats: dict, case, outcome) -> None:
-        stats["configs"].add(tuple(sorted(case.choices.items())))
+    def cover(self, stats: SearchStats, case, outcome) -> None:
+        stats.configs.add(tuple(sorted(case.choices.items())))
         for k, v in case.choices.items():
-            stats["coverage"].setdefault(k, set()).add(v)
+            stats.coverage.setdefault(k, set()).add(v)
 
 
 def parse_variant(variant, op: str) -> dict:
@@ -454,87 +453,49 @@ def _simplest(op: str, dtype: str) -> StateOpCase:
                         for n in ("query", "key", "value")}, ("output", "present_state"))
 
 
-def check_state_op(target: str, cell: str, *, examples: int = 500, seed=None, dtype=None,
-                   rtol=None, atol=None, attributes=None, variant=None, max_size: int = 6,
-                   progress: bool = False, timeout=None, layers=None,
-                   in_process: bool = False, bidirectional="both") -> OnnxReport:
+def check_state_op(target: str, cell=None, *, options: Optional[CheckOptions] = None,
+                   **kwargs) -> OnnxReport:
     """Property-test an ONNX target's LinearAttention / CausalConvWithState (module
     docstring); the target runs in a worker process unless ``in_process``
     (``rnnsym.check.isolation``). ``bidirectional`` other than "both" (the default, nothing
     restricted) is a UsageError: these ops have no direction."""
-    op = STATE_OP[cell]
-    if str(bidirectional).lower() != "both":
-        raise UsageError(f"--bidirectional {bidirectional}: {op} has no direction "
+    o = CheckOptions.of(options, **({} if cell is None else {"cell": cell}), **kwargs)
+    o = o.replace(cell=str(o.cell).lower(), dtype=o.dtype or "float32").with_seed()
+    op = STATE_OP[o.cell]
+    if o.bidirectional != "both":
+        raise UsageError(f"--bidirectional {o.bidirectional}: {op} has no direction "
                          "(--bidirectional is for RNN/GRU/LSTM)")
-    dtype = dtype or "float32"
-    if dtype not in ("float32", "float64", "float16"):
-        raise UsageError(f"--dtype: expected float32, float64 or float16, got {dtype!r}")
-    if examples < 1:
-        raise UsageError(f"--examples: expected a positive number, got {examples}")
-    if layers not in (None, 1, (1,), [1]):
+    if o.layers not in (None, (1,)):
         raise UsageError(f"--layers: {op} models have one node")
-    seed = random.randrange(2**32) if seed is None else int(seed)
-    fixed = parse_variant(variant, op)
-    space = parse_state_space(attributes, op)
-    tgt = onnx_target(target)
-    if not in_process:
-        from rnnsym.check.isolation import isolate_onnx
-        tgt = isolate_onnx(target, tgt)
-    try:
-        report = _search_and_report(tgt, target, cell, op, examples, seed, dtype, rtol, atol,
-                                    attributes, fixed, space, max_size, progress, timeout)
-    finally:
-        getattr(tgt, "close", lambda: None)()
-    if in_process:
-        report.command += " --in-process"
-    return report
+    fixed = parse_variant(o.variant, op)
+    space = parse_state_space(o.attributes, op)
+    with onnx_target_in_worker(target, o.in_process) as tgt:
+        return _search_and_report(tgt, target, o, op, fixed, space)
 
 
-def _search_and_report(tgt, target, cell, op, examples, seed, dtype, rtol, atol, attributes,
-                       fixed, space, max_size, progress, timeout) -> OnnxReport:
+def _search_and_report(tgt, target, o: CheckOptions, op, fixed, space) -> OnnxReport:
     """Probe the simplest model, search, report (``tgt`` in a worker unless in-process)."""
-    parts = ["rnnsym", "check", target, "--cell", cell, "--examples", str(examples),
-             "--seed", str(seed), "--dtype", dtype]
-    if attributes:
-        parts += ["--attributes", attributes if isinstance(attributes, str) else
-                  ",".join(f"{k}={v}" for k, v in attributes.items())]
-    if fixed:
-        parts += ["--variant", ",".join(f"{k}={v}" for k, v in fixed.items())]
-    parts += [f"--{n} {v!r}" for n, v in (("rtol", rtol), ("atol", atol)) if v is not None]
-    subject = StateOpSubject(tgt, op, space, dtype, fixed, rtol=rtol, atol=atol,
-                             max_size=max_size, timeout=timeout)
-    stats = new_stats()
-    start = time.monotonic()
-    reason = ""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        first = run_state_case(tgt, _simplest(op, dtype), dtype, fixed, timeout=timeout)
+    dtype = o.dtype
+    subject = StateOpSubject(tgt, op, space, dtype, fixed, rtol=o.rtol, atol=o.atol,
+                             max_size=o.max_size, timeout=o.timeout)
+    reason = []
+
+    def prepare(stats):
+        first = run_state_case(tgt, _simplest(op, dtype), dtype, fixed, timeout=o.timeout)
         if first is not None and first.unsupported:
-            reason = f"the target rejects the simplest {op} model in {dtype}"
+            reason.append(f"the target rejects the simplest {op} model in {dtype}")
             subject.rejected[first.unsupported] = f"{op} in {dtype}"
-        else:
-            bar = Progress(progress, f"rnnsym check {target} --cell {cell}", examples)
-            try:
-                search(subject, examples=examples, seed=seed, stats=stats, bar=bar)
-            finally:
-                bar.done()
+            return None
+        return subject
+    stats = run_checks(o, f"rnnsym check {target} --cell {o.cell}", prepare)
     report = OnnxReport(
-        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=cell, stage=tgt.stage,
-        dtype=dtype, seed=seed, passed=stats["failure"] is None and stats["examples"] > 0,
-        examples=stats["examples"] + (stats["failure"] is not None),
-        configurations=len(stats["configs"]), elapsed=time.monotonic() - start,
-        max_abs_error=stats["abs"], max_rel_error=stats["rel"],
-        max_error_ratio=stats["ratio"],
-        tolerance=("explicit rtol/atol" if rtol is not None or atol is not None
-                   else "backward-error estimate, see rnnsym.check.tolerance"),
-        command=" ".join(parts),
-        coverage={k: sorted(v, key=str) for k, v in stats["coverage"].items()},
-        unsupported=[f"{where or 'the defaults'}: {why}"
-                     for why, where in subject.rejected.items()],
-        checked_nothing=stats["examples"] == 0 and stats["failure"] is None, reason=reason)
+        target=f"{target} [{tgt.label}]" if tgt.label else target, cell=o.cell, stage=tgt.stage,
+        dtype=dtype, command=o.replay(target), reason="".join(reason),
+        **stats.report_fields(o, [f"{where or 'the defaults'}: {why}"
+                                  for why, where in subject.rejected.items()]))
+
     def diagnosis(outcome):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             return diagnose(outcome.case, outcome.got, dtype, fixed)
     add_failure(report, stats, None, diagnosis)
     return report
