@@ -28,14 +28,15 @@ import numpy as np
 from rnnsym.check.sequence_oracle import expected as oracle
 from rnnsym.check.sequence_strategies import Draw, build_case, draws, grouped_inputs
 from rnnsym.check.sequence_tolerance import _from_log, log_decays, sequence_tolerance
+from rnnsym.errors import RnnsymError
 from rnnsym.frameworks.sequence import Path, SequenceCase, SequenceTarget
 
 
-class PathUnsupported(Exception):
+class PathUnsupported(RnnsymError):
     """The path declined the example (its Unsupported / NotImplementedError, as text)."""
 
 
-class OracleUndefined(Exception):
+class OracleUndefined(RnnsymError):
     """The oracle's own result is NaN on this example (e.g. inf - inf inside the cell): there
     is nothing to compare with, and the example is skipped rather than blamed on the target."""
 
