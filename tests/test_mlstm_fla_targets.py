@@ -266,15 +266,16 @@ def test_beta_at_zero_and_one(name, beta):
         check(t, p, case, _rtol(t, p, case.dtype), 8 if p.chunk_size else None)
 
 
-@pytest.mark.parametrize("target,path", [(t, p) for t, p in PATHS if t.name.startswith("fla:")],
-                         ids=[f"{t.name}:{p.name}" for t, p in PATHS if t.name.startswith("fla:")])
-@pytest.mark.parametrize("T", [0, 1])
+# T = 1 where the path takes it: delta_rule_parallel takes multiples of 128 only and
+# naive_chunk_linear_attn multiples of 64 (their Path.t_multiple)
+FLA_T = [(t, p, T) for t, p in PATHS if t.name.startswith("fla:") for T in (0, 1)
+         if T == 0 or not p.t_multiple or p.t_multiple == "chunk"]
+
+
+@pytest.mark.parametrize("target,path,T", FLA_T,
+                         ids=[f"{t.name}:{p.name}:T={T}" for t, p, T in FLA_T])
 def test_fla_survives_T_0_and_1(target, path, T):
     """Every fla naive function takes T = 0 (empty output, the initial state returned) and T = 1."""
-    if path.name == "parallel" and target.name == "fla:delta-rule" and T == 1:
-        pytest.skip("delta_rule_parallel takes multiples of 128 only")
-    if target.name == "fla:linear-attn" and path.name == "chunked" and T == 1:
-        pytest.skip("naive_chunk_linear_attn takes multiples of 64 only")
     case = _case_for(target, path, T=T)
     check(target, path, case, 2e-5, 1 if path.chunk_size and target.name != "fla:linear-attn" else None)
 
