@@ -13,9 +13,9 @@ From that one declaration come
 
 What an option *means* for a given target (which ``--variant`` keys a cell has, which
 ``--attributes`` an ONNX op has, which features a harness lacks) is checked where the target is
-known (``rnnsym.check.space``, ``rnnsym.check.anycell``, ``rnnsym.check.onnx``).
+known (``rnnsym.conformance.space``, ``rnnsym.conformance.anycell``, ``rnnsym.conformance.onnx``).
 
-This module sits outside the ``rnnsym.check`` package and imports nothing but
+This module sits outside the ``rnnsym.conformance`` package and imports nothing but
 ``rnnsym.errors``, so that ``import rnnsym`` (the symbolic core: no hypothesis) can export it.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 
 from rnnsym.errors import UsageError
 
-__all__ = ["CheckOptions", "OptionTypeError", "add_arguments", "keyword_signature"]
+__all__ = ["CheckOptions", "OptionTypeError", "add_arguments", "check_doc", "keyword_signature"]
 
 
 class OptionTypeError(UsageError, TypeError):
@@ -116,7 +116,7 @@ def _v_seed(flag, v):
 
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
-#: examples when none are asked for (sequence targets: rnnsym.check.sequence.DEFAULT_EXAMPLES
+#: examples when none are asked for (sequence targets: rnnsym.conformance.sequence.DEFAULT_EXAMPLES
 #: per property and path)
 DEFAULT_EXAMPLES = 500
 
@@ -278,7 +278,7 @@ class CheckOptions:
              "linear_attention, causal_conv and sequence targets; bfloat16: sequence targets)")
     rtol: Optional[float] = option(
         None, "--rtol", check=_v_tolerance, type=float, argv=lambda v: ["--rtol", repr(v)],
-        help="replace the principled tolerance (rnnsym.check.tolerance) by atol + "
+        help="replace the principled tolerance (rnnsym.conformance.tolerance) by atol + "
              "rtol*|expected|")
     atol: Optional[float] = option(None, "--atol", check=_v_tolerance, type=float,
                                    argv=lambda v: ["--atol", repr(v)], help="see --rtol")
@@ -411,7 +411,7 @@ class CheckOptions:
     def tolerance_text(self) -> str:
         """How the report names the tolerance in use."""
         return ("explicit rtol/atol" if self.explicit_tolerance
-                else "backward-error estimate, see rnnsym.check.tolerance")
+                else "backward-error estimate, see rnnsym.conformance.tolerance")
 
     def to_argv(self) -> list:
         """The flags that replay this check (after ``rnnsym check TARGET``), in declaration
@@ -482,6 +482,34 @@ def keyword_signature(fn: Callable) -> inspect.Signature:
     params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
                for f in fields(CheckOptions) if f.name != "cell"]
     return inspect.signature(fn).replace(parameters=params)
+
+
+#: The docstring of ``rnnsym.check`` (and of ``rnnsym.conformance.checker.check``, which it
+#: calls); kept here, beside the options, so that ``import rnnsym`` needs no hypothesis.
+CHECK_DOC = """Property-test ``target`` against rnnsym's ``cell`` and return a Report.
+
+target         "torch", "keras", "flax", "flax-linen", "flax-nnx", "torch-onnx",
+               "MODULE:NAME", "path/to/file.py:NAME", or the class/function itself;
+               ONNX runtimes: "onnxruntime", "onnx-reference", "onnx:MODULE:NAME";
+               ONNX -> torch converters: "onnx2pytorch", "onnx2torch",
+               "onnx-converter:MODULE:NAME" (``rnnsym.conformance.onnx``, where ``attributes``
+               restricts the attribute space and ``variant`` fixes readings)
+cell           "elman" (alias "rnn"), "lstm" or "gru"; any built-in or ``define`` for
+               functions and torch modules following the cell API
+               (``rnnsym.conformance.anycell``); ONNX targets also "linear_attention" and
+               "causal_conv" (opset 27, ``rnnsym.conformance.onnx.state_ops``)
+options        a :class:`rnnsym.CheckOptions`; keywords change single options of it
+
+The keyword options (each declared once, in :class:`rnnsym.CheckOptions`, with its
+``rnnsym check`` flag) are listed below. A target lacking an optional feature raises
+``NotImplementedError``: the feature is listed as unsupported, not failed. Raises
+UsageError (CLI exit 2) when the target or options cannot be checked.
+"""
+
+
+def check_doc() -> str:
+    """``rnnsym.check``'s docstring: :data:`CHECK_DOC` and one line per option."""
+    return CHECK_DOC + "\n" + keyword_help() + "\n"
 
 
 def keyword_help() -> str:

@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_bench)
 
     # the checker (and hypothesis, which it needs) is imported only when `check` runs; its own
-    # parser (rnnsym.check.cli) reads the rest of the command line, --help included
+    # parser (rnnsym.conformance.cli) reads the rest of the command line, --help included
     s = sub.add_parser("check", add_help=False,
                        help="property-test an RNN/LSTM/GRU implementation against rnnsym "
                             "(torch, keras, onnxruntime, onnx-reference, your code); see "
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "check":
             try:
-                from rnnsym.check.cli import main as check_main
+                from rnnsym.conformance.cli import main as check_main
             except ImportError as exc:      # hypothesis is missing: the `check` extra
                 raise UsageError(f"rnnsym check needs hypothesis ({exc}): "
                                  "pip install 'rnnsym[check]'") from None

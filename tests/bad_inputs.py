@@ -90,7 +90,7 @@ def _table():
 
 
 def _check(**kw):
-    import rnnsym.check
+    import rnnsym.conformance
     kw = {"examples": 1, **kw}
     return rnnsym.check(kw.pop("target", "torch"), kw.pop("cell", "gru"), **kw)
 
@@ -139,9 +139,9 @@ DEEP = "h = " + " + ".join(["W @ h"] * 1000)
 
 
 def _errors():
-    """The exception classes the API cases expect (imported late: rnnsym.check needs hypothesis)."""
+    """The exception classes the API cases expect (imported late: rnnsym.conformance needs hypothesis)."""
     from rnnsym.cells.parse import DefinitionError
-    from rnnsym.check.checker import OptionTypeError
+    from rnnsym.conformance.checker import OptionTypeError
     from rnnsym.frameworks import UsageError
     from rnnsym.jacobian import JacobianError
     from rnnsym.onnx import OnnxError

@@ -1,5 +1,5 @@
 """Random text-defined cells through ``rnnsym check``: the generated module passes as a target,
-and a random single edit of its equations (``rnnsym.check.mutations``) is caught and named.
+and a random single edit of its equations (``rnnsym.conformance.mutations``) is caught and named.
 
     PYTHONPATH=$PWD python scripts/random_cells_sweep.py [N] [--seed S] [--examples E]
 
@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hseed
 
 import rnnsym
-from rnnsym.check.anycell import defined_cell
-from rnnsym.check.mutations import mutant_forward, mutants
+from rnnsym.conformance.anycell import defined_cell
+from rnnsym.conformance.mutations import mutant_forward, mutants
 from rnnsym.frameworks import UsageError
 from tests.test_codegen_random_cells import cell_texts
 

@@ -55,12 +55,12 @@ def test_every_module_of_rnnsym_is_in_a_layer():
 
 
 def test_a_cycle_between_sibling_modules_fails(tmp_path):
-    """rnnsym.check.target imports rnnsym.check.oracle; the reverse import closes a cycle."""
+    """rnnsym.conformance.target imports rnnsym.conformance.oracle; the reverse import closes a cycle."""
     shutil.copytree(ROOT / "rnnsym", tmp_path / "rnnsym",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    oracle = tmp_path / "rnnsym" / "check" / "oracle.py"
-    oracle.write_text(oracle.read_text() + "\nfrom rnnsym.check import target  # noqa\n")
+    oracle = tmp_path / "rnnsym" / "conformance" / "oracle.py"
+    oracle.write_text(oracle.read_text() + "\nfrom rnnsym.conformance import target  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "No cycles are allowed in rnnsym.check" in result.stdout
+    assert "No cycles are allowed in rnnsym.conformance" in result.stdout

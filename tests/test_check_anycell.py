@@ -1,11 +1,11 @@
-"""``rnnsym check`` on every built-in cell and on text-defined cells (rnnsym.check.anycell):
+"""``rnnsym check`` on every built-in cell and on text-defined cells (rnnsym.conformance.anycell):
 correct implementations written another way pass, broken ones are caught and the diagnosis
-names the edit of the equations (rnnsym.check.mutations)."""
+names the edit of the equations (rnnsym.conformance.mutations)."""
 import numpy as np
 import pytest
 
 import rnnsym
-from rnnsym.check.cli import main
+from rnnsym.conformance.cli import main
 from rnnsym.frameworks import UsageError
 from tests.broken import cells
 
@@ -33,7 +33,7 @@ def test_lnlstm_as_pytorch_custom_lstms_with_param_map():
 def test_lnlstm_gradients_of_torch_layernorm_pass_and_a_detached_state_fails():
     # float32 torch LayerNorm's backward cancels (1 or 2 features: the exact c0 gradient is 0 or
     # eps/(var+eps) of its terms) and a saturated tanh(c) makes 1 - tanh(c)**2 inexact: the
-    # tolerance models their rounding (rnnsym.check.tolerance.noisy_normalization)
+    # tolerance models their rounding (rnnsym.conformance.tolerance.noisy_normalization)
     kw = dict(examples=30, seed=2, gradients=True, param_map=cells.LNLSTM_MAP, in_process=True)
     ok = rnnsym.check(cells.LayerNormLSTMCell, "lnlstm", **kw)
     assert ok.passed, ok.format()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnsym.check import check
+from rnnsym.conformance import check
 
 BROKEN_DIR = Path(__file__).parent / "broken"
 sys.path.insert(0, str(BROKEN_DIR))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnsym.check.cli import main
+from rnnsym.conformance.cli import main
 
 BROKEN = Path(__file__).parent / "broken"
 

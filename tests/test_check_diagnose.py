@@ -1,12 +1,12 @@
-"""The diagnosis table (rnnsym.check.diagnose.BUG_CLASSES): every bug class is recognised from the
+"""The diagnosis table (rnnsym.conformance.diagnose.BUG_CLASSES): every bug class is recognised from the
 outputs of its own variant, and correct outputs match none of them."""
 import pytest
 
-from rnnsym.check.cases import build_case
-from rnnsym.check.compare import compare_flat
-from rnnsym.check.diagnose import BUG_CLASSES, SHAPE_CLASSES, catalogue, facts
-from rnnsym.check.target import Outcome, expected_outputs
-from rnnsym.check.bug_models import bug_model_outputs, fits
+from rnnsym.conformance.cases import build_case
+from rnnsym.conformance.compare import compare_flat
+from rnnsym.conformance.diagnose import BUG_CLASSES, SHAPE_CLASSES, catalogue, facts
+from rnnsym.conformance.target import Outcome, expected_outputs
+from rnnsym.conformance.bug_models import bug_model_outputs, fits
 from rnnsym.frameworks import Config
 from rnnsym.frameworks.torch import torch_harness
 

@@ -1,7 +1,7 @@
 """`rnnsym check torch` and `rnnsym check keras` pass: every cell, option and dtype."""
 import pytest
 
-from rnnsym.check import check
+from rnnsym.conformance import check
 
 EXAMPLES = 40
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnsym.check import UsageError, check
-from rnnsym.check.cli import main as check_main
+from rnnsym.conformance import UsageError, check
+from rnnsym.conformance.cli import main as check_main
 
 BROKEN = Path(__file__).parent / "broken"
 KERNEL = f"{BROKEN / 'float32_kernel.py'}:forward"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnsym.check import UsageError, check
-from rnnsym.check.cli import main as check_main
+from rnnsym.conformance import UsageError, check
+from rnnsym.conformance.cli import main as check_main
 
 BROKEN = Path(__file__).parent / "broken" / "gradients.py"
 sys.path.insert(0, str(BROKEN.parent))
@@ -113,8 +113,8 @@ def test_targets_without_gradients_are_usage_errors(capsys):
 
 
 def test_gradient_tolerance_scales_with_dtype():
-    from rnnsym.check.cases import build_case
-    from rnnsym.check.gradients import expected_gradients, gradient_tolerance, upstream_for
+    from rnnsym.conformance.cases import build_case
+    from rnnsym.conformance.gradients import expected_gradients, gradient_tolerance, upstream_for
     from rnnsym.frameworks import Config
     from rnnsym.frameworks.torch import torch_harness
     harness = torch_harness("lstm")
@@ -134,10 +134,10 @@ def test_gru_gate_entries_differ_from_a_correct_gru():
     """The reset/update-path entries of GRADIENT_BUGS are not the correct gradient (else they
     would 'diagnose' a right GRU), and with no gate held constant the same construction is
     the correct gradient."""
-    from rnnsym.check.cases import build_case
-    from rnnsym.check.compare import compare_flat
-    from rnnsym.check.gradient_bugs import GRADIENT_BUGS, _gru_constant_gate
-    from rnnsym.check.gradients import expected_gradients, gradient_tolerance, upstream_for
+    from rnnsym.conformance.cases import build_case
+    from rnnsym.conformance.compare import compare_flat
+    from rnnsym.conformance.gradient_bugs import GRADIENT_BUGS, _gru_constant_gate
+    from rnnsym.conformance.gradients import expected_gradients, gradient_tolerance, upstream_for
     from rnnsym.frameworks import Config
     from rnnsym.frameworks.torch import torch_harness
     from rnnsym.reference import gru_backward
@@ -170,8 +170,8 @@ def test_keras_gradients_pass(cell, variant):
 def test_keras_layer_with_a_detached_initial_state_fails():
     """The Keras harness's gradients are the layer's own: a layer called on a detached
     initial state gives no h0 gradient, and the check says so."""
-    from rnnsym.check.cases import build_case
-    from rnnsym.check.gradients import run_gradient_case
+    from rnnsym.conformance.cases import build_case
+    from rnnsym.conformance.gradients import run_gradient_case
     from rnnsym.frameworks import Config
     from rnnsym.frameworks.keras import KerasHarness
 
@@ -210,14 +210,14 @@ def test_padding_bug_is_caught_in_bidirectional_stacks_and_blending_passes():
 def test_sample_gradients_are_the_stack_gradients_of_each_sample():
     """Per-sample lengths: the gradients of a batch are those of each sample run alone on its
     own steps; a batch whose lengths are all T gives the batched result."""
-    from rnnsym.check.gradients import _state0, sample_gradients, stack_gradients
+    from rnnsym.conformance.gradients import _state0, sample_gradients, stack_gradients
     from rnnsym.frameworks import Config
     from rnnsym.frameworks.torch import torch_harness
     rng = np.random.default_rng(0)
     config = Config(cell="lstm", T=4, B=3, d_in=2, d_h=3, num_layers=2, bidirectional=True,
                     dtype="float64", initial_state=True)
     harness = torch_harness("lstm")
-    from rnnsym.check.cases import build_case
+    from rnnsym.conformance.cases import build_case
     case = build_case(harness, config)
     params = harness.to_canonical(config, case.values)
     s0 = _state0(config, case.state0)

@@ -2,7 +2,7 @@
 the module's own exit code (exit 0 means an OK report was printed)."""
 from pathlib import Path
 
-from rnnsym.check.cli import main
+from rnnsym.conformance.cli import main
 
 BROKEN = Path(__file__).resolve().parent / "broken"
 

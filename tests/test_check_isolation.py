@@ -1,4 +1,4 @@
-"""The target cannot end, hang or fake the check (rnnsym.check.isolation; targets in
+"""The target cannot end, hang or fake the check (rnnsym.conformance.isolation; targets in
 tests/broken/escapes.py, escapes_torch.py and, for the any-cell check, escapes_cell.py): every
 escape is a MISMATCH of kind exited/crashed/timed out with exit code 1, shrunk like any
 failure; correct but odd targets still pass in their worker; the target gets copies of what it
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnsym.check import check
-from rnnsym.check.cases import build_case
-from rnnsym.check.cli import main
-from rnnsym.check.isolation import TargetDied, isolate_harness
-from rnnsym.check.target import TargetTimeout, call_target, limited_call
+from rnnsym.conformance import check
+from rnnsym.conformance.cases import build_case
+from rnnsym.conformance.cli import main
+from rnnsym.conformance.isolation import TargetDied, isolate_harness
+from rnnsym.conformance.target import TargetTimeout, call_target, limited_call
 from rnnsym.frameworks import Config
 from rnnsym.frameworks.registry import resolve_harness
 
@@ -246,10 +246,10 @@ def test_the_diagnosis_relative_runs_in_the_worker():
     """``mutations.relative`` (the bigger case that tells fitting edits apart) calls the
     target through its worker: a target that ends its process there gives no relative,
     and the check (this process) goes on."""
-    from rnnsym.check.anycell import request
-    from rnnsym.check.cases import Case
-    from rnnsym.check.isolation import isolate_cell
-    from rnnsym.check.mutations import relative
+    from rnnsym.conformance.anycell import request
+    from rnnsym.conformance.cases import Case
+    from rnnsym.conformance.isolation import isolate_cell
+    from rnnsym.conformance.mutations import relative
     from rnnsym.frameworks.cell_api import CellConfig, cell_target
 
     req = request("mingru")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnsym.check import Case, check, run_case
-from rnnsym.check.diagnose import diagnose, pad_outputs
-from rnnsym.check.oracle import oracle_forward
+from rnnsym.conformance import Case, check, run_case
+from rnnsym.conformance.diagnose import diagnose, pad_outputs
+from rnnsym.conformance.oracle import oracle_forward
 from rnnsym.frameworks import Config, flat_outputs, nest_state
 from rnnsym.frameworks.keras import KerasHarness
 from rnnsym.frameworks.layers import stack_forward

@@ -31,7 +31,7 @@ def test_each_option_is_one_field_with_its_flag_and_help():
 
 
 def test_check_takes_every_option_as_a_keyword():
-    from rnnsym.check.checker import check
+    from rnnsym.conformance.checker import check
     sig = inspect.signature(check)
     names = [f.name for f in dataclasses.fields(CheckOptions)]
     assert list(sig.parameters) == ["target", "cell", "options"] + [n for n in names
@@ -132,7 +132,12 @@ def test_options_object_and_keywords_combine():
         rnnsym.check("torch", options={"cell": "gru"})
 
 
-def test_the_callable_package_shows_the_keywords():
-    import rnnsym.check
-    from rnnsym.check.checker import check
+def test_rnnsym_check_is_a_function_showing_the_keywords():
+    """``rnnsym.check`` is a plain function, also after the checker package (rnnsym.conformance)
+    is imported, with the checker's signature and docstring."""
+    import rnnsym.conformance.report  # noqa: F401 - binds rnnsym.conformance, not rnnsym.check
+    from rnnsym.conformance.checker import check
+    assert inspect.isfunction(rnnsym.check) and rnnsym.check is not check
     assert inspect.signature(rnnsym.check) == inspect.signature(check)
+    assert "examples" in inspect.signature(rnnsym.check).parameters
+    assert rnnsym.check.__doc__ == check.__doc__ and "--examples" in rnnsym.check.__doc__

@@ -3,7 +3,7 @@ checks alike; nothing on stderr when it is piped."""
 import sys
 
 import rnnsym
-from rnnsym.check import cli
+from rnnsym.conformance import cli
 
 
 def test_progress_line_has_examples_and_elapsed_for_onnx_checks(capsys):

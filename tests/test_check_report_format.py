@@ -3,8 +3,8 @@ coverage without ambiguous lists, and relative errors that mean something where 
 element is zero up to rounding."""
 import numpy as np
 
-from rnnsym.check.compare import REL_FLOOR, abs_rel_errors, max_errors
-from rnnsym.check.report import Report
+from rnnsym.conformance.compare import REL_FLOOR, abs_rel_errors, max_errors
+from rnnsym.conformance.report import Report
 
 
 def _report(**kw):

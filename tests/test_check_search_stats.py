@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 from hypothesis import strategies as st
 
-from rnnsym.check.search import Progress, SearchStats, search
+from rnnsym.conformance.search import Progress, SearchStats, search
 
 
 class Case(SimpleNamespace):

@@ -1,8 +1,8 @@
 """The tolerance model: scales with dtype, with sizes, and with how much T amplifies."""
 import numpy as np
 
-from rnnsym.check.oracle import oracle_flat
-from rnnsym.check.tolerance import (backward_error_tolerance, explicit_tolerance, fan_in, gamma,
+from rnnsym.conformance.oracle import oracle_flat
+from rnnsym.conformance.tolerance import (backward_error_tolerance, explicit_tolerance, fan_in, gamma,
                                     unit_roundoff)
 from rnnsym.frameworks import Config
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnsym.check import KINDS, UsageError, check
-from rnnsym.check.cli import main
-from rnnsym.check.target import TargetTimeout, call_with_limit, can_limit_time
+from rnnsym.conformance import KINDS, UsageError, check
+from rnnsym.conformance.cli import main
+from rnnsym.conformance.target import TargetTimeout, call_with_limit, can_limit_time
 
 BROKEN_DIR = Path(__file__).parent / "broken"
 sys.path.insert(0, str(BROKEN_DIR))
@@ -208,7 +208,7 @@ def test_short_prints_the_first_entries_of_floats_and_integers_whole():
     (ONNX sequence_lens) as a list."""
     import numpy as np
 
-    from rnnsym.check.report import short
+    from rnnsym.conformance.report import short
     assert short(np.arange(3) / 3) == "[0.    , 0.3333, 0.6667]"
     assert short(np.ones((2, 7))).endswith("1., ...]") and short(np.ones((2, 7))).count("1.") == 12
     assert short(np.array([3, 0, 2], dtype=np.int32)) == "[3, 0, 2]"
@@ -223,7 +223,7 @@ def test_a_replay_ends_on_the_same_counterexample_and_a_time_cut_says_so(monkeyp
     machine is; only the time net (a slow target) may cut it elsewhere, and the report says so."""
     from impls import GRUIgnoresPacking
 
-    import rnnsym.check.search as search
+    import rnnsym.conformance.search as search
     first = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
     again = check(GRUIgnoresPacking, "gru", examples=200, seed=7)
     assert not first.passed and first.counterexample is not None

@@ -13,7 +13,7 @@ from rnnsym.errors import RnnsymError, Unsupported, UsageError
 #: BaseExceptions on purpose, with the reason: they are not errors of the user's.
 NOT_RNNSYM_ERRORS = {
     # a target's own `except Exception` must not swallow the checker's time limit
-    "rnnsym.check.limits.TargetTimeout",
+    "rnnsym.conformance.limits.TargetTimeout",
 }
 
 
@@ -42,7 +42,7 @@ def test_every_public_exception_class_derives_from_rnnsym_error():
     # the scan sees the classes it must (a scan that finds nothing proves nothing)
     for name in ("rnnsym.errors.UsageError", "rnnsym.shapes.ShapeError",
                  "rnnsym.cells.parse.DefinitionError", "rnnsym.onnx.attributes.OnnxError",
-                 "rnnsym.frameworks.ContractError", "rnnsym.check.limits.TargetTimeout"):
+                 "rnnsym.frameworks.ContractError", "rnnsym.conformance.limits.TargetTimeout"):
         assert name in classes, f"{name} not found by the scan"
     outside = sorted(name for name, cls in classes.items()
                      if not issubclass(cls, RnnsymError) and name not in NOT_RNNSYM_ERRORS)
@@ -55,7 +55,7 @@ def test_every_public_exception_class_derives_from_rnnsym_error():
                                             ("Unsupported", Unsupported)])
 def test_one_class_object_per_name(name, expected):
     holders = {m.__name__: getattr(m, name) for m in _all_modules() if hasattr(m, name)}
-    assert {"rnnsym.cli", "rnnsym.frameworks", "rnnsym.check"} & set(holders), holders
+    assert {"rnnsym.cli", "rnnsym.frameworks", "rnnsym.conformance"} & set(holders), holders
     others = {k: v for k, v in holders.items() if v is not expected}
     assert others == {}, f"{name} should be rnnsym.errors.{name} everywhere, but: {others}"
     assert getattr(rnnsym, name) is expected
@@ -64,7 +64,7 @@ def test_one_class_object_per_name(name, expected):
 def test_old_names_keep_their_builtin_bases():
     """`except ValueError` / `except NotImplementedError` written against the old classes
     still catch the merged ones."""
-    from rnnsym.check.checker import OptionTypeError
+    from rnnsym.conformance.checker import OptionTypeError
     from rnnsym.frameworks import ContractError, OutputError
     assert issubclass(UsageError, ValueError) and issubclass(ContractError, UsageError)
     assert issubclass(Unsupported, NotImplementedError)

@@ -6,7 +6,7 @@ import pytest
 from flax import linen, nnx
 
 import rnnsym
-from rnnsym.check.oracle import oracle_flat, oracle_forward
+from rnnsym.conformance.oracle import oracle_flat, oracle_forward
 from flax.linen.recurrent import DenseParams
 
 from rnnsym.frameworks import Config, canonical_param_shapes
@@ -179,7 +179,7 @@ def test_flax_cell_with_a_detached_carry_fails_only_in_gradients(name, cell):
 
 
 def test_flax_gradients_under_the_torch_claim_are_a_usage_error():
-    with pytest.raises(rnnsym.check.UsageError, match="hidden_bias=rzn"):
+    with pytest.raises(rnnsym.conformance.UsageError, match="hidden_bias=rzn"):
         rnnsym.check("flax", "gru", examples=5, seed=1, gradients=True,
                      variant="hidden_bias=rzn")
 

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnsym.check.oracle import oracle_flat
-from rnnsym.check.tolerance import backward_error_tolerance
+from rnnsym.conformance.oracle import oracle_flat
+from rnnsym.conformance.tolerance import backward_error_tolerance
 from rnnsym.frameworks import Config, ContractError, OutputError
 from rnnsym.frameworks.torch import (canonical_to_torch, state_from_torch, state_to_torch,
                                      torch_harness, torch_param_shapes, torch_to_canonical)

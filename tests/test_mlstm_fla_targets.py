@@ -1,6 +1,6 @@
 """The sequence targets of mlstm-kernels 2.0.6, transformers 5.23.0's xLSTM copies and fla-core
 0.6.0's naive references (rnnsym/frameworks/mlstm_kernels.py, rnnsym/frameworks/fla.py) against
-rnnsym's float64 oracle (rnnsym.check.sequence_oracle.expected), then the edges users hit.
+rnnsym's float64 oracle (rnnsym.conformance.sequence_oracle.expected), then the edges users hit.
 
 Tests marked FINDING assert a behaviour of the upstream function as measured (docs/targets-mlstm-fla.md
 lists them with their numbers); if an upgrade changes one, the test says which.
@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("mlstm_kernels")
 pytest.importorskip("fla")
 
-from rnnsym.check.sequence_oracle import expected  # noqa: E402
+from rnnsym.conformance.sequence_oracle import expected  # noqa: E402
 from rnnsym.errors import Unsupported  # noqa: E402
 from rnnsym.frameworks import fla as F  # noqa: E402
 from rnnsym.frameworks import mlstm_kernels as M  # noqa: E402

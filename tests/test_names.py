@@ -56,7 +56,7 @@ def test_the_glossary_names_each_term_once_and_owners_that_exist():
                    "perturbation", "target", "harness", "oracle", "case", "configuration",
                    "space", "feature", "reading", "mutation", "tolerance", "worker"):
         assert needed in terms, f"glossary: no row for {needed!r}"
-    in_progress = {"rnnsym.check.mutations"}     # another branch's module
+    in_progress = {"rnnsym.conformance.mutations"}     # another branch's module
     owners = {name for _, _, owner in rows for name in re.findall(r"`(rnnsym[\w.]*)`", owner)}
     assert len(owners) > 15
     for name in sorted(owners - in_progress):
@@ -101,23 +101,23 @@ def test_feature_survey_and_the_old_probe_names():
     import warnings
 
     import pytest
-    from rnnsym.check.survey import FeatureSurvey
+    from rnnsym.conformance.survey import FeatureSurvey
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from rnnsym.check.probe import Probe
-    assert issubclass(Probe, FeatureSurvey) and FeatureSurvey.__module__ == "rnnsym.check.survey"
-    with pytest.warns(DeprecationWarning, match="use rnnsym.check.survey.FeatureSurvey"):
+        from rnnsym.conformance.probe import Probe
+    assert issubclass(Probe, FeatureSurvey) and FeatureSurvey.__module__ == "rnnsym.conformance.survey"
+    with pytest.warns(DeprecationWarning, match="use rnnsym.conformance.survey.FeatureSurvey"):
         with pytest.raises(TypeError):          # the warning comes before the arguments
             Probe()
 
 
 def test_bug_model_and_the_old_variant_names():
     import pytest
-    from rnnsym.check import bug_models, variants
+    from rnnsym.conformance import bug_models, variants
     assert variants.variant_outputs is bug_models.bug_model_outputs
     assert variants.fits is bug_models.fits
     assert bug_models.BugModel("x").text == "x"
-    with pytest.warns(DeprecationWarning, match="use rnnsym.check.bug_models.BugModel"):
+    with pytest.warns(DeprecationWarning, match="use rnnsym.conformance.bug_models.BugModel"):
         old = variants.Variant("x", step_restart=True)
     assert isinstance(old, bug_models.BugModel) and old.step_restart
 

@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 import rnnsym
-from rnnsym.check import cli
+from rnnsym.conformance import cli
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx import parse_attribute_space
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import rnnsym
-from rnnsym.check import cli
+from rnnsym.conformance import cli
 
 HERE = Path(__file__).parent
 BROKEN = HERE / "broken" / "converters.py"

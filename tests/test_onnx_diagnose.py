@@ -1,10 +1,10 @@
-"""The ONNX bug models (rnnsym.check.onnx.diagnose.BUG_MODELS): each entry that applies to a case
+"""The ONNX bug models (rnnsym.conformance.onnx.diagnose.BUG_MODELS): each entry that applies to a case
 is recognised from the outputs it produces, and outputs that follow the spec match none."""
 import numpy as np
 import pytest
 
-from rnnsym.check.onnx.diagnose import BUG_MODELS, _combined, applicable, diagnose
-from rnnsym.check.onnx.oracle import expectation
+from rnnsym.conformance.onnx.diagnose import BUG_MODELS, _combined, applicable, diagnose
+from rnnsym.conformance.onnx.oracle import expectation
 from rnnsym.frameworks.onnx import OnnxCase, layer_name
 from rnnsym.onnx import Readings
 

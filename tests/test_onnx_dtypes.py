@@ -5,7 +5,7 @@ import textwrap
 
 from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-from rnnsym.check import check
+from rnnsym.conformance import check
 from rnnsym.frameworks.onnx.targets import ort_refusal
 
 REFUSED = ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "

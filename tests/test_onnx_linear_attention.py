@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnsym
-from rnnsym.check import cli
+from rnnsym.conformance import cli
 from rnnsym.frameworks import UsageError
 from rnnsym.frameworks.onnx.state_ops import build_state_model
 from rnnsym.onnx import OnnxError, run

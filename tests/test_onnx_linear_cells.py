@@ -9,8 +9,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import rnnsym
-from rnnsym.check import cli
-from rnnsym.check.strategies import distinct_sizes
+from rnnsym.conformance import cli
+from rnnsym.conformance.strategies import distinct_sizes
 from rnnsym.frameworks.onnx.state_ops import build_state_model
 from rnnsym.onnx import run
 from rnnsym.onnx import linear_attention as la

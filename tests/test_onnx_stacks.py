@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 
 import rnnsym
-from rnnsym.check import cli
-from rnnsym.check.compare import compare_flat
-from rnnsym.check.onnx.oracle import expectation
-from rnnsym.check.onnx.report import where
-from rnnsym.check.onnx.strategy import onnx_cases
+from rnnsym.conformance import cli
+from rnnsym.conformance.compare import compare_flat
+from rnnsym.conformance.onnx.oracle import expectation
+from rnnsym.conformance.onnx.report import where
+from rnnsym.conformance.onnx.strategy import onnx_cases
 from rnnsym.frameworks.onnx import onnx_target, parse_attribute_space, run_target
 from rnnsym.onnx import Readings
 from rnnsym.onnx.driver import next_layer_input

@@ -1,6 +1,6 @@
 """The target registry (rnnsym.frameworks.registry): one entry per target, and --help, the
 unknown-target error and the README's list all made from it; a new target is one registry
-line (plus its file); the ONNX names agree with rnnsym.check.onnx's dispatch."""
+line (plus its file); the ONNX names agree with rnnsym.conformance.onnx's dispatch."""
 import importlib
 import re
 import sys
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnsym.check import UsageError, check
-from rnnsym.check.cli import configure
-from rnnsym.check.onnx import is_onnx_target
+from rnnsym.conformance import UsageError, check
+from rnnsym.conformance.cli import configure
+from rnnsym.conformance.onnx import is_onnx_target
 from rnnsym.frameworks import registry
 from rnnsym.frameworks.registry import TARGETS, Target, lookup, markdown_list, resolve_harness
 

@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 PROBE = """
-import sys, rnnsym
+import sys, inspect, rnnsym
+assert "examples" in inspect.signature(rnnsym.check).parameters   # the function, not loaded yet
 from rnnsym.cli import main
 main(["shapes", "lstm", "--peepholes"]); main(["unroll", "gru", "--steps", "2", "--latex"])
 rnnsym.compile(rnnsym.gru())

@@ -1,4 +1,4 @@
-"""rnnsym.check.sequence: the checker of sequence targets (a model's chunked / recurrent / decode
+"""rnnsym.conformance.sequence: the checker of sequence targets (a model's chunked / recurrent / decode
 paths of a matrix-state recurrence). Correct-but-unusual targets written apart from the oracle
 (tests/sequence_targets/: a chunked NumPy GLA with its own chunk loop, a torch Gated DeltaNet in
 Qwen3-Next's style) must pass, under strong decay and in bf16; each broken one must fail with the
@@ -10,13 +10,13 @@ from pathlib import Path as FilePath
 import numpy as np
 import pytest
 
-from rnnsym.check import check
-from rnnsym.check.cli import main
-from rnnsym.check.sequence import check_sequence
-from rnnsym.check.sequence_oracle import expected
-from rnnsym.check.sequence_properties import PROPERTIES, Context, prop
-from rnnsym.check.sequence_strategies import Draw, build_case, round_case
-from rnnsym.check.sequence_tolerance import (chunk_cumsums, chunk_perturbed, chunk_starts,
+from rnnsym.conformance import check
+from rnnsym.conformance.cli import main
+from rnnsym.conformance.sequence import check_sequence
+from rnnsym.conformance.sequence_oracle import expected
+from rnnsym.conformance.sequence_properties import PROPERTIES, Context, prop
+from rnnsym.conformance.sequence_strategies import Draw, build_case, round_case
+from rnnsym.conformance.sequence_tolerance import (chunk_cumsums, chunk_perturbed, chunk_starts,
                                              sequence_tolerance)
 from rnnsym.errors import Unsupported
 from rnnsym.frameworks import UsageError

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from rnnsym.check.sequence import check_sequence
+from rnnsym.conformance.sequence import check_sequence
 from rnnsym.frameworks.registry import TARGETS, sequence_target
 from rnnsym.frameworks.sequence import FEATURES, SequenceTarget
 

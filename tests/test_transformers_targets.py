@@ -1,6 +1,6 @@
 """The transformers 5.23.0 sequence targets (rnnsym.frameworks.transformers_gdn,
 rnnsym.frameworks.transformers_mamba) against rnnsym's float64 oracle
-(rnnsym.check.sequence_oracle.expected), with the properties checked by hand, and the edges
+(rnnsym.conformance.sequence_oracle.expected), with the properties checked by hand, and the edges
 probed: what the targets do there is asserted as found (FINDING comments), not hidden.
 
 Tolerances (values of the cases are O(1)): float32 paths 2e-5 absolute (measured maxima 1e-7 to
@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from rnnsym.check.sequence_oracle import expected  # noqa: E402
+from rnnsym.conformance.sequence_oracle import expected  # noqa: E402
 from rnnsym.errors import Unsupported  # noqa: E402
 from rnnsym.frameworks import transformers_gdn as gdn  # noqa: E402
 from rnnsym.frameworks import transformers_mamba as mam  # noqa: E402

@@ -1,4 +1,4 @@
-"""The cost of running the target in a worker process (``rnnsym.check.isolation``).
+"""The cost of running the target in a worker process (``rnnsym.conformance.isolation``).
 
 Runs ``rnnsym check`` as a user does (a fresh process each time: imports, worker start,
 search, report), isolated (the default) and ``--in-process``, alternating the two so that both
@@ -8,7 +8,7 @@ meet the same load, and prints the median wall time of each and their ratio::
 
 Targets: ``torch --cell lstm``, the generated NumPy GRU ``generated/gru_reset_after.py:forward``
 (a function target) and the generated SRU ``generated/sru.py:forward --cell sru`` (the any-cell
-check, ``rnnsym.check.anycell``); ``--only TEXT`` picks those whose label contains TEXT. Same seed in every run: both modes check the same cases.
+check, ``rnnsym.conformance.anycell``); ``--only TEXT`` picks those whose label contains TEXT. Same seed in every run: both modes check the same cases.
 """
 from __future__ import annotations
 

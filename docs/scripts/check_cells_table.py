@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 import rnnsym  # noqa: E402
-import rnnsym.check.mutations as mutations  # noqa: E402
+import rnnsym.conformance.mutations as mutations  # noqa: E402
 from broken import cells  # noqa: E402
 
 DIAGNOSIS_SECONDS = []

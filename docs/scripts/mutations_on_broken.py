@@ -1,5 +1,5 @@
 """How many of the hand-written bug classes of tests/broken/ the mutation engine
-(``rnnsym.check.mutations``) names by itself, and its time per diagnosis.
+(``rnnsym.conformance.mutations``) names by itself, and its time per diagnosis.
 
 Each broken torch drop-in of tests/broken/impls.py is checked by the
 framework checker on core input (one layer, one direction, fixed lengths, initial state on);
@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "broken")
 import rnnsym  # noqa: E402
 from broken import impls  # noqa: E402
 from rnnsym.cells import builtin  # noqa: E402
-from rnnsym.check.anycell import expected_for  # noqa: E402
-from rnnsym.check.cases import Case  # noqa: E402
-from rnnsym.check.mutations import diagnose_cell  # noqa: E402
-from rnnsym.check.oracle import variant_for  # noqa: E402
-from rnnsym.check.target import Outcome  # noqa: E402
+from rnnsym.conformance.anycell import expected_for  # noqa: E402
+from rnnsym.conformance.cases import Case  # noqa: E402
+from rnnsym.conformance.mutations import diagnose_cell  # noqa: E402
+from rnnsym.conformance.oracle import variant_for  # noqa: E402
+from rnnsym.conformance.target import Outcome  # noqa: E402
 from rnnsym.codegen.compile import compile_cell  # noqa: E402
 from rnnsym.frameworks.cell_api import CellConfig  # noqa: E402
 from rnnsym.frameworks.user import resolve_harness  # noqa: E402

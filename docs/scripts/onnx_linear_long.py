@@ -2,7 +2,7 @@
 default 64, partial last chunks), every update_rule, per-head and per-key decay, grouped heads
 (H_q=4, H_kv=2), past_state: onnxruntime and onnx.reference in float32 (or float16) against the
 check's
-oracle and tolerance (``rnnsym.check.onnx.state_ops.run_state_case``). The random check draws
+oracle and tolerance (``rnnsym.conformance.onnx.state_ops.run_state_case``). The random check draws
 T <= 6 (chunk_size 1..T+1 covers partial chunks there); this covers the default chunk.
 
     PYTHONPATH=$PWD python docs/scripts/onnx_linear_long.py [float16]
@@ -11,7 +11,7 @@ import itertools
 import sys
 
 import numpy as np
-from rnnsym.check.onnx.state_ops import run_state_case
+from rnnsym.conformance.onnx.state_ops import run_state_case
 from rnnsym.frameworks.onnx import onnx_target
 from rnnsym.frameworks.onnx.state_ops import StateOpCase
 

@@ -16,10 +16,10 @@ sys.path.insert(0, str(ROOT / "tests" / "sequence_targets"))
 
 import gla_numpy  # noqa: E402
 
-from rnnsym.check.sequence_oracle import expected  # noqa: E402
-from rnnsym.check.sequence_properties import compare_all  # noqa: E402
-from rnnsym.check.sequence_strategies import Draw, build_case, round_case  # noqa: E402
-from rnnsym.check.sequence_tolerance import sequence_tolerance  # noqa: E402
+from rnnsym.conformance.sequence_oracle import expected  # noqa: E402
+from rnnsym.conformance.sequence_properties import compare_all  # noqa: E402
+from rnnsym.conformance.sequence_strategies import Draw, build_case, round_case  # noqa: E402
+from rnnsym.conformance.sequence_tolerance import sequence_tolerance  # noqa: E402
 
 
 def ratios(lo, hi, T, seeds=4):

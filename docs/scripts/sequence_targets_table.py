@@ -11,7 +11,7 @@ import argparse
 import sys
 import warnings
 
-from rnnsym.check.sequence import check_sequence
+from rnnsym.conformance.sequence import check_sequence
 from rnnsym.frameworks.registry import TARGETS, sequence_target
 
 MARK = {"PASS": "pass", "MISMATCH": "**FAIL**", "UNSUPPORTED": "unsup", "N/A": "-"}

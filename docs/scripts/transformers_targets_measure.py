@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import test_transformers_targets as TT  # noqa: E402
 
-from rnnsym.check.sequence_oracle import expected  # noqa: E402
+from rnnsym.conformance.sequence_oracle import expected  # noqa: E402
 from rnnsym.frameworks import transformers_gdn as gdn  # noqa: E402
 from rnnsym.frameworks import transformers_mamba as mam  # noqa: E402
 

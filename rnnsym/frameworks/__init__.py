@@ -25,7 +25,7 @@ This file holds what they share:
     (``D`` = num_directions, ``L`` = num_layers, ``d_out`` = d_proj or d_h).
 
 May import :mod:`rnnsym.onnx` and the symbolic layers below it (cells, shapes, codegen); never
-:mod:`rnnsym.check`, :mod:`rnnsym.testing` or the CLI, which drive these harnesses.
+:mod:`rnnsym.conformance`, :mod:`rnnsym.testing` or the CLI, which drive these harnesses.
 """
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ class Harness:
     def gradients(self, config: Config, values, x, state0, upstream, lengths=None,
                   length_mode=None):
         """``(flat outputs, gradients)`` of ``L = Σ upstream ⊙ outputs`` (keys ``param:NAME``,
-        ``x``, ``h0``/``c0``; ``rnnsym.check.gradients``), every array handed to the target
+        ``x``, ``h0``/``c0``; ``rnnsym.conformance.gradients``), every array handed to the target
         in ``config.dtype``. Only where ``supports_gradients``."""
         raise NotImplementedError(f"{self.name}: no gradients")
 

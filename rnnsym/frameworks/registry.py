@@ -15,12 +15,12 @@ A new framework is one new file, ``rnnsym/frameworks/NAME.py`` with a Harness an
 unknown-target error and the README's list of targets are made from :data:`TARGETS`
 (tests/test_registry.py compares the README with :func:`markdown_list`).
 
-ONNX targets (``onnx=True``) are checked by :mod:`rnnsym.check.onnx` on ONNX models rather than
+ONNX targets (``onnx=True``) are checked by :mod:`rnnsym.conformance.onnx` on ONNX models rather than
 through a Harness; they are listed here so that every name is in one place.
 
 Sequence targets (``sequence=True``: a model's chunked / recurrent / decode paths of one
 matrix-state recurrence, :mod:`rnnsym.frameworks.sequence`) are checked by
-:mod:`rnnsym.check.sequence`. Their factory ``"module:NAME"`` names a
+:mod:`rnnsym.conformance.sequence`. Their factory ``"module:NAME"`` names a
 :class:`~rnnsym.frameworks.sequence.SequenceTarget`, a function of no arguments returning one,
 or a function ``(spec, cell, options)`` returning one; a new one is one line::
 
@@ -69,8 +69,8 @@ class Target:
     aliases  other names for the same target
     prefix   for a pattern: how a spec of it starts ("onnx:"); "" for names
     options  the TargetOptions fields it accepts
-    onnx     checked on ONNX models (rnnsym.check.onnx), not through a Harness
-    sequence a sequence target (rnnsym.check.sequence): the factory gives a SequenceTarget
+    onnx     checked on ONNX models (rnnsym.conformance.onnx), not through a Harness
+    sequence a sequence target (rnnsym.conformance.sequence): the factory gives a SequenceTarget
     """
 
     name: str
@@ -255,9 +255,9 @@ def resolve_harness(target, cell: str, *, cell_api: bool = False,
     backward  a function target's backward, by name in its file (``--backward``)"""
     entry = lookup(target)
     if entry.onnx:
-        raise UsageError(f"target {target}: an ONNX target, checked by rnnsym.check.onnx")
+        raise UsageError(f"target {target}: an ONNX target, checked by rnnsym.conformance.onnx")
     if entry.sequence:
-        raise UsageError(f"target {target}: a sequence target, checked by rnnsym.check.sequence")
+        raise UsageError(f"target {target}: a sequence target, checked by rnnsym.conformance.sequence")
     harness = entry.make(target, cell, TargetOptions(cell_api=cell_api, backward=backward))
     return harness, harness.default_dtype
 

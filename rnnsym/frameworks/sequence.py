@@ -5,7 +5,7 @@ people run ship them: chunked prefill kernels, recurrent loops, one-step decode 
 A sequence target is a :class:`SequenceTarget`: the rnnsym built-in cell it computes (with the
 cell's options), its heads layout, and one or more :class:`Path` s, each a way the same model
 runs the recurrence (``"chunked"``, ``"recurrent"``, ``"step"``). The checker
-(:mod:`rnnsym.check.sequence`) draws a :class:`SequenceCase` in the canonical layout below, runs
+(:mod:`rnnsym.conformance.sequence`) draws a :class:`SequenceCase` in the canonical layout below, runs
 each path on it and compares with rnnsym's oracle (the cell's generated forward, float64) and
 with the properties chunked kernels must satisfy (chunk-size invariance, split and carry, the
 initial state honoured, decode after prefill, variable-length batches, grouped heads).

@@ -13,7 +13,7 @@ attributes), :mod:`~rnnsym.onnx.convert` (``W/R/B/P`` <-> canonical parameters),
 May import: ``rnnsym.cells``, ``rnnsym.codegen`` (and what they import), numpy, onnx (lazily).
 Not frameworks, check or testing: the harness that drives ONNX runtimes is
 :mod:`rnnsym.frameworks.onnx` (with the torch/Keras <-> ONNX converters), the checker's ONNX
-search :mod:`rnnsym.check.onnx`.
+search :mod:`rnnsym.conformance.onnx`.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
     from rnnsym.testing import strategies as rst             # distinct_sizes, params_for, ...
 
-For users' test suites; above the checker (:mod:`rnnsym.check`), which it wraps and whose
+For users' test suites; above the checker (:mod:`rnnsym.conformance`), which it wraps and whose
 strategies it re-exports. Nothing in rnnsym imports it but the CLI layer.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ def assert_conforms(target, cell: str, **options):
     report (counterexample, diagnosis and the --seed to replay it) if it fails.
     Returns the Report when it passes."""
     __tracebackhide__ = True
-    from rnnsym.check import check
+    from rnnsym.conformance import check
 
     report = check(target, cell, **options)
     if not report.passed:

@@ -2,7 +2,7 @@
 
     output[t=2, b=0, direction=reverse, k=1]=0.4377, but should be -0.1212 [gru(T=3, ...)]
 
-The comparison itself is :mod:`rnnsym.check.compare` (re-exported here).
+The comparison itself is :mod:`rnnsym.conformance.compare` (re-exported here).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from rnnsym.check.compare import (AXES, DIRECTIONS, Mismatch, abs_rel_errors,  # noqa: F401
+from rnnsym.conformance.compare import (AXES, DIRECTIONS, Mismatch, abs_rel_errors,  # noqa: F401
                                   compare_flat, error_ratio, fmt_index, fmt_kw, max_errors)
 
 

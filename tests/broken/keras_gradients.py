@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rnnsym.check.cases import build_case  # noqa: E402
-from rnnsym.check.gradient_bugs import diagnose_gradients  # noqa: E402
-from rnnsym.check.gradients import run_gradient_case  # noqa: E402
+from rnnsym.conformance.cases import build_case  # noqa: E402
+from rnnsym.conformance.gradient_bugs import diagnose_gradients  # noqa: E402
+from rnnsym.conformance.gradients import run_gradient_case  # noqa: E402
 from rnnsym.frameworks import Config  # noqa: E402
 from rnnsym.frameworks.keras import KerasHarness, _keras  # noqa: E402
 

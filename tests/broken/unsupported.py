@@ -1,7 +1,7 @@
 """Correct drop-ins that lack one optional feature each, and say so.
 
 Each class computes exactly what torch computes (it is ``_base.DropIn``) but refuses one
-optional feature with ``NotImplementedError`` (or ``rnnsym.check.Unsupported``), in the
+optional feature with ``NotImplementedError`` (or ``rnnsym.conformance.Unsupported``), in the
 constructor or in ``forward``, as most hand-written RNNs do. The checker must PASS them,
 listing ``LACKS`` (a feature name of ``rnnsym check --without``) as unsupported; with
 ``--strict`` it must fail them. ``CELL`` is the --cell to check with.
@@ -15,7 +15,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from _base import GRU, LSTM, RNN
-from rnnsym.check import Unsupported
+from rnnsym.conformance import Unsupported
 
 
 class NoPacked:

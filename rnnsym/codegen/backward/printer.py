@@ -32,7 +32,7 @@ class BackwardNumPyPrinter(RnnNumPyPrinter):
 
     def _print_FeatureMean(self, expr):
         """Mean over the feature (last) axis, kept for broadcasting: a helper, so that the
-        checker's tolerance can model its rounding (rnnsym.check.tolerance.noisy_normalization)."""
+        checker's tolerance can model its rounding (rnnsym.conformance.tolerance.noisy_normalization)."""
         return f"_feature_mean({self._print(expr.arg)})"
 
     def _print_InvStd(self, expr):

@@ -12,7 +12,7 @@ the torchvision stand-in), :mod:`~.model` (a drawn node as a model),
 :mod:`~.state_ops` (opset 27's LinearAttention and CausalConvWithState: models and their space)
 and :mod:`~.convert` (torch/Keras weights <-> ONNX ``W/R/B``). The operators' semantics, the open
 points of the spec and ``rnnsym.onnx.run`` are :mod:`rnnsym.onnx`'s; drawing nodes, the oracle,
-tolerances, diagnosis and the report are the checker's (:mod:`rnnsym.check.onnx`).
+tolerances, diagnosis and the report are the checker's (:mod:`rnnsym.conformance.onnx`).
 
 May import: :mod:`rnnsym.onnx`, :mod:`rnnsym.frameworks` (errors, user-object loading) and the
 layers below; onnx/onnxruntime lazily. Not check, testing or the CLI.

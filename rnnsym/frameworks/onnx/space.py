@@ -180,5 +180,5 @@ def survey_attributes(target: OnnxTarget, op: str, space: dict, dtype: str) -> t
 
 
 #: Deprecated alias of :func:`survey_attributes`: "probe" also names ``Harness.probe`` (the
-#: contract check) and ``rnnsym.check.survey`` (the feature survey); docs/architecture.md.
+#: contract check) and ``rnnsym.conformance.survey`` (the feature survey); docs/architecture.md.
 probe = survey_attributes
