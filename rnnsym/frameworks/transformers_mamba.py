@@ -213,7 +213,7 @@ def _mamba1_args(case, where):
 
     def packed(a):                                    # (B, T, H, d) -> (B, H*d, T)
         a = np.asarray(a, np.float64)
-        return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
+        return a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3]).transpose(0, 2, 1)
     x = {"u": tensor(packed(u), case.dtype), "dt": tensor(packed(case.inputs["dt"]), case.dtype),
          "B": tensor(np.asarray(case.inputs["B"])[:, :, 0].transpose(0, 2, 1), case.dtype),
          "C": tensor(np.asarray(case.inputs["C"])[:, :, 0].transpose(0, 2, 1), case.dtype)}
@@ -234,8 +234,8 @@ def _mamba1_scan(case, chunk_size=None):
     if s0 is not None:
         raise Unsupported(f"{where}: an initial state (the scan always starts from zeros, as "
                           "the CUDA kernel)")
-    if T == 0:
-        raise Unsupported(f"{where}: T == 0 (torch.stack of no steps)")
+    # T == 0 is passed on: the function's own answer (it raises: torch.stack of no steps) is
+    # the finding, not the adapter's
     fn = _function(MAMBA, "mamba_selective_scan")
     with torch.no_grad():
         out, last = fn(x["u"], x["dt"], p["A"], x["B"], x["C"],
