@@ -184,8 +184,19 @@ def lookup(spec) -> Target:
     named = [t for t in TARGETS if t.prefix is None or t.prefix]   # names, then prefixes
     for target in named + [t for t in TARGETS if t.prefix == ""]:
         if target.matches(spec):
+            if target.prefix == "" and spec.split(":")[0].lower() in _sequence_families():
+                # "transformers:qwen3-gdn" is a mistyped sequence target, not MODULE:NAME
+                family = spec.split(":")[0].lower()
+                known = ", ".join(t.name for t in TARGETS
+                                  if t.sequence and t.name.startswith(family + ":"))
+                raise UsageError(f"target {spec!r}: unknown; the {family} targets are {known}")
             return target
     raise UsageError(f"target {spec!r}: unknown; expected {usage_names()}")
+
+
+def _sequence_families() -> set:
+    """"transformers", "fla", "mlstm-kernels": what registered sequence target names start with."""
+    return {t.name.split(":")[0] for t in TARGETS if t.sequence and t.prefix is None}
 
 
 def is_sequence_target(spec) -> bool:
@@ -195,6 +206,8 @@ def is_sequence_target(spec) -> bool:
         return True
     if not isinstance(spec, str):
         return False
+    if ":" in spec and spec.split(":")[0].lower() in _sequence_families():
+        return True             # registered, or a mistyped name: lookup() says which
     try:
         return lookup(spec).sequence
     except UsageError:
