@@ -269,15 +269,31 @@ def _case(ctx, draw, **over) -> SequenceCase:
     return replace(case, **over) if over else case
 
 
-def _prop_oracle(ctx: Context, draw: Draw) -> Outcome:
+def _against_oracle(ctx: Context, draw: Draw, reading=None, *, versus: str = "",
+                    matched_final: bool = False) -> Outcome:
+    """One run of the path on the drawn case against the oracle (the oracle, initial_state,
+    varlen and groups properties). On a mismatch, ``reading = (alt(case) -> case, diagnosis)``
+    names the bug class when the output is the oracle's of that other reading of the case
+    (``matched_final``: its final state too); otherwise the general diagnosis."""
     case = _case(ctx, draw)
     got = run_path(ctx.path, case, draw.chunk)
     exp = reference(case, ctx)
     tol = tolerance(ctx, case, exp, draw.chunk)
     final = "final_state" in ctx.path.features
-    ratio, msg = compare_all(got, exp, tol, where(ctx, case, draw.chunk), final=final)
-    diag = diagnose(ctx, case, got, tol, draw.chunk, exp) if msg else ""
+    ratio, msg = compare_all(got, exp, tol, where(ctx, case, draw.chunk), final=final,
+                             versus=versus)
+    diag = ""
+    if msg:
+        if reading is not None and _matches(ctx, reading[0](case), got, draw.chunk,
+                                            final=matched_final and final):
+            diag = reading[1]
+        else:
+            diag = diagnose(ctx, case, got, tol, draw.chunk, exp)
     return _outcome(draw, ratio, msg, exp, got if final else (got[0], None), diag)
+
+
+def _prop_oracle(ctx: Context, draw: Draw) -> Outcome:
+    return _against_oracle(ctx, draw)
 
 
 def _prop_chunk(ctx: Context, draw: Draw) -> Outcome:
@@ -362,19 +378,9 @@ def _slice(case: SequenceCase, a: int, b: int) -> SequenceCase:
 
 
 def _prop_initial(ctx: Context, draw: Draw) -> Outcome:
-    case = _case(ctx, draw)
-    got = run_path(ctx.path, case, draw.chunk)
-    exp = reference(case, ctx)
-    tol = tolerance(ctx, case, exp, draw.chunk)
-    final = "final_state" in ctx.path.features
-    ratio, msg = compare_all(got, exp, tol, where(ctx, case, draw.chunk), final=final)
-    diag = ""
-    if msg:
-        if _matches(ctx, replace(case, state0=None), got, draw.chunk):
-            diag = "initial state ignored: the output is that of a zero initial state"
-        else:
-            diag = diagnose(ctx, case, got, tol, draw.chunk, exp)
-    return _outcome(draw, ratio, msg, exp, got if final else (got[0], None), diag)
+    return _against_oracle(ctx, draw, (
+        lambda case: replace(case, state0=None),
+        "initial state ignored: the output is that of a zero initial state"))
 
 
 def decode_path(target: SequenceTarget) -> Optional[Path]:
@@ -428,40 +434,24 @@ def _prop_decode(ctx: Context, draw: Draw) -> Outcome:
                     (out, s2 if final else None), diag)
 
 
+def _one_sequence(case: SequenceCase) -> SequenceCase:
+    """The packed batch run as one sequence (cu_seqlens ignored) from the first segment's state."""
+    s0 = None if case.state0 is None else {k: v[:1] for k, v in case.state0.items()}
+    return replace(case, cu_seqlens=None, state0=s0)
+
+
 def _prop_varlen(ctx: Context, draw: Draw) -> Outcome:
-    case = _case(ctx, draw)
-    got = run_path(ctx.path, case, draw.chunk)
-    exp = reference(case, ctx)
-    tol = tolerance(ctx, case, exp, draw.chunk)
-    final = "final_state" in ctx.path.features
-    ratio, msg = compare_all(got, exp, tol, where(ctx, case, draw.chunk), final=final,
-                             versus=" (each sequence alone)")
-    diag = ""
-    if msg:
-        s0 = None if case.state0 is None else {k: v[:1] for k, v in case.state0.items()}
-        if _matches(ctx, replace(case, cu_seqlens=None, state0=s0), got, draw.chunk):
-            diag = ("the state is carried across sequence boundaries (cu_seqlens ignored: "
-                    "the packed batch runs as one sequence)")
-        else:
-            diag = diagnose(ctx, case, got, tol, draw.chunk, exp)
-    return _outcome(draw, ratio, msg, exp, got if final else (got[0], None), diag)
+    return _against_oracle(ctx, draw, (
+        _one_sequence,
+        "the state is carried across sequence boundaries (cu_seqlens ignored: the packed batch "
+        "runs as one sequence)"), versus=" (each sequence alone)")
 
 
 def _prop_groups(ctx: Context, draw: Draw) -> Outcome:
-    case = _case(ctx, draw)
-    got = run_path(ctx.path, case, draw.chunk)
-    exp = reference(case, ctx)
-    tol = tolerance(ctx, case, exp, draw.chunk)
-    final = "final_state" in ctx.path.features
-    ratio, msg = compare_all(got, exp, tol, where(ctx, case, draw.chunk), final=final)
-    diag = ""
-    if msg:
-        if _matches(ctx, tiled(ctx, case), got, draw.chunk, final=final):
-            diag = ("matches repeat (tile), not repeat_interleave: output head h reads kv head "
-                    "h % H_kv instead of h // G")
-        else:
-            diag = diagnose(ctx, case, got, tol, draw.chunk, exp)
-    return _outcome(draw, ratio, msg, exp, got if final else (got[0], None), diag)
+    return _against_oracle(ctx, draw, (
+        lambda case: tiled(ctx, case),
+        "matches repeat (tile), not repeat_interleave: output head h reads kv head h % H_kv "
+        "instead of h // G"), matched_final=True)
 
 
 # ---------------------------------------------------------------- applicability
